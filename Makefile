@@ -1,0 +1,39 @@
+# Needs only Python 3.11+ and make: uv is installed into .tools/ and pulls the locked deps.
+PYTHON ?= python3
+UV := .tools/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+
+.PHONY: run test install lint typecheck imports pytest migrate seed worker openapi load clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+
+install: $(UV)
+	$(UV) sync --frozen
+
+run: install ## API + worker + embedded Postgres/Redis + demo data
+	$(UV) run --frozen python -m app.cli dev
+
+test: install ## ruff, mypy --strict, import contracts, the whole pytest suite
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+	$(UV) run --frozen lint-imports
+	$(UV) run --frozen pytest
+
+migrate: install
+	$(UV) run --frozen python -m app.cli migrate
+
+seed: install
+	$(UV) run --frozen python -m app.cli seed
+
+worker: install
+	$(UV) run --frozen python -m app.cli worker
+
+openapi: install
+	$(UV) run --frozen python -m app.cli openapi
+
+clean:
+	rm -rf .venv .tools .mypy_cache .pytest_cache .ruff_cache

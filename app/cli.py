@@ -1,0 +1,239 @@
+"""Keystone's command line: `python -m app.cli <command>`.
+
+dev           embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), migrations,
+              demo data, then the API with --reload and the worker; Ctrl-C stops all of it
+migrate       upgrade every module's schema to its head
+seed          add the demo data (idempotent)
+create-admin  create an admin account
+worker        run the arq worker
+openapi       print the OpenAPI document
+dead-letters  list event deliveries that gave up
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from app.bootstrap import Runtime, build_runtime
+from app.core import migrations
+from app.core.config import Settings
+from app.core.events.bus import dead_letters
+from app.core.logging import configure_logging
+from app.core.security.rbac import Role
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("KEYSTONE_DATA_DIR", ROOT / ".data"))
+DEV_DATABASE = "keystone"
+
+
+async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Any]]) -> Any:
+    runtime = build_runtime(settings)
+    try:
+        return await work(runtime)
+    finally:
+        await runtime.stop()
+
+
+async def _migrate(runtime: Runtime) -> None:
+    await migrations.upgrade(runtime.core.database().engine, runtime.settings.app_modules)
+
+
+async def _migrate_and_seed(runtime: Runtime) -> list[Any]:
+    from app.seed import seed
+
+    await _migrate(runtime)
+    return await seed(runtime)
+
+
+def cmd_migrate(settings: Settings) -> None:
+    asyncio.run(_with_runtime(settings, _migrate))
+    print("migrated:", ", ".join(settings.app_modules))
+
+
+def cmd_seed(settings: Settings) -> None:
+    asyncio.run(_with_runtime(settings, _migrate_and_seed))
+    print("demo data in place")
+
+
+def cmd_create_admin(settings: Settings, email: str, password: str, full_name: str) -> None:
+    async def create(runtime: Runtime) -> None:
+        accounts = runtime.module("users").container.accounts()
+        await accounts.register(email, password, full_name, frozenset({Role.ADMIN}))
+
+    asyncio.run(_with_runtime(settings, create))
+    print(f"admin {email} created")
+
+
+def cmd_openapi(settings: Settings) -> None:
+    from app.main import create_app
+
+    print(json.dumps(create_app(settings).openapi(), indent=2))
+
+
+def cmd_dead_letters(settings: Settings) -> None:
+    async def read(runtime: Runtime) -> None:
+        for module in runtime.modules:
+            for letter in await dead_letters(module.uow):
+                print(json.dumps({"module": module.name, **asdict(letter)}, default=str))
+
+    asyncio.run(_with_runtime(settings, read))
+
+
+def cmd_worker(settings: Settings) -> None:
+    from arq import run_worker
+
+    from app.worker import worker_settings
+
+    run_worker(worker_settings(settings))
+
+
+class _DevStack:
+    """Everything `dev` started, stopped in reverse order on Ctrl-C or SIGTERM."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.stoppers: list[Callable[[], None]] = []
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for stop in reversed(self.stoppers):
+            stop()
+
+
+def _dev_urls(stack: _DevStack) -> tuple[str, str]:
+    from app.devstack import start_postgres, start_redis
+
+    database_url = os.environ.get("DATABASE_URL")
+    redis_url = os.environ.get("REDIS_URL")
+    if not database_url:
+        postgres = start_postgres(DATA_DIR / "postgres")
+        stack.stoppers.append(postgres.stop)
+        postgres.create_database(DEV_DATABASE)
+        database_url = postgres.url(DEV_DATABASE)
+        print(f"embedded Postgres: {DATA_DIR / 'postgres'}")
+    if not redis_url:
+        redis = start_redis(DATA_DIR / "redis")
+        stack.stoppers.append(redis.stop)
+        redis_url = redis.url
+        print(f"embedded Redis:    {redis_url} (data in {DATA_DIR / 'redis'})")
+    return database_url, redis_url
+
+
+def cmd_dev() -> None:
+    stack = _DevStack()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        database_url, redis_url = _dev_urls(stack)
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+        settings = Settings(database_url=database_url, redis_url=redis_url)
+        configure_logging(settings)
+        accounts = asyncio.run(_with_runtime(settings, _migrate_and_seed))
+        port = os.environ.get("PORT", "8000")
+        python = sys.executable
+        stack.processes.append(
+            subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "app.main:app",
+                    "--reload",
+                    "--reload-dir",
+                    "app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    port,
+                    "--no-access-log",
+                ],
+                env=env,
+            )
+        )
+        stack.processes.append(
+            subprocess.Popen([python, "-m", "app.cli", "worker"], env=env)  # noqa: S603
+        )
+        _print_banner(port, accounts)
+        while all(process.poll() is None for process in stack.processes):
+            time.sleep(0.5)
+        print("a child process exited; stopping everything", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nstopping...")
+    finally:
+        stack.stop()
+
+
+def _print_banner(port: str, accounts: list[Any]) -> None:
+    base = f"http://127.0.0.1:{port}"
+    lines = [
+        "",
+        "Keystone is running (Ctrl-C stops everything)",
+        f"  API         {base}/api/v1",
+        f"  Swagger UI  {base}/docs",
+        f"  Health      {base}/healthz  {base}/readyz",
+        "  Demo accounts (email / password / role):",
+        *(f"    {a.email} / {a.password} / {a.role}" for a in accounts),
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("dev", "migrate", "seed", "worker", "openapi", "dead-letters"):
+        commands.add_parser(name)
+    admin = commands.add_parser("create-admin")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", required=True)
+    admin.add_argument("--full-name", default="Administrator")
+    args = parser.parse_args(argv)
+
+    if args.command == "dev":
+        cmd_dev()
+        return
+    settings = Settings()
+    configure_logging(settings)
+    if args.command == "migrate":
+        cmd_migrate(settings)
+    elif args.command == "seed":
+        cmd_seed(settings)
+    elif args.command == "worker":
+        cmd_worker(settings)
+    elif args.command == "openapi":
+        cmd_openapi(settings)
+    elif args.command == "dead-letters":
+        cmd_dead_letters(settings)
+    elif args.command == "create-admin":
+        cmd_create_admin(settings, args.email, args.password, args.full_name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared infrastructure. Knows no module: modules plug into it through `app.core.module.Module`."""

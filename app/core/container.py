@@ -1,0 +1,37 @@
+"""The core container: app-lifetime infrastructure every module may depend on.
+
+dependency-injector has no request scope, so only process-lifetime objects live here; the
+per-use-case transaction is opened by the services through their `UnitOfWork`.
+"""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+from redis.asyncio import Redis
+
+from app.core.config import Settings
+from app.core.db import Database
+from app.core.events.bus import EventBus
+from app.core.jobs import JobQueue
+from app.core.security.passwords import PasswordHasher
+from app.core.security.tokens import TokenService
+
+
+def create_redis(settings: Settings) -> Redis:
+    client: Redis = Redis.from_url(
+        settings.require_redis_url(),
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+    )
+    return client
+
+
+class CoreContainer(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+    database = providers.Singleton(Database, settings=settings)
+    redis = providers.Singleton(create_redis, settings=settings)
+    jobs = providers.Singleton(JobQueue, settings=settings)
+    bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
+    tokens = providers.Singleton(TokenService, settings=settings)
+    passwords = providers.Singleton(PasswordHasher)

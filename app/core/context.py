@@ -1,0 +1,13 @@
+"""Per-request and per-event context, carried in contextvars so logs and events can read it."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+
+def current_correlation_id() -> str | None:
+    """The id that ties an event to what caused it: the event being handled, else the request."""
+    return correlation_id_var.get() or request_id_var.get()

@@ -1,0 +1,146 @@
+"""Domain errors and their RFC 9457 problem+json rendering.
+
+Modules raise subclasses of `DomainError` from their services; the handlers here turn them, HTTP
+errors, validation errors and anything unexpected into `application/problem+json` carrying the
+request id. A 500 never shows a stack trace: the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.logging import get_logger
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+_log = get_logger("keystone.errors")
+
+
+class DomainError(Exception):
+    """A business rule said no. Subclasses set the HTTP status and a stable problem type."""
+
+    status: int = 400
+    code: str = "bad-request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def title(self) -> str:
+        return HTTPStatus(self.status).phrase
+
+
+class NotFoundError(DomainError):
+    status = 404
+    code = "not-found"
+
+
+class ConflictError(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class UnprocessableError(DomainError):
+    status = 422
+    code = "unprocessable"
+
+
+class UnauthorizedError(DomainError):
+    status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(DomainError):
+    status = 403
+    code = "forbidden"
+
+
+class ServiceUnavailableError(DomainError):
+    status = 503
+    code = "service-unavailable"
+
+
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    title: str | None = None,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://keystone.dev/problems/{code or _default_code(status)}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": request.scope.get("state", {}).get("request_id"),
+    }
+    if errors is not None:
+        body["errors"] = list(errors)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_CONTENT_TYPE)
+
+
+def _default_code(status: int) -> str:
+    return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(str(part) for part in error["loc"]),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors()
+    ]
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem(request, exc.status, exc.detail, code=exc.code, headers=headers)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem(request, exc.status_code, detail, headers=exc.headers)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _field_errors(exc)
+    fields = ", ".join(sorted({error["field"] for error in errors}))
+    return problem(
+        request, 422, f"Request validation failed: {fields}", code="validation-error", errors=errors
+    )
+
+
+async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    _log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
+    # This handler runs outside every middleware (Starlette's ServerErrorMiddleware), so the
+    # request id header is set here rather than by RequestContextMiddleware.
+    request_id = request.scope.get("state", {}).get("request_id")
+    return problem(
+        request,
+        500,
+        "An unexpected error occurred. Quote the request id to support.",
+        headers={"X-Request-ID": request_id} if request_id else None,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)

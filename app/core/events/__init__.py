@@ -1,0 +1,1 @@
+"""Integration events: typed messages, a transactional outbox, a relay and idempotent inboxes."""

@@ -1,0 +1,79 @@
+"""The jobs port: the one place that knows arq, so another Redis queue could replace it here.
+
+Modules declare `Job`s and `CronJob`s; `JobQueue.enqueue` sends one; `app/worker.py` turns the
+declarations into arq's worker settings. Jobs are sent only after the transaction that asked for
+them has committed (see `UnitOfWork`), so a worker never sees an id that is not in the database yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+
+from app.core.config import Settings
+from app.core.logging import get_logger
+
+_log = get_logger("keystone.jobs")
+
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    run: JobFunction
+    timeout_s: int = 60
+    max_tries: int = 5
+
+
+@dataclass(frozen=True)
+class CronJob:
+    name: str
+    run: Callable[[], Awaitable[Any]]
+    minute: set[int] | None = None
+    second: set[int] = field(default_factory=lambda: {0})
+    timeout_s: int = 120
+    run_at_startup: bool = False
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    name: str
+    args: tuple[Any, ...] = ()
+    defer_by: timedelta | None = None
+    job_id: str | None = None
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    redis = RedisSettings.from_dsn(settings.require_redis_url())
+    redis.conn_timeout = max(1, int(settings.redis_timeout_s))
+    redis.conn_retries = 1
+    return redis
+
+
+class JobQueue:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pool: ArqRedis | None = None
+
+    async def _connection(self) -> ArqRedis:
+        if self._pool is None:
+            self._pool = await create_pool(redis_settings(self._settings))
+        return self._pool
+
+    async def enqueue(self, request: JobRequest) -> None:
+        pool = await self._connection()
+        await pool.enqueue_job(
+            request.name, *request.args, _defer_by=request.defer_by, _job_id=request.job_id
+        )
+        _log.info("job enqueued", job=request.name, job_id=request.job_id)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None

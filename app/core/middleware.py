@@ -1,0 +1,73 @@
+"""Pure ASGI middleware: request id, context for logs, one access line per request."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.context import request_id_var
+from app.core.logging import get_logger
+
+REQUEST_ID_HEADER = b"x-request-id"
+_WELL_FORMED_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_log = get_logger("keystone.access")
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            return value.decode("ascii") if _WELL_FORMED_ID.match(value) else None
+    return None
+
+
+class RequestContextMiddleware:
+    """Accepts a well-formed incoming X-Request-ID or makes one, echoes it, logs the request.
+
+    The user id is read back from `scope["state"]["user_id"]`, where the auth dependency puts it,
+    so the access line names who made the request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode("ascii")),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            route = scope.get("route")
+            _log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=getattr(route, "path", None),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                user_id=scope["state"].get("user_id"),
+            )
+            structlog.contextvars.unbind_contextvars("request_id", "user_id")
+            request_id_var.reset(token)

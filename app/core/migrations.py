@@ -1,0 +1,103 @@
+"""Alembic, one independent history per module schema.
+
+Each module has `migrations/<module>/` with its own `env.py` and `versions/`, and its version
+table lives in its own schema (`<module>.alembic_version`), so a module's history moves with it
+and never depends on another's. The same code runs from the `alembic -n <module>` command line,
+from `python -m app.cli migrate`, and from the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.core.config import Settings
+from app.core.db import asyncpg_url
+
+MIGRATIONS_ROOT = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(module: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_ROOT / module))
+    return config
+
+
+def head_revision(module: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(module)).get_current_head()
+
+
+def context_options(schema: str) -> dict[str, Any]:
+    """How alembic sees one module: only its own schema, its version table inside it."""
+
+    def include_name(name: str | None, type_: str, _parent: Any) -> bool:
+        return type_ != "schema" or name == schema
+
+    return {
+        "version_table_schema": schema,
+        "include_schemas": True,
+        "include_name": include_name,
+        "compare_type": True,
+    }
+
+
+def run_module_migrations(schema: str, metadata: MetaData) -> None:
+    """Body of every module's `env.py`."""
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _run(connection, schema, metadata)
+        return
+    url = asyncpg_url(Settings().require_database_url())
+    asyncio.run(_run_with_new_engine(url, schema, metadata))
+
+
+async def _run_with_new_engine(url: str, schema: str, metadata: MetaData) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_run, schema, metadata)
+    finally:
+        await engine.dispose()
+
+
+def _run(connection: Connection, schema: str, metadata: MetaData) -> None:
+    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    context.configure(connection=connection, target_metadata=metadata, **context_options(schema))
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _command(connection: Connection, module: str, action: str, revision: str) -> None:
+    config = alembic_config(module)
+    config.attributes["connection"] = connection
+    getattr(command, action)(config, revision)
+
+
+async def upgrade(engine: AsyncEngine, modules: Iterable[str], revision: str = "head") -> None:
+    for module in modules:
+        async with engine.begin() as connection:
+            await connection.run_sync(_command, module, "upgrade", revision)
+
+
+async def downgrade(engine: AsyncEngine, modules: Iterable[str], revision: str = "base") -> None:
+    for module in reversed(list(modules)):
+        async with engine.begin() as connection:
+            await connection.run_sync(_command, module, "downgrade", revision)
+
+
+async def current_revision(engine: AsyncEngine, module: str) -> str | None:
+    def read(connection: Connection) -> str | None:
+        migration = MigrationContext.configure(connection, opts=context_options(module))
+        return migration.get_current_revision()
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)

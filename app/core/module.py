@@ -1,0 +1,29 @@
+"""What a module brings to the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dependency_injector.containers import DeclarativeContainer
+from fastapi import APIRouter
+
+from app.core.events.bus import Subscription
+from app.core.events.outbox import UnitOfWork
+from app.core.jobs import CronJob, Job
+
+
+@dataclass(frozen=True)
+class Module:
+    """One bounded context, ready to mount: `create_app` and the worker read nothing else.
+
+    `name` is also the module's Postgres schema and the name of its migration history.
+    """
+
+    name: str
+    container: DeclarativeContainer
+    router: APIRouter
+    uow: UnitOfWork
+    subscriptions: Sequence[Subscription] = ()
+    jobs: Sequence[Job] = ()
+    cron_jobs: Sequence[CronJob] = field(default_factory=tuple)

@@ -1,0 +1,1 @@
+"""Authentication and authorisation shared by every module: tokens, passwords, roles."""

@@ -1,0 +1,44 @@
+"""Bounded, strict input types shared by every module's request models.
+
+Postgres rejects NUL in text and the other C0 control characters have no business in a name, so
+they are a 422 here instead of a 500 from the driver.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(value: str) -> str:
+    if _CONTROL_OR_NEWLINE.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _no_control_except_newlines(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_control_characters),
+]
+LongText = Annotated[
+    str, StringConstraints(max_length=5_000), AfterValidator(_no_control_except_newlines)
+]
+PG_INT_MAX = 2**31 - 1
+
+
+class InputModel(BaseModel):
+    """Base of every request body: unknown fields are an error, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)

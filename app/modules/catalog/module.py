@@ -1,0 +1,28 @@
+"""The catalog module as the composition root sees it."""
+
+from __future__ import annotations
+
+from app.core.container import CoreContainer
+from app.core.module import Module
+from app.modules.catalog.container import CatalogContainer
+from app.modules.catalog.contracts import CatalogFacade
+from app.modules.catalog.handlers import subscriptions
+from app.modules.catalog.router import router
+from app.modules.catalog.service import ProductService
+
+
+def build(core: CoreContainer) -> Module:
+    container = CatalogContainer(core=core)
+    return Module(
+        name="catalog",
+        container=container,
+        router=router,
+        uow=container.uow(),
+        subscriptions=subscriptions(container.uow(), container.stock()),
+    )
+
+
+def facade(module: Module) -> CatalogFacade:
+    """What the catalog offers other modules in this process."""
+    products: ProductService = module.container.products()
+    return products

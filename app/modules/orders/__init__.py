@@ -1,0 +1,1 @@
+"""Orders: checkout and the life of an order."""

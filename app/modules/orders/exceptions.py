@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from app.core.errors import ConflictError, NotFoundError, UnprocessableError
+
+
+class OrderNotFoundError(NotFoundError):
+    code = "order-not-found"
+
+    def __init__(self) -> None:
+        super().__init__("No such order")
+
+
+class UnknownProductsError(UnprocessableError):
+    code = "unknown-products"
+
+    def __init__(self, product_ids: Sequence[UUID]) -> None:
+        listed = ", ".join(sorted(str(p) for p in product_ids))
+        super().__init__(f"These products cannot be ordered: {listed}")
+
+
+class MixedCurrenciesError(UnprocessableError):
+    code = "mixed-currencies"
+
+    def __init__(self) -> None:
+        super().__init__("All items of one order must be priced in the same currency")
+
+
+class IllegalTransitionError(ConflictError):
+    code = "illegal-transition"
+
+    def __init__(self, current: str, target: str) -> None:
+        super().__init__(f"The order is '{current}' and cannot become '{target}'")

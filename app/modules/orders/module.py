@@ -1,0 +1,26 @@
+"""The orders module as the composition root sees it."""
+
+from __future__ import annotations
+
+from app.core.container import CoreContainer
+from app.core.module import Module
+from app.modules.catalog.contracts import CatalogFacade
+from app.modules.orders.container import OrdersContainer
+from app.modules.orders.handlers import subscriptions
+from app.modules.orders.jobs import cron_jobs, jobs
+from app.modules.orders.router import router
+from app.modules.orders.service import OrderService
+
+
+def build(core: CoreContainer, catalog: CatalogFacade) -> Module:
+    container = OrdersContainer(core=core, catalog=catalog)
+    orders: OrderService = container.orders()
+    return Module(
+        name="orders",
+        container=container,
+        router=router,
+        uow=container.uow(),
+        subscriptions=subscriptions(container.uow(), orders),
+        jobs=jobs(orders),
+        cron_jobs=cron_jobs(orders),
+    )

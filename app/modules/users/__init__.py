@@ -1,0 +1,1 @@
+"""Users: accounts, credentials and roles."""

@@ -1,0 +1,13 @@
+"""The users module as the composition root sees it."""
+
+from __future__ import annotations
+
+from app.core.container import CoreContainer
+from app.core.module import Module
+from app.modules.users.container import UsersContainer
+from app.modules.users.router import router
+
+
+def build(core: CoreContainer) -> Module:
+    container = UsersContainer(core=core)
+    return Module(name="users", container=container, router=router, uow=container.uow())

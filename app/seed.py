@@ -1,0 +1,91 @@
+"""Demo data: three accounts (admin, staff, customer), a few categories and products.
+
+Idempotent: what exists already is left alone, so `make run` can seed on every start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+
+from app.bootstrap import Runtime
+from app.core.security.rbac import Role
+from app.modules.catalog.schemas import ProductCreate
+from app.modules.users.exceptions import EmailTakenError
+
+DEFAULT_ADMIN_EMAIL = "admin@keystone.local"
+DEFAULT_ADMIN_PASSWORD = "keystone-admin-demo"  # noqa: S105 - demo data, printed at start
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    email: str
+    password: str
+    full_name: str
+    role: Role
+
+
+def demo_accounts() -> list[DemoAccount]:
+    return [
+        DemoAccount(
+            os.environ.get("SEED_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL),
+            os.environ.get("SEED_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD),
+            "Ada Admin",
+            Role.ADMIN,
+        ),
+        DemoAccount("staff@keystone.local", "keystone-staff-demo", "Sam Staff", Role.STAFF),
+        DemoAccount(
+            "customer@keystone.local", "keystone-customer-demo", "Cleo Customer", Role.CUSTOMER
+        ),
+    ]
+
+
+CATEGORIES = ("Coffee", "Brewing gear", "Books")
+PRODUCTS = (
+    (
+        "COF-ETH-250",
+        "Ethiopia Yirgacheffe 250 g",
+        "Coffee",
+        "Floral, bergamot, lemon.",
+        "12.50",
+        120,
+    ),
+    ("COF-COL-250", "Colombia Huila 250 g", "Coffee", "Caramel, red apple.", "11.00", 80),
+    ("COF-DEC-250", "Decaf Swiss Water 250 g", "Coffee", "Cocoa, hazelnut.", "10.50", 3),
+    ("GEAR-V60", "Pour-over dripper V60", "Brewing gear", "Ceramic, size 02.", "24.00", 25),
+    ("GEAR-GRIND", "Hand grinder", "Brewing gear", "Conical steel burrs.", "89.00", 1),
+    ("BOOK-WCA", "The World Atlas of Coffee", "Books", "Hoffmann, 2nd edition.", "35.00", 10),
+)
+
+
+async def seed(runtime: Runtime) -> list[DemoAccount]:
+    accounts = demo_accounts()
+    users = runtime.module("users").container.accounts()
+    for account in accounts:
+        with contextlib.suppress(EmailTakenError):
+            await users.register(
+                account.email, account.password, account.full_name, frozenset({account.role})
+            )
+
+    catalog = runtime.module("catalog").container
+    categories = {c.name: c.id for c in await catalog.categories().list_categories()}
+    for name in CATEGORIES:
+        if name not in categories:
+            categories[name] = (await catalog.categories().create_category(name)).id
+    products = catalog.products()
+    for sku, name, category, description, price, stock in PRODUCTS:
+        if await products.find_by_sku(sku) is None:
+            await products.create_product(
+                ProductCreate(
+                    sku=sku,
+                    name=name,
+                    description=description,
+                    price=Decimal(price),
+                    currency="EUR",
+                    stock=stock,
+                    category_id=categories[category],
+                )
+            )
+    return accounts

@@ -1,0 +1,81 @@
+"""The arq worker: `arq app.worker.WorkerSettings` runs every mounted module's jobs and crons.
+
+Only this file and `app.core.jobs` know arq. The worker also runs the outbox relay, so events
+raised by jobs (an order expiring) are delivered even when no API process is up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron, func
+
+from app.bootstrap import Runtime, build_runtime
+from app.core.config import Settings, get_settings
+from app.core.jobs import CronJob, Job, redis_settings
+from app.core.logging import configure_logging, get_logger
+
+_log = get_logger("keystone.worker")
+RELAY_SWEEP_SECONDS = set(range(0, 60, 10))
+
+
+def _job(job: Job) -> Any:
+    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        result = await job.run(*args)
+        _log.info("job done", job=job.name, args=args, result=result)
+        return result
+
+    return func(run, name=job.name, timeout=job.timeout_s, max_tries=job.max_tries)
+
+
+def _cron(job: CronJob) -> Any:
+    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        result = await job.run()
+        _log.info("cron done", job=job.name, result=result)
+        return result
+
+    return cron(
+        run,
+        name=job.name,
+        minute=job.minute,
+        second=job.second,
+        timeout=job.timeout_s,
+        run_at_startup=job.run_at_startup,
+    )
+
+
+def worker_settings(settings: Settings, runtime: Runtime | None = None) -> dict[str, Any]:
+    runtime = runtime or build_runtime(settings)
+
+    async def startup(_ctx: dict[str, Any]) -> None:
+        await runtime.start()
+
+    async def shutdown(_ctx: dict[str, Any]) -> None:
+        await runtime.stop()
+
+    sweep = CronJob(
+        name="core.sweep_outbox", run=runtime.relay.run_once, second=RELAY_SWEEP_SECONDS
+    )
+    return {
+        "functions": [_job(job) for module in runtime.modules for job in module.jobs],
+        "cron_jobs": [
+            _cron(job) for job in [sweep, *(c for m in runtime.modules for c in m.cron_jobs)]
+        ],
+        "redis_settings": redis_settings(settings),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "max_jobs": 20,
+        "job_timeout": 300,
+        "keep_result": 3600,
+    }
+
+
+def __getattr__(name: str) -> Any:
+    # arq's CLI reads `WorkerSettings`; build it from the environment only when asked.
+    if name == "WorkerSettings":
+        settings = get_settings()
+        configure_logging(settings)
+        value = worker_settings(settings)
+        globals()["WorkerSettings"] = value
+        return value
+    raise AttributeError(name)

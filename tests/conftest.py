@@ -1,0 +1,183 @@
+"""Real Postgres and Redis for every test: embedded by default, or TEST_DATABASE_URL /
+TEST_REDIS_URL when given. The schema is built by the alembic migrations, never create_all;
+each test starts from empty tables and an empty Redis database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.bootstrap import truncate_all
+from app.core import migrations
+from app.core.config import ALL_MODULES, Settings
+from app.core.db import asyncpg_url
+from app.core.security.rbac import Role
+from app.main import create_app
+
+TEST_DATABASE = "keystone_test"
+
+
+class Servers:
+    """Where the test databases live, and how to make another one."""
+
+    def __init__(self, admin_url: str, redis_url: str) -> None:
+        self.admin_url = admin_url
+        self.redis_url = redis_url
+
+    def database_url(self, name: str) -> str:
+        url = make_url(asyncpg_url(self.admin_url)).set(database=name)
+        return url.render_as_string(hide_password=False)
+
+    async def recreate_database(self, name: str) -> str:
+        engine = create_async_engine(asyncpg_url(self.admin_url), isolation_level="AUTOCOMMIT")
+        async with engine.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        await engine.dispose()
+        return self.database_url(name)
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    database_url = os.environ.get("TEST_DATABASE_URL")
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    stops: list[Callable[[], None]] = []
+    with tempfile.TemporaryDirectory(prefix="keystone-test-") as scratch:
+        if not database_url:
+            from app.devstack import start_postgres
+
+            postgres = start_postgres(Path(scratch) / "postgres", delete_on_stop=True)
+            stops.append(postgres.stop)
+            database_url = postgres.url("postgres")
+        if not redis_url:
+            from app.devstack import start_redis
+
+            redis = start_redis(Path(scratch) / "redis", persist=False)
+            stops.append(redis.stop)
+            redis_url = redis.url
+        try:
+            yield Servers(database_url, redis_url)
+        finally:
+            for stop in reversed(stops):
+                stop()
+
+
+def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "app_env": "test",
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "outbox_poll_interval_s": 0.2,
+        "event_retry_base_s": 0,
+        "db_pool_size": 5,
+        "log_level": "WARNING",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+async def database_url(servers: Servers) -> str:
+    url = await servers.recreate_database(TEST_DATABASE)
+    engine = create_async_engine(url)
+    await migrations.upgrade(engine, ALL_MODULES)
+    await engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(servers: Servers, database_url: str) -> Settings:
+    return make_settings(database_url, servers.redis_url)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture(autouse=True)
+async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Every test that touches the shared app starts from empty tables and an empty Redis."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    application: FastAPI = request.getfixturevalue("app")
+    runtime = application.state.runtime
+    await truncate_all(runtime)
+    await runtime.core.redis().flushdb()
+    yield
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.require_redis_url())
+    yield client
+    await client.aclose()
+
+
+UserFactory = Callable[..., Awaitable["TestUser"]]
+
+
+class TestUser:
+    __test__ = False  # not a test class
+
+    def __init__(self, user_id: str, email: str, password: str, token: str) -> None:
+        self.id = user_id
+        self.email = email
+        self.password = password
+        self.token = token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def make_user(app: FastAPI, client: httpx.AsyncClient) -> UserFactory:
+    """A registered account with the given role, logged in through the HTTP API."""
+    counter = iter(range(1_000_000))
+
+    async def make(role: Role = Role.CUSTOMER, password: str = "correct-horse-battery") -> TestUser:
+        email = f"{role.value}{next(counter)}@example.com"
+        accounts = app.state.runtime.module("users").container.accounts()
+        user = await accounts.register(email, password, f"Test {role.value}", frozenset({role}))
+        response = await client.post(
+            "/api/v1/auth/login", data={"username": email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        return TestUser(str(user.id), email, password, response.json()["access_token"])
+
+    return make
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0, interval_s: float = 0.05
+) -> None:
+    """Wait until `check()` holds: for effects of events, which arrive after the response."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(interval_s)
