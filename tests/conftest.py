@@ -84,6 +84,7 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "event_retry_base_s": 0,
         "db_pool_size": 5,
         "log_level": "WARNING",
+        "log_json": True,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -31,7 +31,10 @@ def _split_csv(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused config must not print its secrets into the deploy log.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     app_env: Environment = Environment.DEV
     app_name: str = "keystone"
@@ -72,8 +75,6 @@ class Settings(BaseSettings):
     event_retry_base_s: float = Field(default=1.0, ge=0)
 
     order_pending_timeout_s: int = Field(default=900, ge=1)
-
-    catalog_service_url: str | None = None
 
     @field_validator("app_modules", "cors_origins", mode="before")
     @classmethod

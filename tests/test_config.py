@@ -1,0 +1,208 @@
+"""Settings from the environment: production refuses unsafe values and names the variable at
+fault; APP_MODULES decides which modules a process mounts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from pydantic import ValidationError
+
+from app.core.config import DEFAULT_JWT_SECRET, Settings
+from app.main import API_PREFIX, create_app
+from tests.conftest import Servers, make_settings
+
+STRONG_SECRET = "x7Qp2rT9vLm4Kz8Wn3Bc6Hd1Fg5Js0Ay"  # 32 characters
+assert len(STRONG_SECRET) == 32
+
+VALID_PROD = {
+    "APP_ENV": "prod",
+    "JWT_SECRET": STRONG_SECRET,
+    "DATABASE_URL": "postgresql://keystone:pw@db.internal:5432/keystone",
+    "REDIS_URL": "redis://cache.internal:6379/0",
+    "CORS_ORIGINS": "https://shop.example.com",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the machine running the tests."""
+    for field in Settings.model_fields:
+        monkeypatch.delenv(field.upper(), raising=False)
+        monkeypatch.delenv(field, raising=False)
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+
+
+def load() -> Settings:
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_valid_production_config_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, VALID_PROD)
+    settings = load()
+    assert settings.app_env == "prod"
+    assert settings.jwt_secret.get_secret_value() == STRONG_SECRET
+    assert settings.cors_origins == ["https://shop.example.com"]
+    assert settings.debug is False
+    assert settings.logs_as_json is True
+
+
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        pytest.param({"JWT_SECRET": DEFAULT_JWT_SECRET}, "JWT_SECRET", id="default-jwt-secret"),
+        pytest.param({"JWT_SECRET": STRONG_SECRET[:31]}, "JWT_SECRET", id="short-jwt-secret"),
+        pytest.param({"JWT_SECRET": None}, "JWT_SECRET", id="jwt-secret-not-set"),
+        pytest.param({"CORS_ORIGINS": "*"}, "CORS_ORIGINS", id="cors-wildcard"),
+        pytest.param(
+            {"CORS_ORIGINS": "https://shop.example.com, *"}, "CORS_ORIGINS", id="cors-with-wildcard"
+        ),
+        pytest.param({"DEBUG": "true"}, "DEBUG", id="debug"),
+        pytest.param({"DATABASE_URL": None}, "DATABASE_URL", id="no-database-url"),
+        pytest.param({"REDIS_URL": None}, "REDIS_URL", id="no-redis-url"),
+    ],
+)
+def test_production_refuses_unsafe_values(
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, str | None], variable: str
+) -> None:
+    set_env(monkeypatch, VALID_PROD)
+    for key, value in change.items():
+        if value is None:
+            monkeypatch.delenv(key)
+        else:
+            monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError) as caught:
+        load()
+    assert variable in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"JWT_SECRET": DEFAULT_JWT_SECRET}, id="default-jwt-secret"),
+        pytest.param({"CORS_ORIGINS": "*"}, id="cors-wildcard"),
+        pytest.param({"DEBUG": "true"}, id="debug"),
+        pytest.param({"REDIS_URL": ""}, id="no-redis-url"),
+    ],
+)
+def test_the_same_values_are_fine_outside_production(
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, str]
+) -> None:
+    # The refusals are about prod; dev must keep working with its defaults.
+    set_env(monkeypatch, {**VALID_PROD, "APP_ENV": "dev", **change})
+    assert load().app_env == "dev"
+
+
+def test_refusal_does_not_echo_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A failed release step prints this error to its log; the secret must not be in it.
+    secret = "S3cr3t-" + "q" * 20 + "-TAILMARK"
+    set_env(monkeypatch, {"APP_ENV": "prod", "JWT_SECRET": secret, "DEBUG": "true"})
+    with pytest.raises(ValidationError) as caught:
+        load()
+    message = str(caught.value)
+    assert "DEBUG" in message
+    assert "TAILMARK" not in message
+
+
+def test_app_modules_from_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_MODULES", "catalog, users")
+    assert load().app_modules == ["catalog", "users"]
+
+
+def test_app_modules_defaults_to_every_module() -> None:
+    assert load().app_modules == ["users", "catalog", "orders"]
+
+
+def test_unknown_module_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_MODULES", "catalog,payments")
+    with pytest.raises(ValidationError) as caught:
+        load()
+    message = str(caught.value)
+    assert "APP_MODULES" in message
+    assert "payments" in message
+
+
+def test_empty_app_modules_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_MODULES", " , ")
+    with pytest.raises(ValidationError, match="APP_MODULES"):
+        load()
+
+
+def test_cors_origins_from_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example.com, https://b.example.com,")
+    assert load().cors_origins == ["https://a.example.com", "https://b.example.com"]
+
+
+NO_SUCH_ID = "00000000-0000-0000-0000-000000000000"
+# Routes of the modules that a catalog-only process must not serve.
+USERS_AND_ORDERS = [
+    ("POST", f"{API_PREFIX}/auth/register"),
+    ("POST", f"{API_PREFIX}/auth/login"),
+    ("GET", f"{API_PREFIX}/users/me"),
+    ("POST", f"{API_PREFIX}/orders"),
+    ("GET", f"{API_PREFIX}/orders/{NO_SUCH_ID}"),
+]
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+def problem_type(response: httpx.Response) -> str:
+    return str(response.json()["type"]).rsplit("/", 1)[-1]
+
+
+async def test_every_module_is_served_by_default(client: httpx.AsyncClient) -> None:
+    # Control for the test below: with every module mounted, none of these paths is unknown.
+    for method, path in USERS_AND_ORDERS:
+        response = await client.request(method, path, json={})
+        assert response.status_code != 404, (method, path, response.text)
+
+
+async def test_app_modules_mounts_only_the_named_modules(
+    servers: Servers, database_url: str
+) -> None:
+    settings = make_settings(database_url, servers.redis_url, app_modules=["catalog"])
+    async with serve(settings) as http:
+        categories = await http.get(f"{API_PREFIX}/catalog/categories")
+        assert categories.status_code == 200, categories.text
+
+        # The catalog answers its own 404, not the router's.
+        product = await http.get(f"{API_PREFIX}/catalog/products/{NO_SUCH_ID}")
+        assert product.status_code == 404
+        assert problem_type(product) == "product-not-found"
+
+        for method, path in USERS_AND_ORDERS:
+            response = await http.request(method, path, json={})
+            assert response.status_code == 404, (method, path, response.text)
+            assert problem_type(response) == "not-found"
+
+        # A catalog-only process reports ready (its own checks, its own migrations).
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+
+
+async def test_catalog_only_process_lists_products(servers: Servers, database_url: str) -> None:
+    settings = make_settings(database_url, servers.redis_url, app_modules=["catalog"])
+    async with serve(settings) as http:
+        response = await http.get(f"{API_PREFIX}/catalog/products")
+    assert response.status_code == 200, response.text
+    assert set(response.json()) == {"items", "next_cursor"}
+
+
+def test_orders_without_catalog_fails_at_startup(servers: Servers, database_url: str) -> None:
+    settings = make_settings(database_url, servers.redis_url, app_modules=["orders"])
+    with pytest.raises(RuntimeError, match=r"orders.*catalog"):
+        create_app(settings)

@@ -1,0 +1,155 @@
+"""Jobs and crons run by a real arq worker against real Redis: orders nobody answered for expire,
+through the per-order deferred job and through the cron safety net."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from uuid import UUID
+
+import pytest
+from arq import create_pool
+from arq.worker import Worker
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.bootstrap import Runtime, build_runtime, truncate_all
+from app.core import migrations
+from app.core.config import ALL_MODULES, Settings
+from app.core.jobs import redis_settings
+from app.modules.catalog.schemas import ProductCreate
+from app.modules.orders.models import Order
+from app.worker import worker_settings
+from tests.conftest import Servers, make_settings
+
+PENDING_TIMEOUT_S = 1
+
+
+@pytest.fixture(scope="module")
+async def settings(servers: Servers) -> Settings:
+    """A database and a Redis db of their own, so no other relay or test touches these jobs."""
+    url = await servers.recreate_database("keystone_jobs")
+    engine = create_async_engine(url)
+    await migrations.upgrade(engine, ALL_MODULES)
+    await engine.dispose()
+    redis_url = servers.redis_url.rsplit("/", 1)[0] + "/3"
+    return make_settings(url, redis_url, order_pending_timeout_s=PENDING_TIMEOUT_S)
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    runtime = build_runtime(settings)
+    await truncate_all(runtime)
+    await runtime.core.redis().flushdb()
+    yield runtime
+    await runtime.stop()
+
+
+async def place_stuck_order(runtime: Runtime) -> UUID:
+    """An order whose OrderPlaced was consumed but never answered: it stays pending."""
+    product = await runtime.module("catalog").container.products().create_product(
+        ProductCreate(sku="JOB-1", name="Kettle", price=Decimal("30.00"), currency="EUR", stock=5)
+    )
+    order = await runtime.module("orders").container.orders().place_order(
+        UUID(int=7), [(product.id, 2)]
+    )
+    async with runtime.core.database().session() as session:
+        await session.execute(text("UPDATE orders.outbox SET dispatched_at = now()"))
+    return order.id
+
+
+async def run_worker_burst(settings: Settings, runtime: Runtime) -> None:
+    worker = Worker(**worker_settings(settings, runtime), burst=True, poll_delay=0.05)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def order_state(runtime: Runtime, order_id: UUID) -> tuple[str, list[str]]:
+    order = await runtime.module("orders").container.orders().get_order(
+        order_id, _any_reader()
+    )
+    return order.status, [change.cause for change in order.history]
+
+
+def _any_reader():  # type: ignore[no-untyped-def]
+    from app.core.security.rbac import Principal, Role
+
+    return Principal(user_id=UUID(int=1), roles=frozenset({Role.STAFF}))
+
+
+async def reservation_status(runtime: Runtime, order_id: UUID) -> str | None:
+    async with runtime.core.database().session() as session:
+        return await session.scalar(
+            text("SELECT status FROM catalog.reservations WHERE order_id = :id"), {"id": order_id}
+        )
+
+
+async def test_deferred_job_expires_an_unanswered_order(
+    settings: Settings, runtime: Runtime
+) -> None:
+    order_id = await place_stuck_order(runtime)
+    pool = await create_pool(redis_settings(settings))
+    queued = [job.job_id for job in await pool.queued_jobs()]
+    await pool.aclose()
+    assert f"expire-order:{order_id}" in queued  # sent after commit, deferred
+
+    await asyncio.sleep(PENDING_TIMEOUT_S + 0.2)
+    await run_worker_burst(settings, runtime)
+
+    assert await order_state(runtime, order_id) == ("cancelled", ["placed", "expired"])
+    # OrderCancelled reached the catalog through the worker's relay: nothing stays reserved.
+    assert await reservation_status(runtime, order_id) == "released"
+
+
+async def test_cron_expires_stale_orders_whose_job_was_lost(
+    settings: Settings, runtime: Runtime
+) -> None:
+    order_id = await place_stuck_order(runtime)
+    await runtime.core.redis().flushdb()  # the deferred job is lost
+    async with runtime.core.database().session() as session:
+        await session.execute(
+            update(Order).values(created_at=text("now() - interval '1 hour'"))
+        )
+
+    await run_worker_burst(settings, runtime)
+
+    assert await order_state(runtime, order_id) == ("cancelled", ["placed", "expired"])
+
+
+async def test_a_job_is_not_sent_when_its_transaction_rolls_back(
+    settings: Settings, runtime: Runtime
+) -> None:
+    with pytest.raises(RuntimeError):
+        async with runtime.module("orders").uow.begin() as tx:
+            tx.enqueue_after_commit("orders.expire_order", "x", job_id="never-sent")
+            raise RuntimeError("rolled back")
+    pool = await create_pool(redis_settings(settings))
+    try:
+        assert await pool.queued_jobs() == []
+    finally:
+        await pool.aclose()
+
+
+async def test_a_confirmed_order_is_left_alone_by_its_expiry_job(
+    settings: Settings, runtime: Runtime
+) -> None:
+    product = await runtime.module("catalog").container.products().create_product(
+        ProductCreate(sku="JOB-2", name="Mug", price=Decimal("8.00"), currency="EUR", stock=5)
+    )
+    order = await runtime.module("orders").container.orders().place_order(
+        UUID(int=8), [(product.id, 1)]
+    )
+    while await runtime.relay.run_once():  # OrderPlaced -> StockReserved -> confirmed
+        pass
+    assert (await order_state(runtime, order.id))[0] == "confirmed"
+
+    await asyncio.sleep(PENDING_TIMEOUT_S + 0.2)
+    await run_worker_burst(settings, runtime)
+
+    assert await order_state(runtime, order.id) == (
+        "confirmed",
+        ["placed", "stock reserved"],
+    )
