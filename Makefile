@@ -35,5 +35,14 @@ worker: install
 openapi: install
 	$(UV) run --frozen python -m app.cli openapi
 
+LOAD_HOST ?= http://127.0.0.1:8000
+LOAD_USERS ?= 50
+LOAD_TIME ?= 60s
+load: install ## headless locust against a running service; reports in load/reports/
+	mkdir -p load/reports
+	$(UV) run --frozen --group load locust -f load/locustfile.py --headless \
+		--host $(LOAD_HOST) -u $(LOAD_USERS) -r 10 -t $(LOAD_TIME) \
+		--csv load/reports/keystone --html load/reports/keystone.html
+
 clean:
 	rm -rf .venv .tools .mypy_cache .pytest_cache .ruff_cache

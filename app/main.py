@@ -21,7 +21,6 @@ from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.observability import init_sentry
 
-API_PREFIX = "/api/v1"
 DESCRIPTION = """
 Keystone is a shop-like backend built as a modular monolith: **users**, **catalog** and
 **orders** run in one process, each owning its own Postgres schema and talking to the others only
@@ -62,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router(runtime.readiness))
     for module in runtime.modules:
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -91,4 +90,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["API_PREFIX", "Environment", "create_app"]
+__all__ = ["Environment", "create_app"]

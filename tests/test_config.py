@@ -10,9 +10,13 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app.core.config import DEFAULT_JWT_SECRET, Settings
-from app.main import API_PREFIX, create_app
+from app.core.db import create_engine
+from app.core.module import API_PREFIX
+from app.main import create_app
 from tests.conftest import Servers, make_settings
 
 STRONG_SECRET = "x7Qp2rT9vLm4Kz8Wn3Bc6Hd1Fg5Js0Ay"  # 32 characters
@@ -206,3 +210,34 @@ def test_orders_without_catalog_fails_at_startup(servers: Servers, database_url:
     settings = make_settings(database_url, servers.redis_url, app_modules=["orders"])
     with pytest.raises(RuntimeError, match=r"orders.*catalog"):
         create_app(settings)
+
+
+def test_pool_and_statement_settings_reach_the_engine() -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url="postgresql://u@h/db",
+        db_pool_size=7,
+        db_max_overflow=3,
+        db_pool_timeout_s=1.5,
+    )
+    engine = create_engine(settings)
+    pool = engine.pool
+    assert engine.url.drivername == "postgresql+asyncpg"
+    assert (pool.size(), pool._max_overflow, pool._timeout) == (7, 3, 1.5)  # type: ignore[attr-defined]
+    assert pool._pre_ping is True  # type: ignore[attr-defined]
+
+
+async def test_statement_timeout_is_set_on_every_connection(database_url: str) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        db_statement_timeout_ms=1234,
+    )
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SHOW statement_timeout")) == "1234ms"
+            with pytest.raises(DBAPIError, match="statement timeout"):
+                await connection.execute(text("SELECT pg_sleep(2)"))
+    finally:
+        await engine.dispose()

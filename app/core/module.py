@@ -12,6 +12,10 @@ from app.core.events.bus import Subscription
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import CronJob, Job
 
+# Module routers carry the full prefix themselves, so a route's template (logged per request)
+# is its public path, and an extracted module serves the very same URLs.
+API_PREFIX = "/api/v1"
+
 
 @dataclass(frozen=True)
 class Module:

@@ -8,6 +8,8 @@ from uuid import uuid4
 import httpx
 import jwt
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
 
 from app.core.config import Settings
 from tests.conftest import UserFactory
@@ -166,3 +168,15 @@ async def test_token_carries_the_users_roles(make_user: UserFactory, settings: S
     assert claims["roles"] == ["staff"]
     assert claims["sub"] == staff.id
     assert jwt.get_unverified_header(staff.token)["kid"] == settings.jwt_key_id
+
+
+async def test_passwords_are_stored_as_argon2id_hashes(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await register(client, "hash@example.com")
+    async with app.state.runtime.core.database().session() as session:
+        stored = await session.scalar(
+            text("SELECT password_hash FROM users.users WHERE email = 'hash@example.com'")
+        )
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert PASSWORD not in stored

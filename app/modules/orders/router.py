@@ -5,13 +5,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, status
 
+from app.core.module import API_PREFIX
 from app.core.security.dependencies import current_principal, require
 from app.core.security.rbac import Permission, Principal
 from app.modules.orders.dependencies import order_service
 from app.modules.orders.schemas import OrderOut, PlaceOrderRequest
 from app.modules.orders.service import OrderService
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix=f"{API_PREFIX}/orders", tags=["orders"])
 Orders = Annotated[OrderService, Depends(order_service)]
 
 

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, status
 
+from app.core.module import API_PREFIX
 from app.core.security.dependencies import current_principal
 from app.core.security.rbac import Principal
 from app.modules.users.dependencies import account_service
@@ -16,7 +17,7 @@ from app.modules.users.schemas import (
 )
 from app.modules.users.service import AccountService
 
-router = APIRouter()
+router = APIRouter(prefix=API_PREFIX)
 Accounts = Annotated[AccountService, Depends(account_service)]
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
