@@ -34,3 +34,24 @@ def test_makefile_targets_named_in_the_readme_exist() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for target in ("run", "test", "load"):
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
+
+
+def _checklist_items() -> list[str]:
+    text = (ROOT / "PRODUCTION_CHECKLIST.md").read_text()
+    return [line for line in text.splitlines() if line.startswith("- [")]
+
+
+def test_checklist_has_all_74_items() -> None:
+    assert len(_checklist_items()) == 74
+
+
+def test_every_ticked_item_links_existing_code_and_a_test() -> None:
+    for item in (line for line in _checklist_items() if line.startswith("- [✅]")):
+        links = [link.split("#")[0] for link in re.findall(r"\]\(([^)]+)\)", item)]
+        missing = [link for link in links if not (ROOT / link).exists()]
+        assert missing == [], item
+        assert any(link.startswith("tests") for link in links), f"no test linked: {item}"
+        for name in re.findall(r"`(test_\w+)`", item):
+            assert any(
+                f"def {name}(" in path.read_text() for path in (ROOT / "tests").rglob("*.py")
+            ), f"{name} does not exist"
