@@ -55,3 +55,10 @@ def test_every_ticked_item_links_existing_code_and_a_test() -> None:
             assert any(
                 f"def {name}(" in path.read_text() for path in (ROOT / "tests").rglob("*.py")
             ), f"{name} does not exist"
+
+
+def test_readme_has_an_architecture_diagram() -> None:
+    readme = (ROOT / "README.md").read_text()
+    diagram = readme.split("```mermaid", 1)[1].split("```", 1)[0]
+    for participant in ("orders", "catalog", "relay"):
+        assert participant in diagram
