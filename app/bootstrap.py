@@ -7,7 +7,6 @@ contract it is handed here (orders gets a `CatalogFacade`), never by importing i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -39,14 +38,25 @@ class Runtime:
         return next(module for module in self.modules if module.name == name)
 
     async def start(self) -> None:
-        self._relay_task = asyncio.create_task(self.relay.run_forever(), name="outbox-relay")
+        self.start_relay()
         _log.info("started", modules=[m.name for m in self.modules], env=self.settings.app_env)
 
+    def start_relay(self) -> None:
+        self._relay_task = asyncio.create_task(self.relay.run_forever(), name="outbox-relay")
+
+    async def stop_relay(self, grace_s: float = 10.0) -> None:
+        """Let the relay finish the batch in hand (its deliveries are transactions), then stop."""
+        task, self._relay_task = self._relay_task, None
+        if task is None:
+            return
+        self.relay.stop()
+        try:
+            await asyncio.wait_for(task, grace_s)
+        except TimeoutError:
+            _log.warning("relay did not stop in time; cancelled", grace_s=grace_s)
+
     async def stop(self) -> None:
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
+        await self.stop_relay()
         await self.core.jobs().close()
         await self.core.redis().aclose()
         await self.core.database().dispose()

@@ -119,8 +119,11 @@ async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         return
     application: FastAPI = request.getfixturevalue("app")
     runtime = application.state.runtime
+    # A relay mid-delivery holds locks TRUNCATE would queue behind (and vice versa).
+    await runtime.stop_relay()
     await truncate_all(runtime)
     await runtime.core.redis().flushdb()
+    runtime.start_relay()
     yield
 
 

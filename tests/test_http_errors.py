@@ -10,18 +10,7 @@ from asgi_lifespan import LifespanManager
 
 from app.core.config import Settings
 from app.main import create_app
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, object] = response.json()
-    assert body["status"] == status
-    assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
+from tests.helpers import assert_problem
 
 
 async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:

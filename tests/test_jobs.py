@@ -19,7 +19,9 @@ from app.core import migrations
 from app.core.config import ALL_MODULES, Settings
 from app.core.jobs import redis_settings
 from app.modules.catalog.schemas import ProductCreate
+from app.modules.catalog.service import ProductService
 from app.modules.orders.models import Order
+from app.modules.orders.service import OrderService
 from app.worker import worker_settings
 from tests.conftest import Servers, make_settings
 
@@ -46,14 +48,23 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     await runtime.stop()
 
 
+def catalog_products(runtime: Runtime) -> ProductService:
+    service: ProductService = runtime.module("catalog").container.products()
+    return service
+
+
+def order_service(runtime: Runtime) -> OrderService:
+    service: OrderService = runtime.module("orders").container.orders()
+    return service
+
+
 async def place_stuck_order(runtime: Runtime) -> UUID:
     """An order whose OrderPlaced was consumed but never answered: it stays pending."""
-    product = await runtime.module("catalog").container.products().create_product(
+    products, orders = catalog_products(runtime), order_service(runtime)
+    product = await products.create_product(
         ProductCreate(sku="JOB-1", name="Kettle", price=Decimal("30.00"), currency="EUR", stock=5)
     )
-    order = await runtime.module("orders").container.orders().place_order(
-        UUID(int=7), [(product.id, 2)]
-    )
+    order = await orders.place_order(UUID(int=7), [(product.id, 2)])
     async with runtime.core.database().session() as session:
         await session.execute(text("UPDATE orders.outbox SET dispatched_at = now()"))
     return order.id
@@ -68,9 +79,7 @@ async def run_worker_burst(settings: Settings, runtime: Runtime) -> None:
 
 
 async def order_state(runtime: Runtime, order_id: UUID) -> tuple[str, list[str]]:
-    order = await runtime.module("orders").container.orders().get_order(
-        order_id, _any_reader()
-    )
+    order = await order_service(runtime).get_order(order_id, _any_reader())
     return order.status, [change.cause for change in order.history]
 
 
@@ -110,9 +119,7 @@ async def test_cron_expires_stale_orders_whose_job_was_lost(
     order_id = await place_stuck_order(runtime)
     await runtime.core.redis().flushdb()  # the deferred job is lost
     async with runtime.core.database().session() as session:
-        await session.execute(
-            update(Order).values(created_at=text("now() - interval '1 hour'"))
-        )
+        await session.execute(update(Order).values(created_at=text("now() - interval '1 hour'")))
 
     await run_worker_burst(settings, runtime)
 
@@ -136,12 +143,11 @@ async def test_a_job_is_not_sent_when_its_transaction_rolls_back(
 async def test_a_confirmed_order_is_left_alone_by_its_expiry_job(
     settings: Settings, runtime: Runtime
 ) -> None:
-    product = await runtime.module("catalog").container.products().create_product(
+    products, orders = catalog_products(runtime), order_service(runtime)
+    product = await products.create_product(
         ProductCreate(sku="JOB-2", name="Mug", price=Decimal("8.00"), currency="EUR", stock=5)
     )
-    order = await runtime.module("orders").container.orders().place_order(
-        UUID(int=8), [(product.id, 1)]
-    )
+    order = await orders.place_order(UUID(int=8), [(product.id, 1)])
     while await runtime.relay.run_once():  # OrderPlaced -> StockReserved -> confirmed
         pass
     assert (await order_state(runtime, order.id))[0] == "confirmed"

@@ -7,7 +7,6 @@ woken by a commit, and every `outbox_poll_interval_s`. Rows are claimed with
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -44,6 +43,7 @@ class EventRelay:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._retry_base_s = retry_base_s
+        self._stopping = False
 
     async def run_once(self) -> int:
         """Deliver one batch from every outbox; returns how many rows settled."""
@@ -53,15 +53,20 @@ class EventRelay:
         return settled
 
     async def run_forever(self) -> None:
-        while True:
+        """Relay until `stop()`: the batch in hand is finished first, never cut in the middle."""
+        self._stopping = False
+        while not self._stopping:
             try:
-                while await self.run_once() >= self._batch_size:
+                while await self.run_once() >= self._batch_size and not self._stopping:
                     pass
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 _log.exception("relay pass failed; retrying at next poll")
-            await self._bus.wait_for_events(self._poll_interval_s)
+            if not self._stopping:
+                await self._bus.wait_for_events(self._poll_interval_s)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._bus.notify()
 
     async def _drain(self, source: OutboxSource) -> int:
         outbox = source.outbox

@@ -5,6 +5,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, status
 
+from app.core.module import API_PREFIX
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from app.core.security.dependencies import require
 from app.core.security.rbac import Permission
@@ -12,7 +13,7 @@ from app.modules.catalog.dependencies import category_service, product_service
 from app.modules.catalog.schemas import CategoryCreate, CategoryOut, ProductCreate, ProductOut
 from app.modules.catalog.service import CategoryService, ProductService
 
-router = APIRouter(prefix="/catalog", tags=["catalog"])
+router = APIRouter(prefix=f"{API_PREFIX}/catalog", tags=["catalog"])
 Products = Annotated[ProductService, Depends(product_service)]
 Categories = Annotated[CategoryService, Depends(category_service)]
 CatalogWriter = Depends(require(Permission.CATALOG_WRITE))

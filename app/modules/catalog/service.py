@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 
 from app.core.events.outbox import Transaction, UnitOfWork
-from app.core.pagination import InvalidCursorError, Page, decode_cursor, encode_cursor
+from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from app.modules.catalog.contracts import (
     ProductSnapshot,
     StockReleased,
@@ -27,6 +28,15 @@ from app.modules.catalog.repository import CategoryRepository, ProductRepository
 from app.modules.catalog.schemas import ProductCreate
 
 _CURSOR_KEYS = frozenset({"created_at", "id"})
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    """One page of ORM products; the router turns it into the public `Page[ProductOut]`.
+    (A pydantic `Page[Product]` cannot exist: `Product` is not a pydantic type.)"""
+
+    items: list[Product]
+    next_cursor: str | None
 
 
 class ProductService:
@@ -60,13 +70,18 @@ class ProductService:
         async with self._uow.begin() as tx:
             return await ProductRepository(tx.session).by_sku(sku)
 
-    async def list_products(self, limit: int, cursor: str | None) -> Page[Product]:
+    async def list_products(self, limit: int, cursor: str | None) -> ProductPage:
         after = None
         if cursor is not None:
             position = decode_cursor(cursor, _CURSOR_KEYS)
             try:
-                after = (datetime.fromisoformat(position["created_at"]), UUID(position["id"]))
-            except (TypeError, ValueError) as exc:
+                created_at = datetime.fromisoformat(position["created_at"])
+                # Issued cursors always carry an offset. Normalising to UTC here also refuses
+                # instants Postgres cannot bind (year 9999 at -14:00 overflows) with a 400.
+                if created_at.tzinfo is None:
+                    raise InvalidCursorError
+                after = (created_at.astimezone(UTC), UUID(position["id"]))
+            except (TypeError, ValueError, AttributeError, OverflowError) as exc:
                 raise InvalidCursorError from exc
         async with self._uow.begin() as tx:
             rows = await ProductRepository(tx.session).newest_first(limit + 1, after)
@@ -77,7 +92,7 @@ class ProductService:
             next_cursor = encode_cursor(
                 {"created_at": last.created_at.isoformat(), "id": str(last.id)}
             )
-        return Page[Product](items=items, next_cursor=next_cursor)
+        return ProductPage(items=items, next_cursor=next_cursor)
 
     async def products_for_order(self, product_ids: Sequence[UUID]) -> list[ProductSnapshot]:
         async with self._uow.begin() as tx:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from uuid import UUID
 
 from app.core.errors import ConflictError, NotFoundError, UnprocessableError
@@ -26,6 +27,13 @@ class MixedCurrenciesError(UnprocessableError):
 
     def __init__(self) -> None:
         super().__init__("All items of one order must be priced in the same currency")
+
+
+class OrderTotalTooLargeError(UnprocessableError):
+    code = "order-total-too-large"
+
+    def __init__(self, limit: Decimal) -> None:
+        super().__init__(f"An order's total must stay below {limit}; split it into several orders")
 
 
 class IllegalTransitionError(ConflictError):

@@ -22,12 +22,16 @@ from app.modules.orders.exceptions import (
     IllegalTransitionError,
     MixedCurrenciesError,
     OrderNotFoundError,
+    OrderTotalTooLargeError,
     UnknownProductsError,
 )
 from app.modules.orders.models import Order, OrderLine, OrderStatus, StatusChange
 from app.modules.orders.repository import OrderRepository
 
 EXPIRE_ORDER_JOB = "orders.expire_order"
+# orders.total is NUMERIC(14, 2): fifty lines of a hundred units at the highest product price
+# add up to more, which Postgres would refuse with a 500.
+MAX_TOTAL = Decimal(10) ** 12
 _log = get_logger("keystone.orders")
 
 # The order state machine, in one place: which status may follow which.
@@ -65,14 +69,17 @@ class OrderService:
         currencies = {snapshot.currency for snapshot in snapshots.values()}
         if len(currencies) != 1:
             raise MixedCurrenciesError
+        total = sum(
+            (snapshots[pid].unit_price * qty for pid, qty in quantities.items()), Decimal(0)
+        )
+        if total >= MAX_TOTAL:
+            raise OrderTotalTooLargeError(MAX_TOTAL)
         order = Order(
             id=uuid4(),
             customer_id=customer_id,
             status=OrderStatus.PENDING,
             currency=currencies.pop(),
-            total=sum(
-                (snapshots[pid].unit_price * qty for pid, qty in quantities.items()), Decimal(0)
-            ),
+            total=total,
             lines=[
                 OrderLine(
                     position=position,

@@ -1,0 +1,109 @@
+"""Small helpers shared by the HTTP-level tests of the catalog and orders modules."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import httpx
+
+from tests.conftest import TestUser, eventually
+
+PROBLEM = "application/problem+json"
+PROBLEM_TYPES = "https://keystone.dev/problems/"
+PRODUCTS = "/api/v1/catalog/products"
+CATEGORIES = "/api/v1/catalog/categories"
+ORDERS = "/api/v1/orders"
+
+_skus = itertools.count(1)
+
+
+def assert_problem(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with this status (and problem type, when given)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
+    assert body["request_id"] == response.headers["x-request-id"]
+    if code is not None:
+        assert body["type"] == PROBLEM_TYPES + code, body
+    return body
+
+
+def error_fields(body: dict[str, Any]) -> set[str]:
+    return {error["field"] for error in body["errors"]}
+
+
+def product_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "sku": f"SKU-{next(_skus):05d}",
+        "name": "Walnut desk",
+        "price": "12.50",
+        "currency": "EUR",
+        "stock": 10,
+    }
+    body.update(overrides)
+    return body
+
+
+async def create_product(
+    client: httpx.AsyncClient, writer: TestUser, **overrides: Any
+) -> dict[str, Any]:
+    response = await client.post(PRODUCTS, json=product_body(**overrides), headers=writer.headers)
+    assert response.status_code == 201, response.text
+    product: dict[str, Any] = response.json()
+    return product
+
+
+async def get_product(client: httpx.AsyncClient, product_id: str) -> dict[str, Any]:
+    response = await client.get(f"{PRODUCTS}/{product_id}")
+    assert response.status_code == 200, response.text
+    product: dict[str, Any] = response.json()
+    return product
+
+
+async def stock_of(client: httpx.AsyncClient, product_id: str) -> int:
+    stock: int = (await get_product(client, product_id))["stock"]
+    return stock
+
+
+async def place(
+    client: httpx.AsyncClient, user: TestUser, *lines: tuple[str, int]
+) -> httpx.Response:
+    items = [{"product_id": product_id, "quantity": quantity} for product_id, quantity in lines]
+    return await client.post(ORDERS, json={"items": items}, headers=user.headers)
+
+
+async def place_ok(
+    client: httpx.AsyncClient, user: TestUser, *lines: tuple[str, int]
+) -> dict[str, Any]:
+    response = await place(client, user, *lines)
+    assert response.status_code == 201, response.text
+    order: dict[str, Any] = response.json()
+    return order
+
+
+async def read_order(client: httpx.AsyncClient, user: TestUser, order_id: str) -> dict[str, Any]:
+    response = await client.get(f"{ORDERS}/{order_id}", headers=user.headers)
+    assert response.status_code == 200, response.text
+    order: dict[str, Any] = response.json()
+    return order
+
+
+async def settled(client: httpx.AsyncClient, user: TestUser, order_id: str) -> dict[str, Any]:
+    """The order once the catalog has answered: no longer 'pending'."""
+    latest: dict[str, Any] = {}
+
+    async def answered() -> bool:
+        latest.update(await read_order(client, user, order_id))
+        return latest["status"] != "pending"
+
+    await eventually(answered)
+    return latest
+
+
+def statuses(order: dict[str, Any]) -> list[str]:
+    return [change["status"] for change in order["history"]]
