@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 from redis.asyncio import Redis
+from sqlalchemy import Table
 
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.events.bus import EventBus
+from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
 from app.core.security.passwords import PasswordHasher
 from app.core.security.tokens import TokenService
@@ -25,6 +27,21 @@ def create_redis(settings: Settings) -> Redis:
         health_check_interval=30,
     )
     return client
+
+
+def unit_of_work(
+    core: providers.DependenciesContainer, outbox: Table, inbox: Table
+) -> providers.Singleton[UnitOfWork]:
+    """A module's unit of work: the shared database, its own outbox and inbox, and the core's
+    job queue and event bus for what happens after commit."""
+    return providers.Singleton(
+        UnitOfWork,
+        database=core.database,
+        outbox=outbox,
+        inbox=inbox,
+        jobs=core.jobs,
+        on_events_committed=core.bus.provided.notify,
+    )
 
 
 class CoreContainer(containers.DeclarativeContainer):

@@ -15,6 +15,12 @@ def init_sentry(settings: Settings) -> bool:
         environment=settings.app_env.value,
         release=settings.release,
         traces_sample_rate=settings.sentry_traces_sample_rate,
-        send_default_pii=False,
+        # No user identity, cookies or bodies leave the process; frame variables could hold
+        # passwords in flight, so they stay too.
+        data_collection={
+            "user_info": False,
+            "http_bodies": [],
+            "stack_frame_variables": False,
+        },
     )
     return True

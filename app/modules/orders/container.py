@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
-from app.core.events.outbox import UnitOfWork
+from app.core.container import unit_of_work
 from app.modules.catalog.contracts import CatalogFacade
 from app.modules.orders.models import inbox, outbox
 from app.modules.orders.service import OrderService
@@ -13,14 +13,7 @@ from app.modules.orders.service import OrderService
 class OrdersContainer(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
     catalog: providers.Dependency[CatalogFacade] = providers.Dependency()
-    uow = providers.Singleton(
-        UnitOfWork,
-        database=core.database,
-        outbox=outbox,
-        inbox=inbox,
-        jobs=core.jobs,
-        on_events_committed=core.bus.provided.notify,
-    )
+    uow = unit_of_work(core, outbox, inbox)
     orders = providers.Singleton(
         OrderService,
         uow=uow,
