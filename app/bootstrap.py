@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
-from app.core.config import Settings
+from app.core.config import ALL_MODULES, Settings
 from app.core.container import CoreContainer
 from app.core.events.relay import EventRelay, OutboxSource
-from app.core.health import Readiness, ReadinessCheck
+from app.core.health import NotReadyError, Readiness, ReadinessCheck
 from app.core.logging import get_logger
 from app.core.migrations import current_revision, head_revision
 from app.core.module import Module
@@ -35,13 +35,27 @@ class Runtime:
     _relay_task: asyncio.Task[None] | None = field(default=None, init=False)
 
     def module(self, name: str) -> Module:
-        return next(module for module in self.modules if module.name == name)
+        for module in self.modules:
+            if module.name == name:
+                return module
+        raise LookupError(f"module {name!r} is not mounted here (APP_MODULES)")
+
+    @property
+    def relays_events(self) -> bool:
+        """Only a process holding every module relays: a relay marks an event delivered once
+        the subscribers it knows have it, so a partial process would swallow events meant for
+        modules it does not mount. Split deployments need a broker (not built yet)."""
+        return {m.name for m in self.modules} == set(ALL_MODULES)
 
     async def start(self) -> None:
-        self.start_relay()
+        if self.relays_events:
+            self.start_relay()
+        else:
+            _log.warning("partial process: integration events are not relayed here")
         _log.info("started", modules=[m.name for m in self.modules], env=self.settings.app_env)
 
     def start_relay(self) -> None:
+        self.relay.prepare_start()
         self._relay_task = asyncio.create_task(self.relay.run_forever(), name="outbox-relay")
 
     async def stop_relay(self, grace_s: float = 10.0) -> None:
@@ -58,7 +72,8 @@ class Runtime:
     async def stop(self) -> None:
         await self.stop_relay()
         await self.core.jobs().close()
-        await self.core.redis().aclose()
+        if self.settings.redis_url:  # commands like `migrate` run without Redis
+            await self.core.redis().aclose()
         await self.core.database().dispose()
         _log.info("stopped")
 
@@ -95,7 +110,7 @@ def _readiness(core: CoreContainer, modules: list[Module]) -> Readiness:
             name for name, head in heads.items() if await current_revision(engine, name) != head
         ]
         if behind:
-            raise RuntimeError(f"not at migration head: {', '.join(behind)}")
+            raise NotReadyError(f"not at migration head: {', '.join(behind)}")
 
     return Readiness(
         [
@@ -124,7 +139,7 @@ def build_runtime(settings: Settings) -> Runtime:
 
 
 async def truncate_all(runtime: Runtime) -> None:
-    """Empty every table of every mounted module (tests and `cli seed --reset`)."""
+    """Empty every table of every mounted module (the tests start each case from this)."""
     tables = [
         f'"{table.schema}"."{table.name}"'
         for module in runtime.modules

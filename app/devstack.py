@@ -7,7 +7,6 @@ Both keep their data in the folder given, so a dev database survives restarts.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -109,7 +108,3 @@ def start_redis(data_dir: Path, *, persist: bool = True) -> EmbeddedRedis:
             time.sleep(0.05)
     client.close()
     return EmbeddedRedis(process=process, port=port)
-
-
-def environment_with(database_url: str, redis_url: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}

@@ -16,7 +16,7 @@ from app.core.jobs import CronJob, Job, redis_settings
 from app.core.logging import configure_logging, get_logger
 
 _log = get_logger("keystone.worker")
-RELAY_SWEEP_SECONDS = set(range(0, 60, 10))
+WORKER_DRAIN_S = 20
 
 
 def _job(job: Job) -> Any:
@@ -53,18 +53,16 @@ def worker_settings(settings: Settings, runtime: Runtime | None = None) -> dict[
     async def shutdown(_ctx: dict[str, Any]) -> None:
         await runtime.stop()
 
-    sweep = CronJob(
-        name="core.sweep_outbox", run=runtime.relay.run_once, second=RELAY_SWEEP_SECONDS
-    )
     return {
         "functions": [_job(job) for module in runtime.modules for job in module.jobs],
-        "cron_jobs": [
-            _cron(job) for job in [sweep, *(c for m in runtime.modules for c in m.cron_jobs)]
-        ],
+        "cron_jobs": [_cron(job) for module in runtime.modules for job in module.cron_jobs],
         "redis_settings": redis_settings(settings),
         "on_startup": startup,
         "on_shutdown": shutdown,
         "max_jobs": 20,
+        # On SIGTERM/SIGINT running jobs get this long to finish before they are cancelled
+        # (and retried later): keep it under the platform's kill timeout.
+        "job_completion_wait": WORKER_DRAIN_S,
         "job_timeout": 300,
         "keep_result": 3600,
     }

@@ -73,10 +73,11 @@ def test_valid_production_config_is_accepted(monkeypatch: pytest.MonkeyPatch) ->
         pytest.param({"REDIS_URL": None}, "REDIS_URL", id="no-redis-url"),
     ],
 )
+@pytest.mark.parametrize("environment", ["prod", "staging"])
 def test_production_refuses_unsafe_values(
-    monkeypatch: pytest.MonkeyPatch, change: dict[str, str | None], variable: str
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, str | None], variable: str, environment: str
 ) -> None:
-    set_env(monkeypatch, VALID_PROD)
+    set_env(monkeypatch, {**VALID_PROD, "APP_ENV": environment})
     for key, value in change.items():
         if value is None:
             monkeypatch.delenv(key)

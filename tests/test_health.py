@@ -42,7 +42,7 @@ async def test_not_ready_without_redis(database_url: str) -> None:
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["postgres"] == "ok"
-    assert checks["redis"].startswith("failed")
+    assert checks["redis"] == "failed"  # the driver's message (host, port) stays in the log
     # Liveness does not depend on Redis: restarting the process would not help.
     assert (await _get(settings, "/healthz")).status_code == 200
 
@@ -54,7 +54,7 @@ async def test_not_ready_without_postgres(servers: Servers) -> None:
     response = await _get(settings, "/readyz")
     assert response.status_code == 503
     checks = response.json()["checks"]
-    assert checks["postgres"].startswith("failed")
+    assert checks["postgres"] == "failed"
     assert checks["redis"] == "ok"
 
 
@@ -72,6 +72,4 @@ async def test_not_ready_when_a_module_is_behind_its_migrations(
 ) -> None:
     response = await _get(make_settings(half_migrated_url, servers.redis_url), "/readyz")
     assert response.status_code == 503
-    assert response.json()["checks"]["migrations"] == (
-        "failed: RuntimeError: not at migration head: orders"
-    )
+    assert response.json()["checks"]["migrations"] == ("failed: not at migration head: orders")

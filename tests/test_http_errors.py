@@ -90,4 +90,5 @@ async def test_unexpected_error_is_a_generic_500_without_trace(
     # The traceback goes to the log instead.
     logged = [r for r in caplog.records if r.name == "keystone.errors" and r.exc_info]
     assert logged
+    assert logged[0].msg["request_id"] == "boom-1"  # type: ignore[index]  # support can find it
     assert "secret internal detail" in str(logged[0].exc_info[1])  # type: ignore[index]

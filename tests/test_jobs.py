@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.bootstrap import Runtime, build_runtime, truncate_all
 from app.core import migrations
 from app.core.config import ALL_MODULES, Settings
-from app.core.jobs import redis_settings
+from app.core.jobs import JobQueue, JobRequest, redis_settings
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.catalog.service import ProductService
 from app.modules.orders.models import Order
@@ -159,3 +159,30 @@ async def test_a_confirmed_order_is_left_alone_by_its_expiry_job(
         "confirmed",
         ["placed", "stock reserved"],
     )
+
+
+@pytest.fixture
+async def silent_redis() -> AsyncIterator[str]:
+    """A server that accepts connections and never answers: a hung Redis."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"redis://127.0.0.1:{port}/0"
+    for writer in accepted:
+        writer.close()
+    server.close()
+
+
+async def test_enqueue_gives_up_instead_of_hanging_on_a_silent_redis(
+    settings: Settings, silent_redis: str
+) -> None:
+    queue = JobQueue(
+        settings.model_copy(update={"redis_url": silent_redis, "redis_timeout_s": 0.3})
+    )
+    with pytest.raises(TimeoutError):
+        await queue.enqueue(JobRequest(name="orders.expire_order", args=("x",)))
+    await queue.close()

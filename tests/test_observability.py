@@ -29,6 +29,9 @@ def test_dsn_initialises_sentry_with_environment_and_release() -> None:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         app_env="staging",
+        jwt_secret="s" * 40,
+        database_url="postgresql://u@db/keystone",
+        redis_url="redis://cache:6379/0",
         release="1.2.3",
         sentry_dsn="https://public@127.0.0.1:9/1",
         sentry_traces_sample_rate=0.25,

@@ -95,19 +95,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
-        if self.app_env is not Environment.PROD:
+        # Staging too: it is reachable, and the dev secret is public in this repository.
+        if self.app_env not in (Environment.STAGING, Environment.PROD):
             return self
         secret = self.jwt_secret.get_secret_value()
         if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
             raise ValueError("JWT_SECRET must be set to a random value of at least 32 characters")
         if "*" in self.cors_origins:
-            raise ValueError("CORS_ORIGINS must list explicit origins in prod, not '*'")
+            raise ValueError("CORS_ORIGINS must list explicit origins in staging/prod, not '*'")
         if self.debug:
-            raise ValueError("DEBUG must be false in prod")
+            raise ValueError("DEBUG must be false in staging/prod")
         if not self.database_url:
-            raise ValueError("DATABASE_URL must be set in prod")
+            raise ValueError("DATABASE_URL must be set in staging/prod")
         if not self.redis_url:
-            raise ValueError("REDIS_URL must be set in prod")
+            raise ValueError("REDIS_URL must be set in staging/prod")
         return self
 
     @property

@@ -32,10 +32,6 @@ class DomainError(Exception):
         super().__init__(detail)
         self.detail = detail
 
-    @property
-    def title(self) -> str:
-        return HTTPStatus(self.status).phrase
-
 
 class NotFoundError(DomainError):
     status = 404
@@ -127,10 +123,16 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    _log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
-    # This handler runs outside every middleware (Starlette's ServerErrorMiddleware), so the
-    # request id header is set here rather than by RequestContextMiddleware.
+    # This handler runs outside every middleware (Starlette's ServerErrorMiddleware): the
+    # request id is no longer bound to the log context, so it is passed and echoed here.
     request_id = request.scope.get("state", {}).get("request_id")
+    _log.exception(
+        "unhandled error",
+        path=request.url.path,
+        error_type=type(exc).__name__,
+        request_id=request_id,
+        user_id=request.scope.get("state", {}).get("user_id"),
+    )
     return problem(
         request,
         500,

@@ -7,6 +7,7 @@ them has committed (see `UnitOfWork`), so a worker never sees an id that is not 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -67,10 +68,12 @@ class JobQueue:
         return self._pool
 
     async def enqueue(self, request: JobRequest) -> None:
-        pool = await self._connection()
-        await pool.enqueue_job(
-            request.name, *request.args, _defer_by=request.defer_by, _job_id=request.job_id
-        )
+        """Raises TimeoutError rather than hang when Redis accepts but does not answer."""
+        async with asyncio.timeout(self._settings.redis_timeout_s):
+            pool = await self._connection()
+            await pool.enqueue_job(
+                request.name, *request.args, _defer_by=request.defer_by, _job_id=request.job_id
+            )
         _log.info("job enqueued", job=request.name, job_id=request.job_id)
 
     async def close(self) -> None:

@@ -3,7 +3,9 @@ and a handler that keeps failing ends as a visible dead letter without blocking 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 from uuid import UUID, uuid4
 
@@ -162,3 +164,54 @@ def test_event_types_cannot_be_declared_twice() -> None:
 def test_events_reject_unknown_fields() -> None:
     with pytest.raises(ValueError, match="extra"):
         SomethingHappened.model_validate({"label": "x", "surprise": 1, "event_id": str(uuid4())})
+
+
+async def test_an_unreadable_outbox_row_does_not_block_the_others(runtime: Runtime) -> None:
+    seen: list[UUID] = []
+    subscribe_recorder(runtime, "tests.readable", seen)
+    outbox = catalog_uow(runtime).outbox
+    async with runtime.core.database().session() as session:
+        await session.execute(
+            outbox.insert().values(
+                event_id=uuid4(),
+                event_type=SomethingHappened.event_type,
+                event_version=1,
+                payload={"written by": "a release with another schema"},
+                occurred_at=datetime.now(UTC) - timedelta(minutes=1),
+            )
+        )
+    async with catalog_uow(runtime).begin() as tx:
+        tx.publish(SomethingHappened(label="fine"))
+
+    assert await runtime.relay.run_once() == 1
+    assert len(seen) == 1
+    async with runtime.core.database().session() as session:
+        stuck = (
+            await session.execute(
+                select(outbox.c.attempts, outbox.c.last_error).where(
+                    outbox.c.dispatched_at.is_(None)
+                )
+            )
+        ).one()
+    assert stuck.attempts == 1
+    assert stuck.last_error.startswith("ValidationError")
+
+
+async def test_a_partial_process_leaves_events_for_a_full_one(
+    runtime: Runtime, settings: Settings
+) -> None:
+    partial = build_runtime(settings.model_copy(update={"app_modules": ["users", "catalog"]}))
+    await partial.start()
+    try:
+        assert not partial.relays_events
+        async with partial.module("catalog").uow.begin() as tx:
+            tx.publish(SomethingHappened(label="for a module mounted elsewhere"))
+        await asyncio.sleep(settings.outbox_poll_interval_s * 3)
+        assert [row[1] for row in await outbox_rows(runtime)] == [None]  # still undelivered
+    finally:
+        await partial.stop()
+
+    seen: list[UUID] = []
+    subscribe_recorder(runtime, "tests.full_process", seen)
+    assert await runtime.relay.run_once() == 1
+    assert len(seen) == 1

@@ -180,3 +180,9 @@ async def test_passwords_are_stored_as_argon2id_hashes(
         )
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert PASSWORD not in stored
+
+
+async def test_control_characters_in_the_login_name_are_a_422(client: httpx.AsyncClient) -> None:
+    response = await login(client, "a\x00b@example.com", PASSWORD)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body.username"

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -92,11 +93,14 @@ class EventBus:
 
     async def deliver(self, event: IntegrationEvent) -> bool:
         """Deliver to every subscriber; True when each has processed it or given up on it."""
-        token = correlation_id_var.set(event.correlation_id or str(event.event_id))
+        correlation_id = event.correlation_id or str(event.event_id)
+        token = correlation_id_var.set(correlation_id)
         try:
-            settled = [
-                await self._deliver_to(sub, event) for sub in self.subscriptions(type(event))
-            ]
+            with structlog.contextvars.bound_contextvars(
+                correlation_id=correlation_id, event_id=str(event.event_id)
+            ):
+                subscriptions = self.subscriptions(type(event))
+                settled = [await self._deliver_to(sub, event) for sub in subscriptions]
         finally:
             correlation_id_var.reset(token)
         return all(settled)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Row, Table, func, select, update
 
 from app.core.db import Database
 from app.core.events.base import event_class
@@ -46,23 +47,27 @@ class EventRelay:
         self._stopping = False
 
     async def run_once(self) -> int:
-        """Deliver one batch from every outbox; returns how many rows settled."""
+        """Deliver one batch from every outbox; returns how many rows settled. One module's
+        outbox failing (its database, a bug) does not hold back the others."""
         settled = 0
         for source in self._sources:
-            settled += await self._drain(source)
+            try:
+                settled += await self._drain(source)
+            except Exception:
+                _log.exception("outbox pass failed; retrying at next poll", module=source.module)
         return settled
 
     async def run_forever(self) -> None:
         """Relay until `stop()`: the batch in hand is finished first, never cut in the middle."""
-        self._stopping = False
         while not self._stopping:
-            try:
-                while await self.run_once() >= self._batch_size and not self._stopping:
-                    pass
-            except Exception:
-                _log.exception("relay pass failed; retrying at next poll")
+            while await self.run_once() >= self._batch_size and not self._stopping:
+                pass
             if not self._stopping:
                 await self._bus.wait_for_events(self._poll_interval_s)
+
+    def prepare_start(self) -> None:
+        """Called before `run_forever` is scheduled, so a `stop()` right after is not lost."""
+        self._stopping = False
 
     def stop(self) -> None:
         self._stopping = True
@@ -82,23 +87,32 @@ class EventRelay:
                 )
             ).all()
             for row in rows:
-                cls = event_class(row.event_type, row.event_version)
-                if cls is None:
-                    _log.error("no such event type; left undelivered", event_type=row.event_type)
-                    done = False
-                else:
-                    done = await self._bus.deliver(cls.model_validate(row.payload))
-                if done:
+                problem = await self._deliver_row(row)
+                if problem is None:
                     settled += 1
                     values: dict[str, object] = {"dispatched_at": func.now()}
                 else:
-                    delay = min(self._retry_base_s * 2**row.attempts, MAX_BACKOFF_S)
+                    delay = min(self._retry_base_s * 2 ** min(row.attempts, 16), MAX_BACKOFF_S)
                     values = {
                         "attempts": row.attempts + 1,
                         "next_attempt_at": func.now() + timedelta(seconds=delay),
-                        "last_error": "some handlers have not processed the event yet",
+                        "last_error": problem[:2000],
                     }
                 await session.execute(
                     update(outbox).where(outbox.c.event_id == row.event_id).values(**values)
                 )
         return settled
+
+    async def _deliver_row(self, row: Row[Any]) -> str | None:
+        """Deliver one outbox row; None when settled, else why not (kept on the row, retried
+        with backoff). A row this release cannot read waits for one that can, never lost."""
+        cls = event_class(row.event_type, row.event_version)
+        if cls is None:
+            _log.error("unknown event type; kept for a later release", event_type=row.event_type)
+            return f"unknown event type {row.event_type} v{row.event_version}"
+        try:
+            done = await self._bus.deliver(cls.model_validate(row.payload))
+        except Exception as exc:
+            _log.exception("event delivery failed", event_type=row.event_type)
+            return f"{type(exc).__name__}: {exc}"
+        return None if done else "some handlers have not processed the event yet"

@@ -81,7 +81,12 @@ class StockRepository:
         return await self._session.get(Reservation, order_id, with_for_update=True)
 
     async def reservation_lines(self, order_id: UUID) -> list[ReservationLine]:
-        query = select(ReservationLine).where(ReservationLine.order_id == order_id)
+        # Product order, as in reservation: concurrent takers and givers lock rows alike.
+        query = (
+            select(ReservationLine)
+            .where(ReservationLine.order_id == order_id)
+            .order_by(ReservationLine.product_id)
+        )
         return list((await self._session.execute(query)).scalars())
 
     async def record(

@@ -46,7 +46,9 @@ async def register(body: RegisterRequest, accounts: Accounts) -> UserOut:
     responses={401: {"description": "Incorrect email or password"}, **PROBLEMS},
 )
 async def login(
-    username: Annotated[str, Form(max_length=320, description="The account's email")],
+    username: Annotated[
+        str, Form(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$", description="The account's email")
+    ],
     password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)],
     accounts: Accounts,
 ) -> TokenOut:
