@@ -85,6 +85,12 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "db_pool_size": 5,
         "log_level": "WARNING",
         "log_json": True,
+        # The suite logs in and registers far more often than a person: generous limits keep it
+        # deterministic, while every request still goes through the limiter. Tests of the limits
+        # themselves build an app with tight ones.
+        "rate_limit_default": "100000/minute",
+        "rate_limit_auth_ip": "100000/minute",
+        "rate_limit_auth_account": "100000/minute",
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -127,10 +133,44 @@ async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     yield
 
 
+# Fields no response may carry: credentials, their hashes, internal flags.
+LEAKY_FIELDS = frozenset(
+    {"password", "hashed_password", "secret", "salt", "is_active", "is_superuser"}
+)
+
+
+def leaked_fields(document: Any) -> set[str]:
+    """Every key, at any depth of a JSON document, that names a secret or an internal flag."""
+    if isinstance(document, dict):
+        own = {key for key in document if key in LEAKY_FIELDS or key.endswith("_hash")}
+        return own.union(*(leaked_fields(value) for value in document.values()))
+    if isinstance(document, list):
+        return set().union(*(leaked_fields(value) for value in document))
+    return set()
+
+
+async def refuse_leaks(response: httpx.Response) -> None:
+    """httpx response hook: fails the request (and so the test) whose JSON body leaks a field."""
+    if "json" not in response.headers.get("content-type", ""):
+        return
+    await response.aread()
+    leaked = leaked_fields(response.json())
+    assert not leaked, f"{response.request.method} {response.request.url.path} leaks {leaked}"
+
+
+def http_client(
+    app: FastAPI, *, peer: str = "127.0.0.1", base_url: str = "http://testserver"
+) -> httpx.AsyncClient:
+    """A client for the ASGI app, connecting from `peer`, that checks every response for leaks."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(peer, 40_000))
+    return httpx.AsyncClient(
+        transport=transport, base_url=base_url, event_hooks={"response": [refuse_leaks]}
+    )
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with http_client(app) as http:
         yield http
 
 

@@ -1,0 +1,174 @@
+"""Edge protection as pure ASGI middleware: security headers, allowed hosts, HTTPS, body size.
+
+Everything that can be computed once (header lists, host sets) is computed when the app is built;
+per request each layer does a dict or set look-up and, at most, appends headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import FastAPI
+from starlette.datastructures import URL
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from app.core.config import Settings
+from app.core.errors import RESPONSE_HEADERS_STATE_KEY, problem
+
+# Probes come from the platform straight to the container (plain HTTP, Host = the pod's IP):
+# they are neither redirected nor host-checked nor rate limited.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
+
+# The API serves JSON only: nothing may be loaded, framed or run from its responses.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# Swagger UI as FastAPI serves it: bundle and CSS from jsDelivr, an inline start-up script,
+# the favicon from fastapi.tiangolo.com, API calls to this origin.
+DOCS_CSP = (
+    "default-src 'self'; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.jsdelivr.net; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+
+
+def security_headers(settings: Settings, csp: str) -> dict[str, str]:
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Content-Security-Policy": csp,
+    }
+    if settings.behind_tls:
+        headers["Strict-Transport-Security"] = (
+            f"max-age={settings.hsts_max_age_s}; includeSubDomains"
+        )
+    return headers
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every response, the docs pages getting their own CSP."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.api_headers = security_headers(settings, API_CSP)
+        self.docs_headers = security_headers(settings, DOCS_CSP)
+        self._api_raw = _encoded(self.api_headers)
+        self._docs_raw = _encoded(self.docs_headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"] in DOCS_PATHS
+        raw = self._docs_raw if docs else self._api_raw
+        # The 500 handler runs outside every middleware: it reads the headers from here.
+        scope.setdefault("state", {})[RESPONSE_HEADERS_STATE_KEY] = (
+            self.docs_headers if docs else self.api_headers
+        )
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *raw]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _host_of(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host: str = value.decode("latin-1").lower()
+            if host.startswith("["):  # [IPv6]:port
+                return host.partition("]")[0] + "]"
+            return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return ""
+
+
+class TrustedHostMiddleware:
+    """Answers 400 problem+json to a Host header not in TRUSTED_HOSTS ("*.example.com" allowed):
+    a forged Host must not reach redirects, absolute URLs or caches keyed on it."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str]) -> None:
+        self.app = app
+        hosts = [host.lower() for host in allowed_hosts]
+        self.exact = frozenset(host for host in hosts if not host.startswith("*."))
+        self.suffixes = tuple(host[1:] for host in hosts if host.startswith("*."))
+
+    def allows(self, host: str) -> bool:
+        return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PROBE_PATHS or self.allows(_host_of(scope)):
+            await self.app(scope, receive, send)
+            return
+        response = problem(Request(scope), 400, "Host header not allowed", code="invalid-host")
+        await response(scope, receive, send)
+
+
+class HTTPSRedirectMiddleware:
+    """Sends plain-HTTP requests to the same URL over https with a 308 (method and body kept).
+
+    The scheme is the one the client used: behind a proxy listed in TRUSTED_PROXIES it comes from
+    X-Forwarded-Proto (ProxyHeadersMiddleware runs first); from anyone else it is ignored.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["scheme"] != "http" or scope["path"] in PROBE_PATHS:
+            await self.app(scope, receive, send)
+            return
+        url = URL(scope=scope)
+        netloc = url.hostname if url.port in (80, 443, None) else url.netloc
+        response = RedirectResponse(url.replace(scheme="https", netloc=netloc), status_code=308)
+        await response(scope, receive, send)
+
+
+class BodySizeMiddleware:
+    """Refuses a declared Content-Length over the limit with a 413 problem before any work.
+
+    Bodies without a length (chunked) are counted as they are read by FastAPI's own limit
+    (`FastAPI(max_body_size=...)`), whose 413 goes through the problem+json handlers; this layer
+    makes the declared case a problem too instead of Starlette's plain-text answer.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._declared_too_large(scope):
+            detail = f"The request body is larger than {self.max_body_bytes} bytes"
+            response = problem(Request(scope), 413, detail, code="content-too-large")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _declared_too_large(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                return value.isdigit() and int(value) > self.max_body_bytes
+        return False
+
+
+def install_edge_protection(app: FastAPI, settings: Settings) -> None:
+    """Adds the layers outermost last: proxy headers, security headers, body size, allowed host,
+    HTTPS. Call after the inner middleware (rate limit, CORS) and before RequestContext."""
+    if settings.redirects_to_https:
+        app.add_middleware(HTTPSRedirectMiddleware)
+    if settings.trusted_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(BodySizeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
