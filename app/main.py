@@ -61,7 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
         swagger_ui_parameters={"persistAuthorization": True},
-        max_body_size=settings.max_body_bytes,
     )
     _attach(app, runtime)
     app.state.rate_limiter = RateLimiter(runtime.core.redis(), settings)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from fastapi import FastAPI
 from starlette.datastructures import URL
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -134,12 +135,19 @@ class HTTPSRedirectMiddleware:
         await response(scope, receive, send)
 
 
-class BodySizeMiddleware:
-    """Refuses a declared Content-Length over the limit with a 413 problem before any work.
+class BodyTooLargeError(HTTPException):
+    def __init__(self, max_body_bytes: int) -> None:
+        super().__init__(413, f"The request body is larger than {max_body_bytes} bytes")
 
-    Bodies without a length (chunked) are counted as they are read by FastAPI's own limit
-    (`FastAPI(max_body_size=...)`), whose 413 goes through the problem+json handlers; this layer
-    makes the declared case a problem too instead of Starlette's plain-text answer.
+
+class BodySizeMiddleware:
+    """413 problem+json for a body over MAX_BODY_BYTES: at once when Content-Length says so,
+    else (chunked) as soon as the bytes read pass the limit.
+
+    FastAPI's own `max_body_size` is not used: when the declared length is too large it replaces
+    whatever response the app sends with a plain-text 413, so no problem+json could get out.
+    A too-large body met while reading raises an HTTPException from `receive`, which FastAPI
+    re-raises and the problem handlers render.
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
@@ -147,12 +155,25 @@ class BodySizeMiddleware:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._declared_too_large(scope):
-            detail = f"The request body is larger than {self.max_body_bytes} bytes"
-            response = problem(Request(scope), 413, detail, code="content-too-large")
-            await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if self._declared_too_large(scope):
+            error = BodyTooLargeError(self.max_body_bytes)
+            await problem(Request(scope), 413, error.detail)(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLargeError(self.max_body_bytes)
+            return message
+
+        await self.app(scope, counting_receive, send)
 
     def _declared_too_large(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
