@@ -6,6 +6,9 @@ per request each layer does a dict or set look-up and, at most, appends headers.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Iterable
 
 from fastapi import FastAPI
@@ -26,15 +29,26 @@ DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
 
 # The API serves JSON only: nothing may be loaded, framed or run from its responses.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# Swagger UI as FastAPI serves it: bundle and CSS from jsDelivr, an inline start-up script,
-# the favicon from fastapi.tiangolo.com, API calls to this origin.
+# Swagger UI as FastAPI serves it: bundle and CSS from jsDelivr, the favicon from
+# fastapi.tiangolo.com, API calls to this origin, and one inline start-up script, admitted by
+# its hash (computed from the page as it is sent, so a root_path or new parameters still work).
+# Inline styles stay allowed: Swagger UI sets style attributes as it renders.
 DOCS_CSP = (
     "default-src 'self'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "script-src 'self' https://cdn.jsdelivr.net{script_hashes}; "
     "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
     "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.jsdelivr.net; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+
+
+def docs_csp(page: bytes) -> str:
+    hashes = "".join(
+        f" 'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+        for script in _INLINE_SCRIPT.findall(page)
+    )
+    return DOCS_CSP.format(script_hashes=hashes)
 
 
 def security_headers(settings: Settings, csp: str) -> dict[str, str]:
@@ -56,32 +70,52 @@ def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 class SecurityHeadersMiddleware:
-    """Adds the security headers to every response, the docs pages getting their own CSP."""
+    """Adds the security headers to every response; the docs pages get a CSP of their own."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.api_headers = security_headers(settings, API_CSP)
-        self.docs_headers = security_headers(settings, DOCS_CSP)
-        self._api_raw = _encoded(self.api_headers)
-        self._docs_raw = _encoded(self.docs_headers)
+        self.headers = security_headers(settings, API_CSP)
+        self._raw = _encoded(self.headers)
+        self._raw_without_csp = [h for h in self._raw if h[0] != b"content-security-policy"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"] in DOCS_PATHS
-        raw = self._docs_raw if docs else self._api_raw
         # The 500 handler runs outside every middleware: it reads the headers from here.
-        scope.setdefault("state", {})[RESPONSE_HEADERS_STATE_KEY] = (
-            self.docs_headers if docs else self.api_headers
-        )
+        scope.setdefault("state", {})[RESPONSE_HEADERS_STATE_KEY] = self.headers
+        if scope["path"] in DOCS_PATHS:
+            await self.app(scope, receive, self._docs_sender(send))
+            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *raw]
+                message["headers"] = [*message.get("headers", []), *self._raw]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _docs_sender(self, send: Send) -> Send:
+        """Holds the (small) docs page back until its inline scripts are hashed into the CSP."""
+        start: Message = {}
+        body = bytearray()
+
+        async def send_docs(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            csp = (b"content-security-policy", docs_csp(bytes(body)).encode())
+            start["headers"] = [*start.get("headers", []), *self._raw_without_csp, csp]
+            await send(start)
+            await send({"type": "http.response.body", "body": bytes(body)})
+
+        return send_docs
 
 
 def _host_of(scope: Scope) -> str:
