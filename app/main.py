@@ -21,7 +21,7 @@ from app.core.http_security import install_edge_protection
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.observability import init_sentry
-from app.core.ratelimit import RateLimiter, RateLimitMiddleware
+from app.core.ratelimit import RateLimiter, RateLimitMiddleware, check_route_limits
 
 DESCRIPTION = """
 Keystone is a shop-like backend built as a modular monolith: **users**, **catalog** and
@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         debug=settings.debug,
         lifespan=lifespan,
         docs_url="/docs",
+        # One documentation UI, the one the CSP is written and tested for (Swagger UI).
+        redoc_url=None,
         openapi_url="/openapi.json",
         swagger_ui_parameters={"persistAuthorization": True},
     )
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # Middleware runs outermost-last-added: request context, edge protection, CORS, rate limit.
     if settings.rate_limit_enabled:
+        check_route_limits(settings, app)
         app.add_middleware(RateLimitMiddleware, limiter=app.state.rate_limiter, settings=settings)
     if settings.cors_origins:
         app.add_middleware(

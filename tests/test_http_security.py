@@ -62,6 +62,7 @@ def assert_security_headers(response: httpx.Response) -> None:
         ("GET", "/docs", 200),
         ("GET", "/docs/oauth2-redirect", 200),
         ("GET", "/api/v1/nowhere", 404),
+        ("GET", "/redoc", 404),
         ("DELETE", CATEGORIES, 405),
         ("GET", "/api/v1/users/me", 401),
         ("POST", REGISTER, 422),

@@ -102,6 +102,13 @@ async def test_a_route_can_have_its_own_limit(limited_app: AppFactory) -> None:
         assert elsewhere.headers["ratelimit-limit"] == "100000"
 
 
+def test_a_route_limit_for_no_route_stops_the_start(servers: Servers, database_url: str) -> None:
+    routes = {"GET /api/v1/catalog/product/{product_id}": "1/minute"}  # "product", a typo
+    settings = make_settings(database_url, servers.redis_url, rate_limit_routes=routes)
+    with pytest.raises(RuntimeError, match="catalog/product/"):
+        create_app(settings)
+
+
 async def test_probes_are_not_limited(limited_app: AppFactory) -> None:
     async with limited_app(rate_limit_default="1/minute") as app, http_client(app) as http:
         for _ in range(3):

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -187,6 +187,20 @@ class RateLimitMiddleware:
             await response(scope, receive, send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
+
+
+def check_route_limits(settings: Settings, app: FastAPI) -> None:
+    """A RATE_LIMIT_ROUTES entry that names no route would silently protect nothing."""
+    if not settings.rate_limit_routes:
+        return
+    served = {
+        f"{method.upper()} {path}"
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    unknown = sorted(set(settings.rate_limit_routes) - served)
+    if unknown:
+        raise RuntimeError(f"RATE_LIMIT_ROUTES names routes this app does not serve: {unknown}")
 
 
 def _account_key(account: str) -> str:
