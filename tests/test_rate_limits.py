@@ -66,6 +66,19 @@ async def test_default_limit_answers_429_with_headers_after_n_requests(
         assert refused.headers["x-content-type-options"] == "nosniff"
 
 
+async def test_a_browser_may_read_the_limit_headers(limited_app: AppFactory) -> None:
+    settings = {"rate_limit_default": "1/minute", "cors_origins": ["https://shop.example"]}
+    async with limited_app(**settings) as app, http_client(app) as http:
+        origin = {"Origin": "https://shop.example"}
+        await http.get(CATEGORIES, headers=origin)
+        refused = await http.get(CATEGORIES, headers=origin)
+    assert_problem(refused, 429)
+    assert refused.headers["access-control-allow-origin"] == "https://shop.example"
+    expose = refused.headers["access-control-expose-headers"]
+    exposed = {name.strip().lower() for name in expose.split(",")}
+    assert {"retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= exposed
+
+
 async def test_the_limit_is_per_client_address(limited_app: AppFactory) -> None:
     async with limited_app(rate_limit_default="1/minute") as app:
         async with http_client(app, peer="198.51.100.1") as first:
