@@ -169,6 +169,8 @@ def cmd_dev() -> None:
                     "--port",
                     port,
                     "--no-access-log",
+                    # TRUSTED_PROXIES decides whom X-Forwarded-* are believed from, not uvicorn.
+                    "--no-proxy-headers",
                 ],
                 env=env,
             )

@@ -17,9 +17,11 @@ from app.bootstrap import Runtime, build_runtime
 from app.core.config import Environment, Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.health import health_router
+from app.core.http_security import install_edge_protection
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.observability import init_sentry
+from app.core.ratelimit import RateLimiter, RateLimitMiddleware, check_route_limits
 
 DESCRIPTION = """
 Keystone is a shop-like backend built as a modular monolith: **users**, **catalog** and
@@ -30,6 +32,9 @@ Errors are `application/problem+json` (RFC 9457) with a `request_id`. Lists are
 `{"items": [...], "next_cursor": ...}`: pass `next_cursor` back as `cursor` for the next page.
 Use **Authorize** with an email and password to call protected endpoints.
 """
+
+
+RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,14 +59,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         debug=settings.debug,
         lifespan=lifespan,
         docs_url="/docs",
+        # One documentation UI, the one the CSP is written and tested for (Swagger UI).
+        redoc_url=None,
         openapi_url="/openapi.json",
         swagger_ui_parameters={"persistAuthorization": True},
     )
     _attach(app, runtime)
+    app.state.rate_limiter = RateLimiter(runtime.core.redis(), settings)
     install_error_handlers(app)
     app.include_router(health_router(runtime.readiness))
     for module in runtime.modules:
         app.include_router(module.router)
+    # Middleware runs outermost-last-added: request context, edge protection, CORS, rate limit.
+    if settings.rate_limit_enabled:
+        check_route_limits(settings, app)
+        app.add_middleware(RateLimitMiddleware, limiter=app.state.rate_limiter, settings=settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -69,8 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials="*" not in settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Idempotency-Key"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", *RATE_LIMIT_HEADERS],
         )
+    install_edge_protection(app, settings)
     app.add_middleware(RequestContextMiddleware)
     return app
 

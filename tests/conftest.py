@@ -5,6 +5,7 @@ each test starts from empty tables and an empty Redis database."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -85,6 +86,12 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "db_pool_size": 5,
         "log_level": "WARNING",
         "log_json": True,
+        # The suite logs in and registers far more often than a person: generous limits keep it
+        # deterministic, while every request still goes through the limiter. Tests of the limits
+        # themselves build an app with tight ones.
+        "rate_limit_default": "100000/minute",
+        "rate_limit_auth_ip": "100000/minute",
+        "rate_limit_auth_account": "100000/minute",
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -127,10 +134,61 @@ async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     yield
 
 
+# Fields no response may carry: credentials, their hashes, internal flags.
+LEAKY_FIELDS = frozenset(
+    {"password", "hashed_password", "secret", "salt", "is_active", "is_superuser"}
+)
+
+
+def leaked_fields(document: Any) -> set[str]:
+    """Every key, at any depth of a JSON document, that names a secret or an internal flag."""
+    if isinstance(document, dict):
+        own = {key for key in document if key in LEAKY_FIELDS or key.endswith("_hash")}
+        return own.union(*(leaked_fields(value) for value in document.values()))
+    if isinstance(document, list):
+        return set().union(*(leaked_fields(value) for value in document))
+    return set()
+
+
+def refuse_leaks(request: httpx.Request, response: httpx.Response) -> None:
+    """Fails the request (and so the test) whose JSON body leaks a secret or internal field."""
+    # The OpenAPI document describes request bodies too (a password field, the password flow);
+    # test_openapi.py checks its response schemas.
+    is_schema = request.url.path == "/openapi.json"
+    if is_schema or "json" not in response.headers.get("content-type", ""):
+        return
+    leaked = leaked_fields(json.loads(response.content))
+    assert not leaked, f"{request.method} {request.url.path} leaks {leaked}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_response_is_checked_for_leaks() -> Iterator[None]:
+    """Every response any test gets from an app in process (httpx.ASGITransport, whoever built
+    the client) goes through `refuse_leaks`."""
+    original = httpx.ASGITransport.handle_async_request
+
+    async def checked(self: httpx.ASGITransport, request: httpx.Request) -> httpx.Response:
+        response = await original(self, request)
+        await response.aread()
+        refuse_leaks(request, response)
+        return response
+
+    httpx.ASGITransport.handle_async_request = checked  # type: ignore[method-assign]
+    yield
+    httpx.ASGITransport.handle_async_request = original  # type: ignore[method-assign]
+
+
+def http_client(
+    app: FastAPI, *, peer: str = "127.0.0.1", base_url: str = "http://testserver"
+) -> httpx.AsyncClient:
+    """A client for the ASGI app, connecting from `peer`."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(peer, 40_000))
+    return httpx.AsyncClient(transport=transport, base_url=base_url)
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with http_client(app) as http:
         yield http
 
 

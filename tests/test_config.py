@@ -28,6 +28,7 @@ VALID_PROD = {
     "DATABASE_URL": "postgresql://keystone:pw@db.internal:5432/keystone",
     "REDIS_URL": "redis://cache.internal:6379/0",
     "CORS_ORIGINS": "https://shop.example.com",
+    "TRUSTED_HOSTS": "api.shop.example.com",
 }
 
 
@@ -71,6 +72,8 @@ def test_valid_production_config_is_accepted(monkeypatch: pytest.MonkeyPatch) ->
         pytest.param({"DEBUG": "true"}, "DEBUG", id="debug"),
         pytest.param({"DATABASE_URL": None}, "DATABASE_URL", id="no-database-url"),
         pytest.param({"REDIS_URL": None}, "REDIS_URL", id="no-redis-url"),
+        pytest.param({"TRUSTED_HOSTS": None}, "TRUSTED_HOSTS", id="no-trusted-hosts"),
+        pytest.param({"TRUSTED_HOSTS": "*"}, "TRUSTED_HOSTS", id="any-host"),
     ],
 )
 @pytest.mark.parametrize("environment", ["prod", "staging"])
@@ -95,6 +98,7 @@ def test_production_refuses_unsafe_values(
         pytest.param({"CORS_ORIGINS": "*"}, id="cors-wildcard"),
         pytest.param({"DEBUG": "true"}, id="debug"),
         pytest.param({"REDIS_URL": ""}, id="no-redis-url"),
+        pytest.param({"TRUSTED_HOSTS": ""}, id="no-trusted-hosts"),
     ],
 )
 def test_the_same_values_are_fine_outside_production(

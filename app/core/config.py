@@ -6,10 +6,12 @@ names the variable at fault, so a misconfigured deploy fails its release step, n
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any
 
+from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -28,6 +30,15 @@ def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def _check_rate_limit(value: str) -> None:
+    try:
+        parse_rate_limit(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a rate limit; write e.g. '300/minute' or '10/15minutes'"
+        ) from None
 
 
 class Settings(BaseSettings):
@@ -63,6 +74,19 @@ class Settings(BaseSettings):
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Edge protection (app/core/http_security.py, app/core/ratelimit.py).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    https_redirect: bool | None = None
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0)
+    max_body_bytes: int = Field(default=1_048_576, ge=0)
+    rate_limit_enabled: bool = True
+    rate_limit_default: str = "300/minute"
+    rate_limit_routes: dict[str, str] = Field(default_factory=dict)
+    rate_limit_auth_ip: str = "20/minute"
+    rate_limit_auth_account: str = "10/15minutes"
+    rate_limit_auth_fail_closed: bool = True
+
     log_level: str = "INFO"
     log_json: bool | None = None
 
@@ -76,7 +100,9 @@ class Settings(BaseSettings):
 
     order_pending_timeout_s: int = Field(default=900, ge=1)
 
-    @field_validator("app_modules", "cors_origins", mode="before")
+    @field_validator(
+        "app_modules", "cors_origins", "trusted_proxies", "trusted_hosts", mode="before"
+    )
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -91,6 +117,37 @@ class Settings(BaseSettings):
             )
         if not value:
             raise ValueError("APP_MODULES must name at least one module")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _ip_networks(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
+                ) from None
+        return value
+
+    @field_validator("rate_limit_default", "rate_limit_auth_ip", "rate_limit_auth_account")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        _check_rate_limit(value)
+        return value
+
+    @field_validator("rate_limit_routes")
+    @classmethod
+    def _route_rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for route, limit in value.items():
+            method, _, path = route.partition(" ")
+            if not method.isupper() or not path.startswith("/"):
+                raise ValueError(
+                    f"RATE_LIMIT_ROUTES: {route!r} must be 'METHOD /path', "
+                    "e.g. 'POST /api/v1/orders'"
+                )
+            _check_rate_limit(limit)
         return value
 
     @model_validator(mode="after")
@@ -109,7 +166,20 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be set in staging/prod")
         if not self.redis_url:
             raise ValueError("REDIS_URL must be set in staging/prod")
+        if not self.trusted_hosts or "*" in self.trusted_hosts:
+            raise ValueError(
+                "TRUSTED_HOSTS must list the host names this API answers to in staging/prod"
+            )
         return self
+
+    @property
+    def behind_tls(self) -> bool:
+        """Staging and prod are served over HTTPS only: HSTS on, plain HTTP redirected."""
+        return self.app_env in (Environment.STAGING, Environment.PROD)
+
+    @property
+    def redirects_to_https(self) -> bool:
+        return self.https_redirect if self.https_redirect is not None else self.behind_tls
 
     @property
     def logs_as_json(self) -> bool:

@@ -19,6 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.core.logging import get_logger
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# Headers every response must carry (security headers), put in the scope by the middleware that
+# owns them, for the 500 handler that runs outside every middleware.
+RESPONSE_HEADERS_STATE_KEY = "response_headers"
 _log = get_logger("keystone.errors")
 
 
@@ -28,9 +31,10 @@ class DomainError(Exception):
     status: int = 400
     code: str = "bad-request"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = dict(headers or {})
 
 
 class NotFoundError(DomainError):
@@ -61,6 +65,11 @@ class ForbiddenError(DomainError):
 class ServiceUnavailableError(DomainError):
     status = 503
     code = "service-unavailable"
+
+
+class TooManyRequestsError(DomainError):
+    status = 429
+    code = "too-many-requests"
 
 
 def problem(
@@ -103,8 +112,10 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return problem(request, exc.status, exc.detail, code=exc.code, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    return problem(
+        request, exc.status, exc.detail, code=exc.code, headers={**headers, **exc.headers}
+    )
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -124,21 +135,22 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # This handler runs outside every middleware (Starlette's ServerErrorMiddleware): the
-    # request id is no longer bound to the log context, so it is passed and echoed here.
-    request_id = request.scope.get("state", {}).get("request_id")
+    # request id is no longer bound to the log context and no middleware adds headers, so
+    # both are done here.
+    state = request.scope.get("state", {})
+    request_id = state.get("request_id")
     _log.exception(
         "unhandled error",
         path=request.url.path,
         error_type=type(exc).__name__,
         request_id=request_id,
-        user_id=request.scope.get("state", {}).get("user_id"),
+        user_id=state.get("user_id"),
     )
-    return problem(
-        request,
-        500,
-        "An unexpected error occurred. Quote the request id to support.",
-        headers={"X-Request-ID": request_id} if request_id else None,
-    )
+    headers = dict(state.get(RESPONSE_HEADERS_STATE_KEY, {}))
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    detail = "An unexpected error occurred. Quote the request id to support."
+    return problem(request, 500, detail, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

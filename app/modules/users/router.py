@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, status
 
 from app.core.module import API_PREFIX
+from app.core.ratelimit import auth_rate_limit
 from app.core.security.dependencies import current_principal
 from app.core.security.rbac import Principal
 from app.modules.users.dependencies import account_service
@@ -23,6 +24,10 @@ Accounts = Annotated[AccountService, Depends(account_service)]
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid input (problem+json naming each field)"}
 }
+AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many attempts from this address or for this account"},
+    503: {"description": "Sign-in protection (Redis) unavailable; retry after Retry-After"},
+}
 
 
 @router.post(
@@ -31,7 +36,8 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     response_model=UserOut,
     tags=["auth"],
     summary="Create a customer account",
-    responses={409: {"description": "Email already registered"}, **PROBLEMS},
+    responses={409: {"description": "Email already registered"}, **PROBLEMS, **AUTH_PROBLEMS},
+    dependencies=[Depends(auth_rate_limit("email"))],
 )
 async def register(body: RegisterRequest, accounts: Accounts) -> UserOut:
     user = await accounts.register(body.email, body.password, body.full_name)
@@ -43,7 +49,8 @@ async def register(body: RegisterRequest, accounts: Accounts) -> UserOut:
     response_model=TokenOut,
     tags=["auth"],
     summary="Exchange email and password for a bearer access token (OAuth2 password flow)",
-    responses={401: {"description": "Incorrect email or password"}, **PROBLEMS},
+    responses={401: {"description": "Incorrect email or password"}, **PROBLEMS, **AUTH_PROBLEMS},
+    dependencies=[Depends(auth_rate_limit("username"))],
 )
 async def login(
     username: Annotated[

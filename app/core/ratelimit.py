@@ -1,0 +1,256 @@
+"""Rate limiting backed by Redis, so a limit holds across every instance of the API.
+
+The counting is the `limits` library's sliding-window counter (one Lua script per hit on Redis).
+Two layers use it:
+
+- `RateLimitMiddleware`: every request, per client IP, `RATE_LIMIT_DEFAULT` or the route's entry
+  in `RATE_LIMIT_ROUTES`. When Redis cannot answer it fails open: the request goes through, the
+  failure is counted (`RateLimiter.storage_failures`) and logged when it starts and ends.
+- `auth_rate_limit(account_field)`: a dependency for endpoints that guess at credentials (login,
+  register, password reset): per client IP on that route (`RATE_LIMIT_AUTH_IP`) and per account
+  named in the body (`RATE_LIMIT_AUTH_ACCOUNT`), so a guesser spread over many IPs is still held.
+  When Redis cannot answer these fail closed (503) unless `RATE_LIMIT_AUTH_FAIL_CLOSED=false`:
+  an attacker able to knock Redis over must not get unlimited password guesses.
+
+Every response that a limit was checked for carries `RateLimit-Limit`, `RateLimit-Remaining` and
+`RateLimit-Reset` (seconds) of the tightest limit it met; a 429 adds `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import StorageError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.config import Settings
+from app.core.errors import ServiceUnavailableError, TooManyRequestsError, problem
+from app.core.logging import get_logger
+
+DECISION_STATE_KEY = "rate_limit"
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
+# After a storage failure, skip Redis for this long: a hung Redis must not add its timeout to
+# every request.
+STORAGE_RETRY_AFTER_S = 1.0
+_log = get_logger("keystone.ratelimit")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_s: int
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(self.reset_after_s).encode()),
+        ]
+
+
+class RateLimiter:
+    """Hits limits on Redis; answers None instead of raising when Redis cannot answer."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        # The API's own Redis pool (and its timeouts) rather than a second set of connections.
+        shared_pool: dict[str, Any] = {"connection_pool": redis.connection_pool}
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            wrap_exceptions=True,
+            key_prefix="keystone:ratelimit",
+            **shared_pool,
+        )
+        self._strategy = SlidingWindowCounterRateLimiter(storage)
+        self.enabled = settings.rate_limit_enabled
+        self.default = parse(settings.rate_limit_default)
+        self.auth_ip = parse(settings.rate_limit_auth_ip)
+        self.auth_account = parse(settings.rate_limit_auth_account)
+        self.auth_fail_closed = settings.rate_limit_auth_fail_closed
+        self.storage_failures = 0
+        self._storage_down_until = 0.0
+
+    async def hit(self, item: RateLimitItem, *key: str) -> Decision | None:
+        if time.monotonic() < self._storage_down_until:
+            self.storage_failures += 1
+            return None
+        try:
+            allowed = await self._strategy.hit(item, *key)
+            stats = await self._strategy.get_window_stats(item, *key)
+        except (StorageError, RedisError, OSError) as exc:
+            self._storage_failed(exc)
+            return None
+        if self._storage_down_until:
+            self._storage_down_until = 0.0
+            _log.info("rate limit storage is back")
+        reset_after_s = max(1, math.ceil(stats.reset_time - time.time()))
+        return Decision(allowed, item.amount, stats.remaining, reset_after_s)
+
+    def _storage_failed(self, exc: Exception) -> None:
+        self.storage_failures += 1
+        if not self._storage_down_until:
+            _log.warning(
+                "rate limit storage unavailable; default limits fail open, auth limits "
+                + ("fail closed" if self.auth_fail_closed else "fail open"),
+                error=repr(exc),
+            )
+        self._storage_down_until = time.monotonic() + STORAGE_RETRY_AFTER_S
+
+
+def client_ip(scope: Scope) -> str:
+    """The peer address, already replaced by X-Forwarded-For's client when the peer is a
+    trusted proxy (uvicorn's ProxyHeadersMiddleware, installed from TRUSTED_PROXIES)."""
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def record(scope: Scope, decision: Decision) -> None:
+    """Keep the tightest decision of this request for the response headers."""
+    state = scope.setdefault("state", {})
+    current: Decision | None = state.get(DECISION_STATE_KEY)
+    if current is None or (not decision.allowed, -decision.remaining) > (
+        not current.allowed,
+        -current.remaining,
+    ):
+        state[DECISION_STATE_KEY] = decision
+
+
+def _too_many(decision: Decision) -> TooManyRequestsError:
+    return TooManyRequestsError(
+        f"Too many requests; retry in {decision.reset_after_s} s",
+        headers={"Retry-After": str(decision.reset_after_s)},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _RouteLimit:
+    method: str
+    pattern: re.Pattern[str]
+    bucket: str
+    item: RateLimitItem
+
+
+class RateLimitMiddleware:
+    """Per client IP on every route; writes the RateLimit-* headers of the tightest limit met."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, settings: Settings) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.routes = [
+            _RouteLimit(method, compile_path(path)[0], route, parse(limit))
+            for route, limit in settings.rate_limit_routes.items()
+            for method, _, path in [route.partition(" ")]
+        ]
+
+    def _limit_for(self, method: str, path: str) -> tuple[str, RateLimitItem]:
+        for route in self.routes:
+            if route.method == method and route.pattern.match(path):
+                return route.bucket, route.item
+        return "default", self.limiter.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        bucket, item = self._limit_for(scope["method"], scope["path"])
+        decision = await self.limiter.hit(item, "ip", client_ip(scope), bucket)
+        if decision is not None:
+            record(scope, decision)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                tightest: Decision | None = scope["state"].get(DECISION_STATE_KEY)
+                if tightest is not None:
+                    message["headers"] = [*message.get("headers", []), *tightest.headers()]
+            await send(message)
+
+        if decision is not None and not decision.allowed:
+            error = _too_many(decision)
+            response = problem(
+                Request(scope), 429, error.detail, code=error.code, headers=error.headers
+            )
+            await response(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+
+def check_route_limits(settings: Settings, app: FastAPI) -> None:
+    """A RATE_LIMIT_ROUTES entry that names no route would silently protect nothing."""
+    if not settings.rate_limit_routes:
+        return
+    served = {
+        f"{method.upper()} {path}"
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    unknown = sorted(set(settings.rate_limit_routes) - served)
+    if unknown:
+        raise RuntimeError(f"RATE_LIMIT_ROUTES names routes this app does not serve: {unknown}")
+
+
+def _account_key(account: str) -> str:
+    # Hashed: Redis keys should not hold email addresses. Case-folded: "A@x" is "a@x" here.
+    return hashlib.sha256(account.strip().casefold().encode()).hexdigest()
+
+
+async def _account_in_body(request: Request, field: str) -> str | None:
+    """The account the body names. FastAPI has already read and cached the body, so this is a
+    re-parse, not a second read; a malformed body names nobody (the route answers 422)."""
+    content_type = request.headers.get("content-type", "")
+    value: object = None
+    try:
+        if content_type.startswith("application/json"):
+            data = await request.json()
+            value = data.get(field) if isinstance(data, dict) else None
+        elif content_type.startswith(("application/x-www-form-urlencoded", "multipart/")):
+            value = (await request.form()).get(field)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def auth_rate_limit(account_field: str) -> Callable[[Request], Awaitable[None]]:
+    """A dependency holding an endpoint that guesses at credentials to the tight limits: per
+    client IP on this route and per account named by `account_field` in the (JSON or form) body.
+
+        @router.post("/auth/password-reset", dependencies=[Depends(auth_rate_limit("email"))])
+    """
+
+    async def check(request: Request) -> None:
+        limiter = cast(RateLimiter, request.app.state.rate_limiter)
+        if not limiter.enabled:
+            return
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        keys = [(limiter.auth_ip, ("auth-ip", client_ip(request.scope), route))]
+        account = await _account_in_body(request, account_field)
+        if account is not None:
+            keys.append((limiter.auth_account, ("auth-account", _account_key(account), route)))
+        for item, key in keys:
+            decision = await limiter.hit(item, *key)
+            if decision is None:
+                if limiter.auth_fail_closed:
+                    raise ServiceUnavailableError(
+                        "Sign-in protection is unavailable; try again shortly",
+                        headers={"Retry-After": "5"},
+                    )
+                continue
+            record(request.scope, decision)
+            if not decision.allowed:
+                raise _too_many(decision)
+
+    return check
