@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from app.core.errors import ConflictError, NotFoundError, UnauthorizedError
+from app.core.errors import ConflictError, NotFoundError, UnauthorizedError, UnprocessableError
 
 
 class EmailTakenError(ConflictError):
@@ -22,3 +22,30 @@ class UserNotFoundError(NotFoundError):
 
     def __init__(self) -> None:
         super().__init__("No such user")
+
+
+class WeakPasswordError(UnprocessableError):
+    """The password breaks the policy; each subclass names the rule in its problem type."""
+
+    code = "weak-password"
+
+
+class PasswordLengthError(WeakPasswordError):
+    code = "password-length"
+
+    def __init__(self, minimum: int, maximum: int) -> None:
+        super().__init__(f"The password must be {minimum} to {maximum} characters long")
+
+
+class PasswordTooCommonError(WeakPasswordError):
+    code = "password-too-common"
+
+    def __init__(self) -> None:
+        super().__init__("This password is among the most common ones; choose another")
+
+
+class PasswordContainsEmailError(WeakPasswordError):
+    code = "password-contains-email"
+
+    def __init__(self) -> None:
+        super().__init__("The password must not contain the email address's local part")

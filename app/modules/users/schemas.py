@@ -7,9 +7,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from app.core.validation import InputModel, Name
-
-MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 128
+from app.modules.users.password_policy import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 
 def normalise_email(email: str) -> str:

@@ -14,6 +14,7 @@ from app.core.security.tokens import TokenService
 from app.modules.users.contracts import UserRegistered
 from app.modules.users.exceptions import EmailTakenError, InvalidCredentialsError, UserNotFoundError
 from app.modules.users.models import User
+from app.modules.users.password_policy import check_password
 from app.modules.users.repository import UserRepository
 
 
@@ -32,6 +33,7 @@ class AccountService:
     async def register(
         self, email: str, password: str, full_name: str, roles: frozenset[Role] = frozenset()
     ) -> User:
+        check_password(password, email)
         password_hash = await self._passwords.hash(password)
         user = User(
             email=email,
