@@ -24,6 +24,19 @@ class Environment(StrEnum):
     PROD = "prod"
 
 
+def _parse_previous_keys(value: Any) -> Any:
+    """`kid:secret,kid:secret` -> {kid: secret}; a secret may itself contain ':'."""
+    if not isinstance(value, str):
+        return value
+    keys: dict[str, str] = {}
+    for item in _split_csv(value):
+        kid, sep, secret = item.partition(":")
+        if not sep or not kid.strip() or not secret:
+            raise ValueError("JWT_PREVIOUS_KEYS must be a comma list of kid:secret pairs")
+        keys[kid.strip()] = secret
+    return keys
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -59,7 +72,10 @@ class Settings(BaseSettings):
     jwt_key_id: str = "k1"
     jwt_issuer: str = "keystone"
     jwt_audience: str = "keystone-api"
+    # Keys that no longer sign but still verify, during a rotation: "kid:secret,kid:secret".
+    jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_s: int = Field(default=1_209_600, ge=60, le=31_536_000)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -81,6 +97,17 @@ class Settings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("jwt_previous_keys", mode="before")
+    @classmethod
+    def _previous_keys(cls, value: Any) -> Any:
+        return _parse_previous_keys(value)
+
+    @model_validator(mode="after")
+    def _signing_key_is_not_retired(self) -> Settings:
+        if self.jwt_key_id in self.jwt_previous_keys:
+            raise ValueError("JWT_KEY_ID must not also be listed in JWT_PREVIOUS_KEYS")
+        return self
+
     @field_validator("app_modules")
     @classmethod
     def _known_modules(cls, value: list[str]) -> list[str]:
@@ -100,6 +127,8 @@ class Settings(BaseSettings):
         secret = self.jwt_secret.get_secret_value()
         if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
             raise ValueError("JWT_SECRET must be set to a random value of at least 32 characters")
+        if any(len(key.get_secret_value()) < 32 for key in self.jwt_previous_keys.values()):
+            raise ValueError("JWT_PREVIOUS_KEYS secrets must be at least 32 characters")
         if "*" in self.cors_origins:
             raise ValueError("CORS_ORIGINS must list explicit origins in prod, not '*'")
         if self.debug:

@@ -16,6 +16,7 @@ from app.core.events.bus import EventBus
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
 from app.core.security.passwords import PasswordHasher
+from app.core.security.revocation import TokenRevocations
 from app.core.security.tokens import TokenService
 
 
@@ -52,3 +53,6 @@ class CoreContainer(containers.DeclarativeContainer):
     bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
     tokens = providers.Singleton(TokenService, settings=settings)
     passwords = providers.Singleton(PasswordHasher)
+    revocations = providers.Singleton(
+        TokenRevocations, redis=redis, access_ttl_s=settings.provided.access_token_ttl_s
+    )

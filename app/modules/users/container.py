@@ -6,12 +6,20 @@ from dependency_injector import containers, providers
 
 from app.core.container import unit_of_work
 from app.modules.users.models import inbox, outbox
-from app.modules.users.service import AccountService
+from app.modules.users.service import AccountService, AdminService, AuthService, Sessions
 
 
 class UsersContainer(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
     uow = unit_of_work(core, outbox, inbox)
-    accounts = providers.Singleton(
-        AccountService, uow=uow, passwords=core.passwords, tokens=core.tokens
+    sessions = providers.Singleton(
+        Sessions,
+        tokens=core.tokens,
+        revocations=core.revocations,
+        refresh_ttl_s=core.settings.provided.refresh_token_ttl_s,
     )
+    accounts = providers.Singleton(
+        AccountService, uow=uow, passwords=core.passwords, sessions=sessions
+    )
+    auth = providers.Singleton(AuthService, uow=uow, passwords=core.passwords, sessions=sessions)
+    admin = providers.Singleton(AdminService, uow=uow, sessions=sessions)

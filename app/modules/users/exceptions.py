@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from app.core.errors import ConflictError, NotFoundError, UnauthorizedError, UnprocessableError
+from app.core.errors import (
+    ConflictError,
+    DomainError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+    UnprocessableError,
+)
 
 
 class EmailTakenError(ConflictError):
@@ -49,3 +56,32 @@ class PasswordContainsEmailError(WeakPasswordError):
 
     def __init__(self) -> None:
         super().__init__("The password must not contain the email address's local part")
+
+
+class InvalidRefreshTokenError(UnauthorizedError):
+    code = "invalid-refresh-token"
+
+    def __init__(self) -> None:
+        super().__init__("The refresh token is invalid, expired or revoked; log in again")
+
+
+class WrongPasswordError(ForbiddenError):
+    code = "wrong-password"
+
+    def __init__(self) -> None:
+        super().__init__("The current password is incorrect")
+
+
+class LastAdminError(ConflictError):
+    code = "last-admin"
+
+    def __init__(self) -> None:
+        super().__init__("This would leave no active admin; make another admin first")
+
+
+class InvalidResetTokenError(DomainError):
+    status = 400
+    code = "invalid-reset-token"
+
+    def __init__(self) -> None:
+        super().__init__("The reset token is invalid, expired or already used; ask for a new one")

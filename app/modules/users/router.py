@@ -1,28 +1,62 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import APIRouter, Depends, Form, status
+from fastapi import APIRouter, Depends, Form, Query, Response, status
 
 from app.core.module import API_PREFIX
-from app.core.security.dependencies import current_principal
-from app.core.security.rbac import Principal
-from app.modules.users.dependencies import account_service
+from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from app.core.security.dependencies import current_principal, current_token, require
+from app.core.security.rbac import Permission, Principal, Role
+from app.core.security.tokens import AccessToken
+from app.modules.users.dependencies import account_service, admin_service, auth_service
+from app.modules.users.password_policy import MAX_PASSWORD_LENGTH
 from app.modules.users.schemas import (
-    MAX_PASSWORD_LENGTH,
+    PasswordChange,
+    ProfileUpdate,
+    RefreshRequest,
     RegisterRequest,
+    RolesUpdate,
     TokenOut,
+    UserAdminOut,
     UserOut,
     normalise_email,
 )
-from app.modules.users.service import AccountService
+from app.modules.users.service import AccountService, AdminService, AuthService, IssuedTokens
 
 router = APIRouter(prefix=API_PREFIX)
 Accounts = Annotated[AccountService, Depends(account_service)]
+Auth = Annotated[AuthService, Depends(auth_service)]
+Admin = Annotated[AdminService, Depends(admin_service)]
+Caller = Annotated[Principal, Depends(current_principal)]
+CallerToken = Annotated[AccessToken, Depends(current_token)]
+UserManager = Depends(require(Permission.USERS_MANAGE))
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    422: {"description": "Invalid input (problem+json naming each field)"}
+Responses = dict[int | str, dict[str, Any]]
+INVALID: Responses = {422: {"description": "Invalid input (problem+json naming each field)"}}
+UNAUTHENTICATED: Responses = {401: {"description": "Missing, invalid, expired or revoked token"}}
+WEAK_PASSWORD: Responses = {
+    422: {
+        "description": "Invalid input, or a password the policy refuses (problem type "
+        "password-length, password-too-common or password-contains-email)"
+    }
 }
+ADMIN_PROBLEMS: Responses = {
+    **UNAUTHENTICATED,
+    403: {"description": "Needs the users:manage permission"},
+    404: {"description": "No such user"},
+    409: {"description": "Would leave no active admin"},
+    **INVALID,
+}
+
+
+def _tokens(issued: IssuedTokens) -> TokenOut:
+    return TokenOut(
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_in=issued.expires_in,
+    )
 
 
 @router.post(
@@ -31,7 +65,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     response_model=UserOut,
     tags=["auth"],
     summary="Create a customer account",
-    responses={409: {"description": "Email already registered"}, **PROBLEMS},
+    responses={409: {"description": "Email already registered"}, **WEAK_PASSWORD},
 )
 async def register(body: RegisterRequest, accounts: Accounts) -> UserOut:
     user = await accounts.register(body.email, body.password, body.full_name)
@@ -42,16 +76,41 @@ async def register(body: RegisterRequest, accounts: Accounts) -> UserOut:
     "/auth/login",
     response_model=TokenOut,
     tags=["auth"],
-    summary="Exchange email and password for a bearer access token (OAuth2 password flow)",
-    responses={401: {"description": "Incorrect email or password"}, **PROBLEMS},
+    summary="Exchange email and password for an access and a refresh token (OAuth2 password flow)",
+    responses={401: {"description": "Incorrect email or password"}, **INVALID},
 )
 async def login(
     username: Annotated[str, Form(max_length=320, description="The account's email")],
     password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)],
-    accounts: Accounts,
+    auth: Auth,
 ) -> TokenOut:
-    issued = await accounts.log_in(normalise_email(username), password)
-    return TokenOut(access_token=issued.access_token, expires_in=issued.expires_in)
+    return _tokens(await auth.log_in(normalise_email(username), password))
+
+
+@router.post(
+    "/auth/refresh",
+    response_model=TokenOut,
+    tags=["auth"],
+    summary="Trade a refresh token for new tokens; the one presented stops working",
+    responses={
+        401: {"description": "Invalid, expired, revoked or reused refresh token"},
+        **INVALID,
+    },
+)
+async def refresh(body: RefreshRequest, auth: Auth) -> TokenOut:
+    return _tokens(await auth.refresh(body.refresh_token))
+
+
+@router.post(
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+    summary="End this session: its refresh tokens and this access token stop working",
+    responses={**UNAUTHENTICATED},
+)
+async def logout(token: CallerToken, auth: Auth) -> Response:
+    await auth.log_out(token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(
@@ -59,9 +118,79 @@ async def login(
     response_model=UserOut,
     tags=["users"],
     summary="The signed-in user's account",
-    responses={401: {"description": "Missing or invalid token"}},
+    responses={**UNAUTHENTICATED},
 )
-async def me(
-    principal: Annotated[Principal, Depends(current_principal)], accounts: Accounts
-) -> UserOut:
+async def me(principal: Caller, accounts: Accounts) -> UserOut:
     return UserOut.model_validate(await accounts.get(principal.user_id))
+
+
+@router.patch(
+    "/users/me",
+    response_model=UserOut,
+    tags=["users"],
+    summary="Change one's own full name",
+    responses={**UNAUTHENTICATED, **INVALID},
+)
+async def update_me(body: ProfileUpdate, principal: Caller, accounts: Accounts) -> UserOut:
+    return UserOut.model_validate(await accounts.update_profile(principal.user_id, body.full_name))
+
+
+@router.post(
+    "/users/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["users"],
+    summary="Change one's password (the current one is required); other sessions end",
+    responses={
+        **UNAUTHENTICATED,
+        403: {"description": "The current password is wrong"},
+        **WEAK_PASSWORD,
+    },
+)
+async def change_password(body: PasswordChange, token: CallerToken, accounts: Accounts) -> Response:
+    await accounts.change_password(token, body.current_password, body.new_password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/users",
+    response_model=Page[UserAdminOut],
+    dependencies=[UserManager],
+    tags=["admin"],
+    summary="List accounts, newest first, by email fragment or role (cursor pagination)",
+    responses={400: {"description": "Invalid cursor"}, **ADMIN_PROBLEMS},
+)
+async def list_users(
+    admin: Admin,
+    email: Annotated[str | None, Query(min_length=1, max_length=320)] = None,
+    role: Role | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[UserAdminOut]:
+    page = await admin.list_users(limit, cursor, email, role)
+    return Page[UserAdminOut](
+        items=[UserAdminOut.of(user) for user in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.put(
+    "/users/{user_id}/roles",
+    response_model=UserAdminOut,
+    dependencies=[UserManager],
+    tags=["admin"],
+    summary="Replace an account's roles; its sessions end so new tokens carry the new roles",
+    responses=ADMIN_PROBLEMS,
+)
+async def set_roles(user_id: UUID, body: RolesUpdate, admin: Admin) -> UserAdminOut:
+    return UserAdminOut.of(await admin.set_roles(user_id, frozenset(body.roles)))
+
+
+@router.post(
+    "/users/{user_id}/disable",
+    response_model=UserAdminOut,
+    dependencies=[UserManager],
+    tags=["admin"],
+    summary="Disable an account: it cannot log in and its tokens stop working at once",
+    responses=ADMIN_PROBLEMS,
+)
+async def disable_user(user_id: UUID, admin: Admin) -> UserAdminOut:
+    return UserAdminOut.of(await admin.disable(user_id))

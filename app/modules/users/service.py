@@ -1,34 +1,123 @@
-"""Use cases of the users module: register, log in, read one's account."""
+"""Use cases of the users module: accounts, sessions (login, refresh, logout) and their admin.
+
+A session is a family of refresh tokens. Logging in opens one; each refresh uses up the token
+presented and adds the next to the family; presenting a used token again means it was stolen
+(or replayed), so the whole family is revoked. Only SHA-256 digests of refresh tokens are
+stored. Revoking a session also lists its id in Redis (`TokenRevocations`) so the access tokens
+it issued stop working at once, not when they expire.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from uuid import UUID
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
 
-from app.core.events.outbox import UnitOfWork
+from app.core.events.outbox import Transaction, UnitOfWork
+from app.core.logging import get_logger
+from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from app.core.security.passwords import PasswordHasher
 from app.core.security.rbac import Role
-from app.core.security.tokens import TokenService
+from app.core.security.revocation import TokenRevocations
+from app.core.security.tokens import AccessToken, TokenService
 from app.modules.users.contracts import UserRegistered
-from app.modules.users.exceptions import EmailTakenError, InvalidCredentialsError, UserNotFoundError
-from app.modules.users.models import User
+from app.modules.users.exceptions import (
+    EmailTakenError,
+    InvalidCredentialsError,
+    InvalidRefreshTokenError,
+    LastAdminError,
+    UserNotFoundError,
+    WrongPasswordError,
+)
+from app.modules.users.models import RefreshToken, User
 from app.modules.users.password_policy import check_password
-from app.modules.users.repository import UserRepository
+from app.modules.users.repository import RefreshTokenRepository, UserRepository
+
+_log = get_logger("keystone.users")
+_CURSOR_KEYS = frozenset({"created_at", "id"})
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_secret_token() -> str:
+    """256 bits from the OS's CSPRNG: a digest of it cannot be brute-forced back."""
+    return secrets.token_urlsafe(32)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _roles(user: User) -> frozenset[Role]:
+    return frozenset(Role(role) for role in user.roles)
 
 
 @dataclass(frozen=True)
-class IssuedToken:
+class IssuedTokens:
     access_token: str
+    refresh_token: str
     expires_in: int
 
 
+@dataclass(frozen=True)
+class UserPage:
+    items: list[User]
+    next_cursor: str | None
+
+
+class Sessions:
+    """Opens and revokes sessions inside a caller's transaction; `forget` runs after commit."""
+
+    def __init__(
+        self, tokens: TokenService, revocations: TokenRevocations, refresh_ttl_s: int
+    ) -> None:
+        self._tokens = tokens
+        self._revocations = revocations
+        self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
+
+    async def open(
+        self, tx: Transaction, user: User, family_id: UUID | None = None
+    ) -> IssuedTokens:
+        secret = new_secret_token()
+        family_id = family_id or uuid4()
+        await RefreshTokenRepository(tx.session).add(
+            RefreshToken(
+                token_digest=token_digest(secret),
+                family_id=family_id,
+                user_id=user.id,
+                expires_at=_now() + self._refresh_ttl,
+            )
+        )
+        access = self._tokens.issue_access_token(user.id, _roles(user), family_id)
+        return IssuedTokens(access, secret, int(self._tokens.ttl.total_seconds()))
+
+    async def revoke_all(
+        self, tx: Transaction, user_id: UUID, keep: UUID | None = None
+    ) -> set[UUID]:
+        return await RefreshTokenRepository(tx.session).revoke_user_families(user_id, _now(), keep)
+
+    async def forget(self, session_ids: Iterable[UUID]) -> None:
+        """After commit: the revoked sessions' access tokens stop working now."""
+        ids = list(session_ids)
+        if ids:
+            await self._revocations.revoke_sessions(ids)
+
+    async def forget_token(self, token: AccessToken) -> None:
+        await self._revocations.revoke_token(token)
+
+
 class AccountService:
-    def __init__(self, uow: UnitOfWork, passwords: PasswordHasher, tokens: TokenService) -> None:
+    def __init__(self, uow: UnitOfWork, passwords: PasswordHasher, sessions: Sessions) -> None:
         self._uow = uow
         self._passwords = passwords
-        self._tokens = tokens
+        self._sessions = sessions
 
     async def register(
         self, email: str, password: str, full_name: str, roles: frozenset[Role] = frozenset()
@@ -52,24 +141,151 @@ class AccountService:
             raise EmailTakenError from exc
         return user
 
-    async def log_in(self, email: str, password: str) -> IssuedToken:
-        async with self._uow.begin() as tx:
-            user = await UserRepository(tx.session).by_email(email)
-        stored = user.password_hash if user is not None and user.is_active else None
-        ok, rehashed = await self._passwords.verify(password, stored)
-        if not ok or user is None:
-            raise InvalidCredentialsError
-        if rehashed is not None:
-            async with self._uow.begin() as tx:
-                current = await UserRepository(tx.session).get(user.id)
-                if current is not None:
-                    current.password_hash = rehashed
-        token = self._tokens.issue_access_token(user.id, frozenset(Role(r) for r in user.roles))
-        return IssuedToken(access_token=token, expires_in=int(self._tokens.ttl.total_seconds()))
-
     async def get(self, user_id: UUID) -> User:
         async with self._uow.begin() as tx:
             user = await UserRepository(tx.session).get(user_id)
         if user is None or not user.is_active:
             raise UserNotFoundError
         return user
+
+    async def update_profile(self, user_id: UUID, full_name: str) -> User:
+        async with self._uow.begin() as tx:
+            user = await UserRepository(tx.session).get_for_update(user_id)
+            if user is None or not user.is_active:
+                raise UserNotFoundError
+            user.full_name = full_name
+        return user
+
+    async def change_password(self, token: AccessToken, current: str, new: str) -> None:
+        """Needs the current password; every other session of the account is revoked."""
+        user = await self.get(token.principal.user_id)
+        ok, _ = await self._passwords.verify(current, user.password_hash)
+        if not ok:
+            raise WrongPasswordError
+        check_password(new, user.email)
+        new_hash = await self._passwords.hash(new)
+        async with self._uow.begin() as tx:
+            locked = await UserRepository(tx.session).get_for_update(user.id)
+            if locked is None or not locked.is_active:
+                raise UserNotFoundError
+            locked.password_hash = new_hash
+            revoked = await self._sessions.revoke_all(tx, user.id, keep=token.session_id)
+        await self._sessions.forget(revoked)
+
+
+class AuthService:
+    def __init__(self, uow: UnitOfWork, passwords: PasswordHasher, sessions: Sessions) -> None:
+        self._uow = uow
+        self._passwords = passwords
+        self._sessions = sessions
+
+    async def log_in(self, email: str, password: str) -> IssuedTokens:
+        async with self._uow.begin() as tx:
+            user = await UserRepository(tx.session).by_email(email)
+        stored = user.password_hash if user is not None and user.is_active else None
+        ok, rehashed = await self._passwords.verify(password, stored)
+        if not ok or user is None:
+            raise InvalidCredentialsError
+        async with self._uow.begin() as tx:
+            current = await UserRepository(tx.session).get_for_update(user.id)
+            if current is None or not current.is_active:
+                raise InvalidCredentialsError
+            if rehashed is not None and current.password_hash == user.password_hash:
+                current.password_hash = rehashed
+            return await self._sessions.open(tx, current)
+
+    async def refresh(self, presented: str) -> IssuedTokens:
+        issued: IssuedTokens | None = None
+        reused: RefreshToken | None = None
+        async with self._uow.begin() as tx:
+            token = await RefreshTokenRepository(tx.session).by_digest_for_update(
+                token_digest(presented)
+            )
+            if token is None or token.revoked_at is not None or token.expires_at <= _now():
+                raise InvalidRefreshTokenError
+            if token.used_at is not None:
+                # Committed before answering: the revocation must stick although we refuse.
+                await RefreshTokenRepository(tx.session).revoke_family(token.family_id, _now())
+                reused = token
+            else:
+                user = await UserRepository(tx.session).get(token.user_id)
+                if user is None or not user.is_active:
+                    raise InvalidRefreshTokenError
+                token.used_at = _now()
+                issued = await self._sessions.open(tx, user, token.family_id)
+        if reused is not None:
+            _log.warning("refresh token reused; session revoked", user_id=str(reused.user_id))
+            await self._sessions.forget([reused.family_id])
+            raise InvalidRefreshTokenError
+        assert issued is not None
+        return issued
+
+    async def log_out(self, token: AccessToken) -> None:
+        async with self._uow.begin() as tx:
+            await RefreshTokenRepository(tx.session).revoke_family(token.session_id, _now())
+        await self._sessions.forget([token.session_id])
+        await self._sessions.forget_token(token)
+
+
+class AdminService:
+    """What holders of `users:manage` do: list accounts, set roles, disable accounts."""
+
+    def __init__(self, uow: UnitOfWork, sessions: Sessions) -> None:
+        self._uow = uow
+        self._sessions = sessions
+
+    async def list_users(
+        self, limit: int, cursor: str | None, email_contains: str | None, role: Role | None
+    ) -> UserPage:
+        after = _parse_cursor(cursor) if cursor is not None else None
+        async with self._uow.begin() as tx:
+            rows = await UserRepository(tx.session).newest_first(
+                limit + 1, after, email_contains, role
+            )
+        items = rows[:limit]
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(
+                {"created_at": last.created_at.isoformat(), "id": str(last.id)}
+            )
+        return UserPage(items=items, next_cursor=next_cursor)
+
+    async def set_roles(self, user_id: UUID, roles: frozenset[Role]) -> User:
+        """New roles take effect at the next login: the account's sessions are revoked, so no
+        token keeps carrying the old roles."""
+        async with self._uow.begin() as tx:
+            user = await self._lock_target(tx, user_id, losing_admin=Role.ADMIN not in roles)
+            user.roles = sorted(roles)
+            revoked = await self._sessions.revoke_all(tx, user.id)
+        await self._sessions.forget(revoked)
+        return user
+
+    async def disable(self, user_id: UUID) -> User:
+        async with self._uow.begin() as tx:
+            user = await self._lock_target(tx, user_id, losing_admin=True)
+            user.is_active = False
+            revoked = await self._sessions.revoke_all(tx, user.id)
+        await self._sessions.forget(revoked)
+        return user
+
+    async def _lock_target(self, tx: Transaction, user_id: UUID, losing_admin: bool) -> User:
+        users = UserRepository(tx.session)
+        admins = await users.lock_active_admins()  # first, always: one lock order for all
+        user = await users.get_for_update(user_id)
+        if user is None:
+            raise UserNotFoundError
+        if losing_admin and admins == [user.id]:
+            raise LastAdminError
+        return user
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, UUID]:
+    position = decode_cursor(cursor, _CURSOR_KEYS)
+    try:
+        created_at = datetime.fromisoformat(position["created_at"])
+        if created_at.tzinfo is None:
+            raise InvalidCursorError
+        return created_at.astimezone(UTC), UUID(position["id"])
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise InvalidCursorError from exc
