@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl_s: int = Field(default=1_209_600, ge=60, le=31_536_000)
 
+    password_reset_ttl_s: int = Field(default=1_800, ge=60, le=86_400)
+    # The page of the front end that reads ?token=...; the email shows the link and the token.
+    password_reset_url: str = "http://127.0.0.1:8000/reset-password"  # noqa: S105 - a URL
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65_535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_from: str = "Keystone <no-reply@keystone.local>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     log_level: str = "INFO"
@@ -133,6 +145,8 @@ class Settings(BaseSettings):
             raise ValueError("CORS_ORIGINS must list explicit origins in prod, not '*'")
         if self.debug:
             raise ValueError("DEBUG must be false in prod")
+        if self.smtp_security == "none":
+            raise ValueError("SMTP_SECURITY must be starttls or tls in prod")
         if not self.database_url:
             raise ValueError("DATABASE_URL must be set in prod")
         if not self.redis_url:

@@ -15,6 +15,7 @@ from app.core.db import Database
 from app.core.events.bus import EventBus
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
+from app.core.mail import SmtpMailer
 from app.core.security.passwords import PasswordHasher
 from app.core.security.revocation import TokenRevocations
 from app.core.security.tokens import TokenService
@@ -53,6 +54,7 @@ class CoreContainer(containers.DeclarativeContainer):
     bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
     tokens = providers.Singleton(TokenService, settings=settings)
     passwords = providers.Singleton(PasswordHasher)
+    mailer = providers.Singleton(SmtpMailer, settings=settings)
     revocations = providers.Singleton(
         TokenRevocations, redis=redis, access_ttl_s=settings.provided.access_token_ttl_s
     )

@@ -6,7 +6,13 @@ from dependency_injector import containers, providers
 
 from app.core.container import unit_of_work
 from app.modules.users.models import inbox, outbox
-from app.modules.users.service import AccountService, AdminService, AuthService, Sessions
+from app.modules.users.service import (
+    AccountService,
+    AdminService,
+    AuthService,
+    PasswordResetService,
+    Sessions,
+)
 
 
 class UsersContainer(containers.DeclarativeContainer):
@@ -23,3 +29,12 @@ class UsersContainer(containers.DeclarativeContainer):
     )
     auth = providers.Singleton(AuthService, uow=uow, passwords=core.passwords, sessions=sessions)
     admin = providers.Singleton(AdminService, uow=uow, sessions=sessions)
+    resets = providers.Singleton(
+        PasswordResetService,
+        uow=uow,
+        passwords=core.passwords,
+        sessions=sessions,
+        mailer=core.mailer,
+        ttl_s=core.settings.provided.password_reset_ttl_s,
+        reset_url=core.settings.provided.password_reset_url,
+    )

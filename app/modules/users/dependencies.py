@@ -5,7 +5,12 @@ from typing import cast
 from fastapi import Request
 
 from app.modules.users.container import UsersContainer
-from app.modules.users.service import AccountService, AdminService, AuthService
+from app.modules.users.service import (
+    AccountService,
+    AdminService,
+    AuthService,
+    PasswordResetService,
+)
 
 
 def _container(request: Request) -> UsersContainer:
@@ -22,3 +27,7 @@ def auth_service(request: Request) -> AuthService:
 
 def admin_service(request: Request) -> AdminService:
     return _container(request).admin()
+
+
+def reset_service(request: Request) -> PasswordResetService:
+    return _container(request).resets()

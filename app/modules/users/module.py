@@ -5,9 +5,16 @@ from __future__ import annotations
 from app.core.container import CoreContainer
 from app.core.module import Module
 from app.modules.users.container import UsersContainer
+from app.modules.users.jobs import jobs
 from app.modules.users.router import router
 
 
 def build(core: CoreContainer) -> Module:
     container = UsersContainer(core=core)
-    return Module(name="users", container=container, router=router, uow=container.uow())
+    return Module(
+        name="users",
+        container=container,
+        router=router,
+        uow=container.uow(),
+        jobs=jobs(container.resets()),
+    )

@@ -10,10 +10,17 @@ from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from app.core.security.dependencies import current_principal, current_token, require
 from app.core.security.rbac import Permission, Principal, Role
 from app.core.security.tokens import AccessToken
-from app.modules.users.dependencies import account_service, admin_service, auth_service
+from app.modules.users.dependencies import (
+    account_service,
+    admin_service,
+    auth_service,
+    reset_service,
+)
 from app.modules.users.password_policy import MAX_PASSWORD_LENGTH
 from app.modules.users.schemas import (
     PasswordChange,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     ProfileUpdate,
     RefreshRequest,
     RegisterRequest,
@@ -23,12 +30,19 @@ from app.modules.users.schemas import (
     UserOut,
     normalise_email,
 )
-from app.modules.users.service import AccountService, AdminService, AuthService, IssuedTokens
+from app.modules.users.service import (
+    AccountService,
+    AdminService,
+    AuthService,
+    IssuedTokens,
+    PasswordResetService,
+)
 
 router = APIRouter(prefix=API_PREFIX)
 Accounts = Annotated[AccountService, Depends(account_service)]
 Auth = Annotated[AuthService, Depends(auth_service)]
 Admin = Annotated[AdminService, Depends(admin_service)]
+Resets = Annotated[PasswordResetService, Depends(reset_service)]
 Caller = Annotated[Principal, Depends(current_principal)]
 CallerToken = Annotated[AccessToken, Depends(current_token)]
 UserManager = Depends(require(Permission.USERS_MANAGE))
@@ -110,6 +124,30 @@ async def refresh(body: RefreshRequest, auth: Auth) -> TokenOut:
 )
 async def logout(token: CallerToken, auth: Auth) -> Response:
     await auth.log_out(token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/auth/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["auth"],
+    summary="Ask for a password-reset email; the answer is the same whether the account exists",
+    responses={**INVALID},
+)
+async def request_password_reset(body: PasswordResetRequest, resets: Resets) -> Response:
+    await resets.request_reset(body.email)
+    return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post(
+    "/auth/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+    summary="Set a new password with the emailed token; every session of the account ends",
+    responses={400: {"description": "Invalid, expired or used token"}, **WEAK_PASSWORD},
+)
+async def confirm_password_reset(body: PasswordResetConfirm, resets: Resets) -> Response:
+    await resets.confirm(body.token, body.new_password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -72,3 +72,12 @@ class PasswordChange(InputModel):
 
 class RolesUpdate(InputModel):
     roles: Annotated[list[Role], Field(min_length=1, max_length=len(Role))]
+
+
+class PasswordResetRequest(InputModel):
+    email: Email
+
+
+class PasswordResetConfirm(InputModel):
+    token: OpaqueToken
+    new_password: Password
