@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from dependency_injector import providers
 from sqlalchemy import text
 
 from app.core.config import Settings
@@ -68,6 +69,9 @@ def _build_modules(settings: Settings, core: CoreContainer) -> list[Module]:
     modules: list[Module] = []
     if "users" in mounted:
         modules.append(users.build(core))
+        # Every module's sensitive actions go to the users module's audit table, through the
+        # core port; without users mounted they are logged (core's default).
+        core.audit.override(providers.Object(users.audit_trail(modules[-1])))
     if "catalog" in mounted:
         modules.append(catalog.build(core))
     if "orders" in mounted:

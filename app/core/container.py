@@ -10,6 +10,7 @@ from dependency_injector import containers, providers
 from redis.asyncio import Redis
 from sqlalchemy import Table
 
+from app.core.audit import LogAuditTrail
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.events.bus import EventBus
@@ -55,6 +56,8 @@ class CoreContainer(containers.DeclarativeContainer):
     tokens = providers.Singleton(TokenService, settings=settings)
     passwords = providers.Singleton(PasswordHasher)
     mailer = providers.Singleton(SmtpMailer, settings=settings)
+    # The composition root overrides this with the users module's table when users is mounted.
+    audit = providers.Singleton(LogAuditTrail)
     revocations = providers.Singleton(
         TokenRevocations, redis=redis, access_ttl_s=settings.provided.access_token_ttl_s
     )

@@ -9,6 +9,7 @@ from app.modules.users.models import inbox, outbox
 from app.modules.users.service import (
     AccountService,
     AdminService,
+    AuditLog,
     AuthService,
     PasswordResetService,
     Sessions,
@@ -24,17 +25,21 @@ class UsersContainer(containers.DeclarativeContainer):
         revocations=core.revocations,
         refresh_ttl_s=core.settings.provided.refresh_token_ttl_s,
     )
+    audit = providers.Singleton(AuditLog, uow=uow)
     accounts = providers.Singleton(
-        AccountService, uow=uow, passwords=core.passwords, sessions=sessions
+        AccountService, uow=uow, passwords=core.passwords, sessions=sessions, audit=audit
     )
-    auth = providers.Singleton(AuthService, uow=uow, passwords=core.passwords, sessions=sessions)
-    admin = providers.Singleton(AdminService, uow=uow, sessions=sessions)
+    auth = providers.Singleton(
+        AuthService, uow=uow, passwords=core.passwords, sessions=sessions, audit=audit
+    )
+    admin = providers.Singleton(AdminService, uow=uow, sessions=sessions, audit=audit)
     resets = providers.Singleton(
         PasswordResetService,
         uow=uow,
         passwords=core.passwords,
         sessions=sessions,
         mailer=core.mailer,
+        audit=audit,
         ttl_s=core.settings.provided.password_reset_ttl_s,
         reset_url=core.settings.provided.password_reset_url,
     )

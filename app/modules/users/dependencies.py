@@ -8,6 +8,7 @@ from app.modules.users.container import UsersContainer
 from app.modules.users.service import (
     AccountService,
     AdminService,
+    AuditLog,
     AuthService,
     PasswordResetService,
 )
@@ -31,3 +32,7 @@ def admin_service(request: Request) -> AdminService:
 
 def reset_service(request: Request) -> PasswordResetService:
     return _container(request).resets()
+
+
+def audit_log_service(request: Request) -> AuditLog:
+    return _container(request).audit()

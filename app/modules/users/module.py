@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.core.audit import AuditTrail
 from app.core.container import CoreContainer
 from app.core.module import Module
 from app.modules.users.container import UsersContainer
@@ -18,3 +19,9 @@ def build(core: CoreContainer) -> Module:
         uow=container.uow(),
         jobs=jobs(container.resets()),
     )
+
+
+def audit_trail(module: Module) -> AuditTrail:
+    """The audit table, as the core port other modules record their admin actions through."""
+    trail: AuditTrail = module.container.audit()
+    return trail

@@ -1,13 +1,24 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import any_, func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.audit import AuditEntry
 from app.core.security.rbac import Role
-from app.modules.users.models import PasswordResetToken, RefreshToken, User
+from app.modules.users.models import AuditRecord, PasswordResetToken, RefreshToken, User
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    before_id: int | None = None
+    actor_id: UUID | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 def _like_escaped(fragment: str) -> str:
@@ -117,3 +128,36 @@ class PasswordResetRepository:
             .where(PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None))
             .values(used_at=now)
         )
+
+
+class AuditRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, entry: AuditEntry) -> None:
+        self._session.add(
+            AuditRecord(
+                actor_id=entry.actor_id,
+                action=entry.action,
+                target=entry.target,
+                outcome=entry.outcome.value,
+                ip=entry.origin.ip,
+                request_id=entry.origin.request_id,
+                detail=dict(entry.detail),
+            )
+        )
+        await self._session.flush()
+
+    async def newest_first(self, limit: int, query: AuditQuery) -> list[AuditRecord]:
+        statement = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
+        if query.before_id is not None:
+            statement = statement.where(AuditRecord.id < query.before_id)
+        if query.actor_id is not None:
+            statement = statement.where(AuditRecord.actor_id == query.actor_id)
+        if query.action is not None:
+            statement = statement.where(AuditRecord.action == query.action)
+        if query.since is not None:
+            statement = statement.where(AuditRecord.occurred_at >= query.since)
+        if query.until is not None:
+            statement = statement.where(AuditRecord.occurred_at < query.until)
+        return list((await self._session.execute(statement)).scalars())

@@ -4,7 +4,9 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Form, Query, Response, status
+from pydantic import AwareDatetime
 
+from app.core.audit import Origin, request_origin
 from app.core.module import API_PREFIX
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from app.core.security.dependencies import current_principal, current_token, require
@@ -13,11 +15,14 @@ from app.core.security.tokens import AccessToken
 from app.modules.users.dependencies import (
     account_service,
     admin_service,
+    audit_log_service,
     auth_service,
     reset_service,
 )
 from app.modules.users.password_policy import MAX_PASSWORD_LENGTH
+from app.modules.users.repository import AuditQuery
 from app.modules.users.schemas import (
+    AuditEntryOut,
     PasswordChange,
     PasswordResetConfirm,
     PasswordResetRequest,
@@ -33,6 +38,7 @@ from app.modules.users.schemas import (
 from app.modules.users.service import (
     AccountService,
     AdminService,
+    AuditLog,
     AuthService,
     IssuedTokens,
     PasswordResetService,
@@ -43,9 +49,12 @@ Accounts = Annotated[AccountService, Depends(account_service)]
 Auth = Annotated[AuthService, Depends(auth_service)]
 Admin = Annotated[AdminService, Depends(admin_service)]
 Resets = Annotated[PasswordResetService, Depends(reset_service)]
+Audit = Annotated[AuditLog, Depends(audit_log_service)]
 Caller = Annotated[Principal, Depends(current_principal)]
+From = Annotated[Origin, Depends(request_origin)]
 CallerToken = Annotated[AccessToken, Depends(current_token)]
-UserManager = Depends(require(Permission.USERS_MANAGE))
+UserManager = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
+AuditReader = Depends(require(Permission.AUDIT_READ))
 
 Responses = dict[int | str, dict[str, Any]]
 INVALID: Responses = {422: {"description": "Invalid input (problem+json naming each field)"}}
@@ -97,8 +106,9 @@ async def login(
     username: Annotated[str, Form(max_length=320, description="The account's email")],
     password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)],
     auth: Auth,
+    origin: From,
 ) -> TokenOut:
-    return _tokens(await auth.log_in(normalise_email(username), password))
+    return _tokens(await auth.log_in(normalise_email(username), password, origin))
 
 
 @router.post(
@@ -111,8 +121,8 @@ async def login(
         **INVALID,
     },
 )
-async def refresh(body: RefreshRequest, auth: Auth) -> TokenOut:
-    return _tokens(await auth.refresh(body.refresh_token))
+async def refresh(body: RefreshRequest, auth: Auth, origin: From) -> TokenOut:
+    return _tokens(await auth.refresh(body.refresh_token, origin))
 
 
 @router.post(
@@ -122,8 +132,8 @@ async def refresh(body: RefreshRequest, auth: Auth) -> TokenOut:
     summary="End this session: its refresh tokens and this access token stop working",
     responses={**UNAUTHENTICATED},
 )
-async def logout(token: CallerToken, auth: Auth) -> Response:
-    await auth.log_out(token)
+async def logout(token: CallerToken, auth: Auth, origin: From) -> Response:
+    await auth.log_out(token, origin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -146,8 +156,10 @@ async def request_password_reset(body: PasswordResetRequest, resets: Resets) -> 
     summary="Set a new password with the emailed token; every session of the account ends",
     responses={400: {"description": "Invalid, expired or used token"}, **WEAK_PASSWORD},
 )
-async def confirm_password_reset(body: PasswordResetConfirm, resets: Resets) -> Response:
-    await resets.confirm(body.token, body.new_password)
+async def confirm_password_reset(
+    body: PasswordResetConfirm, resets: Resets, origin: From
+) -> Response:
+    await resets.confirm(body.token, body.new_password, origin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -184,15 +196,17 @@ async def update_me(body: ProfileUpdate, principal: Caller, accounts: Accounts) 
         **WEAK_PASSWORD,
     },
 )
-async def change_password(body: PasswordChange, token: CallerToken, accounts: Accounts) -> Response:
-    await accounts.change_password(token, body.current_password, body.new_password)
+async def change_password(
+    body: PasswordChange, token: CallerToken, accounts: Accounts, origin: From
+) -> Response:
+    await accounts.change_password(token, body.current_password, body.new_password, origin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(
     "/users",
     response_model=Page[UserAdminOut],
-    dependencies=[UserManager],
+    dependencies=[Depends(require(Permission.USERS_MANAGE))],
     tags=["admin"],
     summary="List accounts, newest first, by email fragment or role (cursor pagination)",
     responses={400: {"description": "Invalid cursor"}, **ADMIN_PROBLEMS},
@@ -213,22 +227,54 @@ async def list_users(
 @router.put(
     "/users/{user_id}/roles",
     response_model=UserAdminOut,
-    dependencies=[UserManager],
     tags=["admin"],
     summary="Replace an account's roles; its sessions end so new tokens carry the new roles",
     responses=ADMIN_PROBLEMS,
 )
-async def set_roles(user_id: UUID, body: RolesUpdate, admin: Admin) -> UserAdminOut:
-    return UserAdminOut.of(await admin.set_roles(user_id, frozenset(body.roles)))
+async def set_roles(
+    user_id: UUID, body: RolesUpdate, actor: UserManager, admin: Admin, origin: From
+) -> UserAdminOut:
+    return UserAdminOut.of(await admin.set_roles(actor, user_id, frozenset(body.roles), origin))
 
 
 @router.post(
     "/users/{user_id}/disable",
     response_model=UserAdminOut,
-    dependencies=[UserManager],
     tags=["admin"],
     summary="Disable an account: it cannot log in and its tokens stop working at once",
     responses=ADMIN_PROBLEMS,
 )
-async def disable_user(user_id: UUID, admin: Admin) -> UserAdminOut:
-    return UserAdminOut.of(await admin.disable(user_id))
+async def disable_user(
+    user_id: UUID, actor: UserManager, admin: Admin, origin: From
+) -> UserAdminOut:
+    return UserAdminOut.of(await admin.disable(actor, user_id, origin))
+
+
+@router.get(
+    "/admin/audit-log",
+    response_model=Page[AuditEntryOut],
+    dependencies=[AuditReader],
+    tags=["admin"],
+    summary="The audit log, newest first, by actor, action and time range (cursor pagination)",
+    responses={
+        **UNAUTHENTICATED,
+        400: {"description": "Invalid cursor"},
+        403: {"description": "Needs the audit:read permission"},
+        **INVALID,
+    },
+)
+async def audit_log(
+    audit: Audit,
+    actor: UUID | None = None,
+    action: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    since: Annotated[AwareDatetime | None, Query(description="inclusive")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="exclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[AuditEntryOut]:
+    query = AuditQuery(actor_id=actor, action=action, since=since, until=until)
+    page = await audit.search(limit, cursor, query)
+    return Page[AuditEntryOut](
+        items=[AuditEntryOut.model_validate(row) for row in page.items],
+        next_cursor=page.next_cursor,
+    )

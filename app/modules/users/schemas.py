@@ -81,3 +81,17 @@ class PasswordResetRequest(InputModel):
 class PasswordResetConfirm(InputModel):
     token: OpaqueToken
     new_password: Password
+
+
+class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    occurred_at: datetime
+    actor_id: UUID | None
+    action: str
+    target: str | None
+    outcome: str
+    ip: str | None
+    request_id: str | None
+    detail: dict[str, Any]

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
 
+from app.core.audit import NO_ORIGIN, AuditEntry, Origin, Outcome
+from app.core.errors import DomainError
 from app.core.events.outbox import Transaction, UnitOfWork
 from app.core.logging import get_logger
 from app.core.mail import Email, Mailer
 from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from app.core.security.passwords import PasswordHasher
-from app.core.security.rbac import Role
+from app.core.security.rbac import Principal, Role
 from app.core.security.revocation import TokenRevocations
 from app.core.security.tokens import AccessToken, TokenService
 from app.modules.users.contracts import UserRegistered
@@ -36,9 +39,11 @@ from app.modules.users.exceptions import (
     UserNotFoundError,
     WrongPasswordError,
 )
-from app.modules.users.models import PasswordResetToken, RefreshToken, User
+from app.modules.users.models import AuditRecord, PasswordResetToken, RefreshToken, User
 from app.modules.users.password_policy import check_password
 from app.modules.users.repository import (
+    AuditQuery,
+    AuditRepository,
     PasswordResetRepository,
     RefreshTokenRepository,
     UserRepository,
@@ -73,10 +78,48 @@ class IssuedTokens:
     expires_in: int
 
 
+def _user(user_id: UUID) -> str:
+    return f"user:{user_id}"
+
+
 @dataclass(frozen=True)
 class UserPage:
     items: list[User]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    items: list[AuditRecord]
+    next_cursor: str | None
+
+
+class AuditLog:
+    """The users module's implementation of the core `AuditTrail` port: an append-only table.
+
+    Services of this module write their successes in the transaction of the change itself
+    (`AuditRepository(tx.session).add`); `record` is for failures, whose transaction is rolled
+    back, and for other modules, through the port.
+    """
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def record(self, entry: AuditEntry) -> None:
+        async with self._uow.begin() as tx:
+            await AuditRepository(tx.session).add(entry)
+
+    async def search(self, limit: int, cursor: str | None, query: AuditQuery) -> AuditPage:
+        if cursor is not None:
+            position = decode_cursor(cursor, frozenset({"id"}))
+            if not isinstance(position["id"], int) or position["id"] < 1:
+                raise InvalidCursorError
+            query = replace(query, before_id=position["id"])
+        async with self._uow.begin() as tx:
+            rows = await AuditRepository(tx.session).newest_first(limit + 1, query)
+        items = rows[:limit]
+        next_cursor = encode_cursor({"id": items[-1].id}) if len(rows) > limit else None
+        return AuditPage(items=items, next_cursor=next_cursor)
 
 
 class Sessions:
@@ -121,10 +164,13 @@ class Sessions:
 
 
 class AccountService:
-    def __init__(self, uow: UnitOfWork, passwords: PasswordHasher, sessions: Sessions) -> None:
+    def __init__(
+        self, uow: UnitOfWork, passwords: PasswordHasher, sessions: Sessions, audit: AuditLog
+    ) -> None:
         self._uow = uow
         self._passwords = passwords
         self._sessions = sessions
+        self._audit = audit
 
     async def register(
         self, email: str, password: str, full_name: str, roles: frozenset[Role] = frozenset()
@@ -163,11 +209,17 @@ class AccountService:
             user.full_name = full_name
         return user
 
-    async def change_password(self, token: AccessToken, current: str, new: str) -> None:
+    async def change_password(
+        self, token: AccessToken, current: str, new: str, origin: Origin = NO_ORIGIN
+    ) -> None:
         """Needs the current password; every other session of the account is revoked."""
         user = await self.get(token.principal.user_id)
+        entry = AuditEntry(
+            "users.password_change", Outcome.SUCCESS, user.id, _user(user.id), origin
+        )
         ok, _ = await self._passwords.verify(current, user.password_hash)
         if not ok:
+            await self._audit.record(replace(entry, outcome=Outcome.FAILURE))
             raise WrongPasswordError
         check_password(new, user.email)
         new_hash = await self._passwords.hash(new)
@@ -177,21 +229,28 @@ class AccountService:
                 raise UserNotFoundError
             locked.password_hash = new_hash
             revoked = await self._sessions.revoke_all(tx, user.id, keep=token.session_id)
+            await AuditRepository(tx.session).add(entry)
         await self._sessions.forget(revoked)
 
 
 class AuthService:
-    def __init__(self, uow: UnitOfWork, passwords: PasswordHasher, sessions: Sessions) -> None:
+    def __init__(
+        self, uow: UnitOfWork, passwords: PasswordHasher, sessions: Sessions, audit: AuditLog
+    ) -> None:
         self._uow = uow
         self._passwords = passwords
         self._sessions = sessions
+        self._audit = audit
 
-    async def log_in(self, email: str, password: str) -> IssuedTokens:
+    async def log_in(self, email: str, password: str, origin: Origin = NO_ORIGIN) -> IssuedTokens:
         async with self._uow.begin() as tx:
             user = await UserRepository(tx.session).by_email(email)
         stored = user.password_hash if user is not None and user.is_active else None
         ok, rehashed = await self._passwords.verify(password, stored)
         if not ok or user is None:
+            await self._audit.record(
+                AuditEntry("auth.login", Outcome.FAILURE, target=f"email:{email}", origin=origin)
+            )
             raise InvalidCredentialsError
         async with self._uow.begin() as tx:
             current = await UserRepository(tx.session).get_for_update(user.id)
@@ -199,9 +258,12 @@ class AuthService:
                 raise InvalidCredentialsError
             if rehashed is not None and current.password_hash == user.password_hash:
                 current.password_hash = rehashed
+            await AuditRepository(tx.session).add(
+                AuditEntry("auth.login", Outcome.SUCCESS, user.id, _user(user.id), origin)
+            )
             return await self._sessions.open(tx, current)
 
-    async def refresh(self, presented: str) -> IssuedTokens:
+    async def refresh(self, presented: str, origin: Origin = NO_ORIGIN) -> IssuedTokens:
         issued: IssuedTokens | None = None
         reused: RefreshToken | None = None
         async with self._uow.begin() as tx:
@@ -213,6 +275,15 @@ class AuthService:
             if token.used_at is not None:
                 # Committed before answering: the revocation must stick although we refuse.
                 await RefreshTokenRepository(tx.session).revoke_family(token.family_id, _now())
+                await AuditRepository(tx.session).add(
+                    AuditEntry(
+                        "auth.refresh_token_reuse",
+                        Outcome.FAILURE,
+                        target=_user(token.user_id),
+                        origin=origin,
+                        detail={"session_id": str(token.family_id)},
+                    )
+                )
                 reused = token
             else:
                 user = await UserRepository(tx.session).get(token.user_id)
@@ -227,9 +298,13 @@ class AuthService:
         assert issued is not None
         return issued
 
-    async def log_out(self, token: AccessToken) -> None:
+    async def log_out(self, token: AccessToken, origin: Origin = NO_ORIGIN) -> None:
+        user_id = token.principal.user_id
         async with self._uow.begin() as tx:
             await RefreshTokenRepository(tx.session).revoke_family(token.session_id, _now())
+            await AuditRepository(tx.session).add(
+                AuditEntry("auth.logout", Outcome.SUCCESS, user_id, _user(user_id), origin)
+            )
         await self._sessions.forget([token.session_id])
         await self._sessions.forget_token(token)
 
@@ -237,9 +312,10 @@ class AuthService:
 class AdminService:
     """What holders of `users:manage` do: list accounts, set roles, disable accounts."""
 
-    def __init__(self, uow: UnitOfWork, sessions: Sessions) -> None:
+    def __init__(self, uow: UnitOfWork, sessions: Sessions, audit: AuditLog) -> None:
         self._uow = uow
         self._sessions = sessions
+        self._audit = audit
 
     async def list_users(
         self, limit: int, cursor: str | None, email_contains: str | None, role: Role | None
@@ -258,23 +334,47 @@ class AdminService:
             )
         return UserPage(items=items, next_cursor=next_cursor)
 
-    async def set_roles(self, user_id: UUID, roles: frozenset[Role]) -> User:
+    async def set_roles(
+        self, actor: Principal, user_id: UUID, roles: frozenset[Role], origin: Origin = NO_ORIGIN
+    ) -> User:
         """New roles take effect at the next login: the account's sessions are revoked, so no
         token keeps carrying the old roles."""
-        async with self._uow.begin() as tx:
+        entry = AuditEntry(
+            "users.roles_change",
+            Outcome.SUCCESS,
+            actor.user_id,
+            _user(user_id),
+            origin,
+            {"roles": sorted(roles)},
+        )
+        async with self._audited_failure(entry), self._uow.begin() as tx:
             user = await self._lock_target(tx, user_id, losing_admin=Role.ADMIN not in roles)
-            user.roles = sorted(roles)
+            previous, user.roles = list(user.roles), sorted(roles)
             revoked = await self._sessions.revoke_all(tx, user.id)
+            detail = {**entry.detail, "previous": previous}
+            await AuditRepository(tx.session).add(replace(entry, detail=detail))
         await self._sessions.forget(revoked)
         return user
 
-    async def disable(self, user_id: UUID) -> User:
-        async with self._uow.begin() as tx:
+    async def disable(self, actor: Principal, user_id: UUID, origin: Origin = NO_ORIGIN) -> User:
+        entry = AuditEntry("users.disable", Outcome.SUCCESS, actor.user_id, _user(user_id), origin)
+        async with self._audited_failure(entry), self._uow.begin() as tx:
             user = await self._lock_target(tx, user_id, losing_admin=True)
             user.is_active = False
             revoked = await self._sessions.revoke_all(tx, user.id)
+            await AuditRepository(tx.session).add(entry)
         await self._sessions.forget(revoked)
         return user
+
+    @asynccontextmanager
+    async def _audited_failure(self, entry: AuditEntry) -> AsyncIterator[None]:
+        """A refused admin action is recorded too, with the rule that refused it."""
+        try:
+            yield
+        except DomainError as error:
+            failure = {**entry.detail, "error": error.code}
+            await self._audit.record(replace(entry, outcome=Outcome.FAILURE, detail=failure))
+            raise
 
     async def _lock_target(self, tx: Transaction, user_id: UUID, losing_admin: bool) -> User:
         users = UserRepository(tx.session)
@@ -299,9 +399,11 @@ class PasswordResetService:
         passwords: PasswordHasher,
         sessions: Sessions,
         mailer: Mailer,
+        audit: AuditLog,
         ttl_s: int,
         reset_url: str,
     ) -> None:
+        self._audit = audit
         self._uow = uow
         self._passwords = passwords
         self._sessions = sessions
@@ -342,17 +444,28 @@ class PasswordResetService:
         )
         return Email(to=to, subject="Reset your Keystone password", body=body)
 
-    async def confirm(self, secret: str, new_password: str) -> None:
+    async def confirm(self, secret: str, new_password: str, origin: Origin = NO_ORIGIN) -> None:
         digest = token_digest(secret)
-        async with self._uow.begin() as tx:
-            user = await self._user_of_valid_token(tx, digest)
-        check_password(new_password, user.email)  # the token is not used up by a weak password
-        new_hash = await self._passwords.hash(new_password)
-        async with self._uow.begin() as tx:
-            user = await self._user_of_valid_token(tx, digest)  # again, under the row lock
-            user.password_hash = new_hash
-            await PasswordResetRepository(tx.session).use_all(user.id, _now())
-            revoked = await self._sessions.revoke_all(tx, user.id)
+        try:
+            async with self._uow.begin() as tx:
+                user = await self._user_of_valid_token(tx, digest)
+            check_password(new_password, user.email)  # a weak password does not use the token
+            new_hash = await self._passwords.hash(new_password)
+            async with self._uow.begin() as tx:
+                user = await self._user_of_valid_token(tx, digest)  # again, under the row lock
+                user.password_hash = new_hash
+                await PasswordResetRepository(tx.session).use_all(user.id, _now())
+                revoked = await self._sessions.revoke_all(tx, user.id)
+                await AuditRepository(tx.session).add(
+                    AuditEntry(
+                        "users.password_reset", Outcome.SUCCESS, user.id, _user(user.id), origin
+                    )
+                )
+        except InvalidResetTokenError:
+            await self._audit.record(
+                AuditEntry("users.password_reset", Outcome.FAILURE, origin=origin)
+            )
+            raise
         await self._sessions.forget(revoked)
 
     async def _user_of_valid_token(self, tx: Transaction, digest: str) -> User:
