@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     refresh_token_ttl_s: int = Field(default=1_209_600, ge=60, le=31_536_000)
 
     password_reset_ttl_s: int = Field(default=1_800, ge=60, le=86_400)
+    audit_retention_days: int = Field(default=365, ge=1, le=3_650)
     # The page of the front end that reads ?token=...; the email shows the link and the token.
     password_reset_url: str = "http://127.0.0.1:8000/reset-password"  # noqa: S105 - a URL
 

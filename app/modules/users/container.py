@@ -12,6 +12,7 @@ from app.modules.users.service import (
     AuditLog,
     AuthService,
     PasswordResetService,
+    RetentionService,
     Sessions,
 )
 
@@ -42,4 +43,9 @@ class UsersContainer(containers.DeclarativeContainer):
         audit=audit,
         ttl_s=core.settings.provided.password_reset_ttl_s,
         reset_url=core.settings.provided.password_reset_url,
+    )
+    retention = providers.Singleton(
+        RetentionService,
+        uow=uow,
+        audit_retention_days=core.settings.provided.audit_retention_days,
     )

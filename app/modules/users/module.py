@@ -6,7 +6,7 @@ from app.core.audit import AuditTrail
 from app.core.container import CoreContainer
 from app.core.module import Module
 from app.modules.users.container import UsersContainer
-from app.modules.users.jobs import jobs
+from app.modules.users.jobs import cron_jobs, jobs
 from app.modules.users.router import router
 
 
@@ -18,6 +18,7 @@ def build(core: CoreContainer) -> Module:
         router=router,
         uow=container.uow(),
         jobs=jobs(container.resets()),
+        cron_jobs=cron_jobs(container.retention()),
     )
 
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import any_, func, literal, select, tuple_, update
+from sqlalchemy import any_, delete, func, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.audit import AuditEntry
@@ -161,3 +161,30 @@ class AuditRepository:
         if query.until is not None:
             statement = statement.where(AuditRecord.occurred_at < query.until)
         return list((await self._session.execute(statement)).scalars())
+
+
+class RetentionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def delete_expired_tokens(self, now: datetime) -> dict[str, int]:
+        refresh = await self._session.execute(
+            delete(RefreshToken).where(RefreshToken.expires_at < now)
+        )
+        reset = await self._session.execute(
+            delete(PasswordResetToken).where(PasswordResetToken.expires_at < now)
+        )
+        return {"refresh_tokens": _count(refresh), "password_reset_tokens": _count(reset)}
+
+    async def delete_audit_before(self, cutoff: datetime) -> int:
+        # The append-only trigger lets a DELETE through only when this transaction says so.
+        await self._session.execute(text("SET LOCAL keystone.audit_retention = 'on'"))
+        result = await self._session.execute(
+            delete(AuditRecord).where(AuditRecord.occurred_at < cutoff)
+        )
+        return _count(result)
+
+
+def _count(result: object) -> int:
+    rowcount = getattr(result, "rowcount", 0)
+    return int(rowcount or 0)

@@ -46,6 +46,7 @@ from app.modules.users.repository import (
     AuditRepository,
     PasswordResetRepository,
     RefreshTokenRepository,
+    RetentionRepository,
     UserRepository,
 )
 
@@ -476,6 +477,24 @@ class PasswordResetService:
         if user is None or not user.is_active:
             raise InvalidResetTokenError
         return user
+
+
+class RetentionService:
+    """Deletes what Keystone no longer needs: expired refresh and reset tokens, and audit rows
+    older than AUDIT_RETENTION_DAYS. Run hourly by the worker; logs what it removed."""
+
+    def __init__(self, uow: UnitOfWork, audit_retention_days: int) -> None:
+        self._uow = uow
+        self._audit_retention = timedelta(days=audit_retention_days)
+
+    async def apply(self) -> dict[str, int]:
+        now = _now()
+        async with self._uow.begin() as tx:
+            retention = RetentionRepository(tx.session)
+            removed = await retention.delete_expired_tokens(now)
+            removed["audit_rows"] = await retention.delete_audit_before(now - self._audit_retention)
+        _log.info("retention applied", **removed)
+        return removed
 
 
 def _parse_cursor(cursor: str) -> tuple[datetime, UUID]:
