@@ -117,6 +117,8 @@ def build_runtime(settings: Settings) -> Runtime:
     for module in modules:
         for subscription in module.subscriptions:
             bus.subscribe(subscription)
+        if module.personal_data is not None:
+            core.personal_data().register(module.name, module.personal_data)
     relay = EventRelay(
         bus,
         [OutboxSource(m.name, core.database(), m.uow.outbox) for m in modules],

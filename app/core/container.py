@@ -17,6 +17,7 @@ from app.core.events.bus import EventBus
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
 from app.core.mail import SmtpMailer
+from app.core.privacy import PersonalDataRegistry
 from app.core.security.passwords import PasswordHasher
 from app.core.security.revocation import TokenRevocations
 from app.core.security.tokens import TokenService
@@ -58,6 +59,7 @@ class CoreContainer(containers.DeclarativeContainer):
     mailer = providers.Singleton(SmtpMailer, settings=settings)
     # The composition root overrides this with the users module's table when users is mounted.
     audit = providers.Singleton(LogAuditTrail)
+    personal_data = providers.Singleton(PersonalDataRegistry)
     revocations = providers.Singleton(
         TokenRevocations, redis=redis, access_ttl_s=settings.provided.access_token_ttl_s
     )

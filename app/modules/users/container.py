@@ -14,6 +14,7 @@ from app.modules.users.service import (
     PasswordResetService,
     RetentionService,
     Sessions,
+    UsersPersonalData,
 )
 
 
@@ -27,8 +28,14 @@ class UsersContainer(containers.DeclarativeContainer):
         refresh_ttl_s=core.settings.provided.refresh_token_ttl_s,
     )
     audit = providers.Singleton(AuditLog, uow=uow)
+    personal_data = providers.Singleton(UsersPersonalData, uow=uow)
     accounts = providers.Singleton(
-        AccountService, uow=uow, passwords=core.passwords, sessions=sessions, audit=audit
+        AccountService,
+        uow=uow,
+        passwords=core.passwords,
+        sessions=sessions,
+        audit=audit,
+        personal_data=core.personal_data,
     )
     auth = providers.Singleton(
         AuthService, uow=uow, passwords=core.passwords, sessions=sessions, audit=audit

@@ -19,6 +19,7 @@ def build(core: CoreContainer) -> Module:
         uow=container.uow(),
         jobs=jobs(container.resets()),
         cron_jobs=cron_jobs(container.retention()),
+        personal_data=container.personal_data(),
     )
 
 

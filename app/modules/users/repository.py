@@ -84,6 +84,12 @@ class RefreshTokenRepository:
         query = select(RefreshToken).where(RefreshToken.token_digest == digest).with_for_update()
         return (await self._session.execute(query)).scalar_one_or_none()
 
+    async def of_user(self, user_id: UUID) -> list[RefreshToken]:
+        query = select(RefreshToken).where(RefreshToken.user_id == user_id)
+        return list(
+            (await self._session.execute(query.order_by(RefreshToken.created_at))).scalars()
+        )
+
     async def revoke_family(self, family_id: UUID, now: datetime) -> None:
         await self._session.execute(
             update(RefreshToken)
@@ -122,6 +128,11 @@ class PasswordResetRepository:
         )
         return (await self._session.execute(query)).scalar_one_or_none()
 
+    async def delete_all(self, user_id: UUID) -> None:
+        await self._session.execute(
+            delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id)
+        )
+
     async def use_all(self, user_id: UUID, now: datetime) -> None:
         await self._session.execute(
             update(PasswordResetToken)
@@ -147,6 +158,10 @@ class AuditRepository:
             )
         )
         await self._session.flush()
+
+    async def by_actor(self, actor_id: UUID) -> list[AuditRecord]:
+        statement = select(AuditRecord).where(AuditRecord.actor_id == actor_id)
+        return list((await self._session.execute(statement.order_by(AuditRecord.id))).scalars())
 
     async def newest_first(self, limit: int, query: AuditQuery) -> list[AuditRecord]:
         statement = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)

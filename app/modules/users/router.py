@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -23,9 +24,11 @@ from app.modules.users.password_policy import MAX_PASSWORD_LENGTH
 from app.modules.users.repository import AuditQuery
 from app.modules.users.schemas import (
     AuditEntryOut,
+    ErasureRequest,
     PasswordChange,
     PasswordResetConfirm,
     PasswordResetRequest,
+    PersonalDataExport,
     ProfileUpdate,
     RefreshRequest,
     RegisterRequest,
@@ -200,6 +203,39 @@ async def change_password(
     body: PasswordChange, token: CallerToken, accounts: Accounts, origin: From
 ) -> Response:
     await accounts.change_password(token, body.current_password, body.new_password, origin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/users/me/export",
+    response_model=PersonalDataExport,
+    tags=["users"],
+    summary="Everything Keystone holds about the caller, each module contributing its part",
+    responses={**UNAUTHENTICATED},
+)
+async def export_me(principal: Caller, accounts: Accounts) -> PersonalDataExport:
+    modules = await accounts.export(principal.user_id)
+    return PersonalDataExport(
+        user_id=principal.user_id, exported_at=datetime.now(UTC), modules=modules
+    )
+
+
+@router.delete(
+    "/users/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["users"],
+    summary="Erase one's account (password required): anonymised, disabled, forgotten by all",
+    responses={
+        **UNAUTHENTICATED,
+        403: {"description": "The password is wrong"},
+        409: {"description": "The last active admin cannot erase themselves"},
+        **INVALID,
+    },
+)
+async def erase_me(
+    body: ErasureRequest, token: CallerToken, accounts: Accounts, origin: From
+) -> Response:
+    await accounts.erase(token, body.password, origin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -83,6 +83,16 @@ class PasswordResetConfirm(InputModel):
     new_password: Password
 
 
+class ErasureRequest(InputModel):
+    password: Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+
+
+class PersonalDataExport(BaseModel):
+    user_id: UUID
+    exported_at: datetime
+    modules: dict[str, dict[str, Any]]
+
+
 class AuditEntryOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

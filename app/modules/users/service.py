@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy.exc import IntegrityError
@@ -25,11 +26,12 @@ from app.core.events.outbox import Transaction, UnitOfWork
 from app.core.logging import get_logger
 from app.core.mail import Email, Mailer
 from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from app.core.privacy import PersonalDataRegistry
 from app.core.security.passwords import PasswordHasher
 from app.core.security.rbac import Principal, Role
 from app.core.security.revocation import TokenRevocations
 from app.core.security.tokens import AccessToken, TokenService
-from app.modules.users.contracts import UserRegistered
+from app.modules.users.contracts import UserErased, UserRegistered
 from app.modules.users.exceptions import (
     EmailTakenError,
     InvalidCredentialsError,
@@ -164,14 +166,71 @@ class Sessions:
         await self._revocations.revoke_token(token)
 
 
+class UsersPersonalData:
+    """The users module's part of a data export: the account, its sessions, its audit trail."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def export(self, user_id: UUID) -> dict[str, Any]:
+        async with self._uow.begin() as tx:
+            user = await UserRepository(tx.session).get(user_id)
+            sessions = await RefreshTokenRepository(tx.session).of_user(user_id)
+            actions = await AuditRepository(tx.session).by_actor(user_id)
+        if user is None:
+            return {}
+        return {
+            "account": {
+                "id": str(user.id),
+                "email": user.email,
+                "full_name": user.full_name,
+                "roles": list(user.roles),
+                "status": "active" if user.is_active else "disabled",
+                "created_at": user.created_at.isoformat(),
+            },
+            "refresh_tokens": [
+                {
+                    "session_id": str(token.family_id),
+                    "created_at": token.created_at.isoformat(),
+                    "expires_at": token.expires_at.isoformat(),
+                    "state": _token_state(token),
+                }
+                for token in sessions
+            ],
+            "audit_log": [
+                {
+                    "occurred_at": row.occurred_at.isoformat(),
+                    "action": row.action,
+                    "outcome": row.outcome,
+                    "ip": row.ip,
+                }
+                for row in actions
+            ],
+        }
+
+
+def _token_state(token: RefreshToken) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.used_at is not None:
+        return "rotated"
+    return "expired" if token.expires_at <= _now() else "active"
+
+
 class AccountService:
     def __init__(
-        self, uow: UnitOfWork, passwords: PasswordHasher, sessions: Sessions, audit: AuditLog
+        self,
+        uow: UnitOfWork,
+        passwords: PasswordHasher,
+        sessions: Sessions,
+        audit: AuditLog,
+        personal_data: PersonalDataRegistry,
     ) -> None:
         self._uow = uow
         self._passwords = passwords
         self._sessions = sessions
         self._audit = audit
+        self._personal_data = personal_data
 
     async def register(
         self, email: str, password: str, full_name: str, roles: frozenset[Role] = frozenset()
@@ -233,6 +292,33 @@ class AccountService:
             await AuditRepository(tx.session).add(entry)
         await self._sessions.forget(revoked)
 
+    async def export(self, user_id: UUID) -> dict[str, dict[str, Any]]:
+        """Everything Keystone holds about the person, each module contributing its part."""
+        await self.get(user_id)
+        return await self._personal_data.export(user_id)
+
+    async def erase(self, token: AccessToken, password: str, origin: Origin = NO_ORIGIN) -> None:
+        """The right to erasure: the account is anonymised and disabled, its sessions and reset
+        tokens end, and `UserErased` tells every other module to forget the person."""
+        user = await self.get(token.principal.user_id)
+        entry = AuditEntry("users.erase", Outcome.SUCCESS, user.id, _user(user.id), origin)
+        ok, _ = await self._passwords.verify(password, user.password_hash)
+        if not ok:
+            await self._audit.record(replace(entry, outcome=Outcome.FAILURE))
+            raise WrongPasswordError
+        unusable = await self._passwords.hash(new_secret_token())
+        async with self._uow.begin() as tx:
+            locked = await lock_account(tx, user.id, losing_admin=True)
+            locked.email = f"erased-{user.id}@erased.invalid"
+            locked.full_name = "Erased user"
+            locked.password_hash = unusable
+            locked.is_active = False
+            await PasswordResetRepository(tx.session).delete_all(user.id)
+            revoked = await self._sessions.revoke_all(tx, user.id)
+            await AuditRepository(tx.session).add(entry)
+            tx.publish(UserErased(user_id=user.id))
+        await self._sessions.forget(revoked)
+
 
 class AuthService:
     def __init__(
@@ -249,8 +335,10 @@ class AuthService:
         stored = user.password_hash if user is not None and user.is_active else None
         ok, rehashed = await self._passwords.verify(password, stored)
         if not ok or user is None:
+            # A known account is named by id, so erasing it leaves no email in the log.
+            target = _user(user.id) if user is not None else f"email:{email}"
             await self._audit.record(
-                AuditEntry("auth.login", Outcome.FAILURE, target=f"email:{email}", origin=origin)
+                AuditEntry("auth.login", Outcome.FAILURE, target=target, origin=origin)
             )
             raise InvalidCredentialsError
         async with self._uow.begin() as tx:
@@ -349,7 +437,7 @@ class AdminService:
             {"roles": sorted(roles)},
         )
         async with self._audited_failure(entry), self._uow.begin() as tx:
-            user = await self._lock_target(tx, user_id, losing_admin=Role.ADMIN not in roles)
+            user = await lock_account(tx, user_id, losing_admin=Role.ADMIN not in roles)
             previous, user.roles = list(user.roles), sorted(roles)
             revoked = await self._sessions.revoke_all(tx, user.id)
             detail = {**entry.detail, "previous": previous}
@@ -360,7 +448,7 @@ class AdminService:
     async def disable(self, actor: Principal, user_id: UUID, origin: Origin = NO_ORIGIN) -> User:
         entry = AuditEntry("users.disable", Outcome.SUCCESS, actor.user_id, _user(user_id), origin)
         async with self._audited_failure(entry), self._uow.begin() as tx:
-            user = await self._lock_target(tx, user_id, losing_admin=True)
+            user = await lock_account(tx, user_id, losing_admin=True)
             user.is_active = False
             revoked = await self._sessions.revoke_all(tx, user.id)
             await AuditRepository(tx.session).add(entry)
@@ -376,16 +464,6 @@ class AdminService:
             failure = {**entry.detail, "error": error.code}
             await self._audit.record(replace(entry, outcome=Outcome.FAILURE, detail=failure))
             raise
-
-    async def _lock_target(self, tx: Transaction, user_id: UUID, losing_admin: bool) -> User:
-        users = UserRepository(tx.session)
-        admins = await users.lock_active_admins()  # first, always: one lock order for all
-        user = await users.get_for_update(user_id)
-        if user is None:
-            raise UserNotFoundError
-        if losing_admin and admins == [user.id]:
-            raise LastAdminError
-        return user
 
 
 class PasswordResetService:
@@ -495,6 +573,18 @@ class RetentionService:
             removed["audit_rows"] = await retention.delete_audit_before(now - self._audit_retention)
         _log.info("retention applied", **removed)
         return removed
+
+
+async def lock_account(tx: Transaction, user_id: UUID, losing_admin: bool) -> User:
+    """The account, locked; refused when the change would leave no active admin."""
+    users = UserRepository(tx.session)
+    admins = await users.lock_active_admins()  # first, always: one lock order for all
+    user = await users.get_for_update(user_id)
+    if user is None:
+        raise UserNotFoundError
+    if losing_admin and admins == [user.id]:
+        raise LastAdminError
+    return user
 
 
 def _parse_cursor(cursor: str) -> tuple[datetime, UUID]:
