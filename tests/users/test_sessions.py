@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from app.core.config import Settings
+from app.devstack import free_port
 from app.main import create_app
 from tests.conftest import Servers, UserFactory, make_settings
 from tests.helpers import assert_problem
@@ -267,3 +268,16 @@ def test_bad_key_settings_are_refused(values: dict[str, Any], message: str) -> N
         Settings(_env_file=None, **values)  # type: ignore[call-arg]
     assert message in str(error.value)
     assert "short" not in str(error.value)  # the secret itself is not echoed
+
+
+async def test_tokens_are_refused_when_revocations_cannot_be_checked(
+    servers: Servers, database_url: str, make_user: UserFactory
+) -> None:
+    """Fail closed: with Redis unreachable a token might be revoked, so it is not accepted."""
+    user = await make_user()
+    unreachable = make_settings(
+        database_url, f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5
+    )
+    response = await _me_on(unreachable, user.token)
+    body = assert_problem(response, 503, "service-unavailable")
+    assert "retry" in body["detail"]
