@@ -25,13 +25,15 @@ class ReceivedMail:
 
 
 class _Keep:
-    def __init__(self, inbox: list[ReceivedMail]) -> None:
+    def __init__(self, inbox: list[ReceivedMail], reply: str) -> None:
         self._inbox = inbox
+        self._reply = reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        message = email.message_from_bytes(envelope.content)
-        self._inbox.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))
-        return "250 OK"
+        if self._reply.startswith("250"):
+            message = email.message_from_bytes(envelope.content)
+            self._inbox.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return self._reply
 
 
 def _free_port() -> int:
@@ -42,10 +44,15 @@ def _free_port() -> int:
 
 
 class MailSink:
-    def __init__(self) -> None:
+    """`reply` is the server's answer to each message: "250 OK" keeps it; a 4xx/5xx refuses it,
+    to test how the adapter and the job behave when the provider says no."""
+
+    def __init__(self, reply: str = "250 OK") -> None:
         self.received: list[ReceivedMail] = []
         self.port = _free_port()
-        self._controller = Controller(_Keep(self.received), hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(
+            _Keep(self.received, reply), hostname="127.0.0.1", port=self.port
+        )
 
     def start(self) -> None:
         self._controller.start()
