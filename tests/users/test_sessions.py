@@ -281,3 +281,20 @@ async def test_tokens_are_refused_when_revocations_cannot_be_checked(
     response = await _me_on(unreachable, user.token)
     body = assert_problem(response, 503, "service-unavailable")
     assert "retry" in body["detail"]
+
+
+async def test_a_token_that_escaped_a_racing_revocation_is_still_refused(
+    client: httpx.AsyncClient, make_user: UserFactory, app: FastAPI
+) -> None:
+    """Logout racing a refresh: the logout's UPDATE waits on the row the refresh uses and then
+    revokes it, but cannot see the row the refresh adds. That survivor must not work."""
+    user = await make_user()
+    first = await log_in(client, user.email, user.password)
+    newest = (await refresh(client, first["refresh_token"])).json()
+    digest = hashlib.sha256(first["refresh_token"].encode()).hexdigest()
+    async with app.state.runtime.core.database().session() as session:
+        await session.execute(
+            text("UPDATE users.refresh_tokens SET revoked_at = now() WHERE token_digest = :d"),
+            {"d": digest},
+        )
+    assert_problem(await refresh(client, newest["refresh_token"]), 401, "invalid-refresh-token")

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import any_, delete, func, literal, select, text, tuple_, update
+from sqlalchemy import any_, delete, exists, func, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.audit import AuditEntry
@@ -89,6 +89,14 @@ class RefreshTokenRepository:
         return list(
             (await self._session.execute(query.order_by(RefreshToken.created_at))).scalars()
         )
+
+    async def family_revoked(self, family_id: UUID) -> bool:
+        query = select(
+            exists().where(
+                RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None)
+            )
+        )
+        return bool(await self._session.scalar(query))
 
     async def revoke_family(self, family_id: UUID, now: datetime) -> None:
         await self._session.execute(

@@ -356,14 +356,17 @@ class AuthService:
         issued: IssuedTokens | None = None
         reused: RefreshToken | None = None
         async with self._uow.begin() as tx:
-            token = await RefreshTokenRepository(tx.session).by_digest_for_update(
-                token_digest(presented)
-            )
+            tokens = RefreshTokenRepository(tx.session)
+            token = await tokens.by_digest_for_update(token_digest(presented))
             if token is None or token.revoked_at is not None or token.expires_at <= _now():
+                raise InvalidRefreshTokenError
+            # A revocation racing a refresh misses the row the refresh adds, never the row it
+            # used: one revoked row revokes the family.
+            if await tokens.family_revoked(token.family_id):
                 raise InvalidRefreshTokenError
             if token.used_at is not None:
                 # Committed before answering: the revocation must stick although we refuse.
-                await RefreshTokenRepository(tx.session).revoke_family(token.family_id, _now())
+                await tokens.revoke_family(token.family_id, _now())
                 await AuditRepository(tx.session).add(
                     AuditEntry(
                         "auth.refresh_token_reuse",
