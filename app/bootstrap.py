@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from dependency_injector import providers
 from sqlalchemy import text
 
 from app.core.config import ALL_MODULES, Settings
@@ -83,6 +84,9 @@ def _build_modules(settings: Settings, core: CoreContainer) -> list[Module]:
     modules: list[Module] = []
     if "users" in mounted:
         modules.append(users.build(core))
+        # Every module's sensitive actions go to the users module's audit table, through the
+        # core port; without users mounted they are logged (core's default).
+        core.audit.override(providers.Object(users.audit_trail(modules[-1])))
     if "catalog" in mounted:
         modules.append(catalog.build(core))
     if "orders" in mounted:
@@ -128,6 +132,8 @@ def build_runtime(settings: Settings) -> Runtime:
     for module in modules:
         for subscription in module.subscriptions:
             bus.subscribe(subscription)
+        if module.personal_data is not None:
+            core.personal_data().register(module.name, module.personal_data)
     relay = EventRelay(
         bus,
         [OutboxSource(m.name, core.database(), m.uow.outbox) for m in modules],

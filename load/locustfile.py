@@ -14,8 +14,8 @@ from typing import Any
 from locust import HttpUser, between, task
 
 API = "/api/v1"
-CUSTOMER = {"username": "customer@keystone.local", "password": "keystone-customer-demo"}
-STAFF = {"username": "staff@keystone.local", "password": "keystone-staff-demo"}
+CUSTOMER = {"username": "customer@keystone.local", "password": "keystone-cleo-demo"}
+STAFF = {"username": "staff@keystone.local", "password": "keystone-sam-demo"}
 
 
 def _product_ids(user: HttpUser) -> list[str]:

@@ -27,6 +27,7 @@ from app.core.config import ALL_MODULES, Settings
 from app.core.db import asyncpg_url
 from app.core.security.rbac import Role
 from app.main import create_app
+from tests.mail import MailSink
 
 TEST_DATABASE = "keystone_test"
 
@@ -107,8 +108,26 @@ async def database_url(servers: Servers) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(servers: Servers, database_url: str) -> Settings:
-    return make_settings(database_url, servers.redis_url)
+def smtp_sink() -> Iterator[MailSink]:
+    """The SMTP server the app's mailer talks to (a real one, on a free local port)."""
+    sink = MailSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def mail(smtp_sink: MailSink) -> MailSink:
+    """The sink, emptied for this test."""
+    smtp_sink.received.clear()
+    return smtp_sink
+
+
+@pytest.fixture(scope="session")
+def settings(servers: Servers, database_url: str, smtp_sink: MailSink) -> Settings:
+    return make_settings(
+        database_url, servers.redis_url, smtp_port=smtp_sink.port, smtp_security="none"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,17 @@ def _product_count(base: str) -> int:
     return len(response.json()["items"])
 
 
+def _wait_for_mail(mail_dir: Path) -> str:
+    """The first email the dev SMTP sink saved (the worker sends it after the request)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        saved = sorted(mail_dir.glob("*.eml"))
+        if saved:
+            return saved[0].read_text()
+        time.sleep(0.2)
+    raise AssertionError("no email reached the dev SMTP sink")
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -116,6 +127,13 @@ def test_run_command_serves_demo_data_survives_restart_and_stops_cleanly(tmp_pat
     with dev_stack(env) as (base, process):  # the same data, seeded idempotently
         _login(base)
         assert _product_count(base) == 6
+        reset = httpx.post(
+            f"{base}/api/v1/auth/password-reset", json={"email": ADMIN["username"]}, timeout=10
+        )
+        assert reset.status_code == 202
+        email = _wait_for_mail(tmp_path / "mail")
+        assert f"To: {ADMIN['username']}" in email
+        assert "token=" in email
     output = process.stdout.read()  # type: ignore[union-attr]
     assert "Swagger UI  " + base + "/docs" in output
     assert f"{ADMIN['username']} / {ADMIN['password']} / admin" in output

@@ -32,6 +32,8 @@ def _unbounded(document: dict[str, Any], schema: dict[str, Any], where: str) -> 
     name, schema = _resolve(document, schema)
     where = name or where
     found: list[str] = []
+    if "enum" in schema or "const" in schema:
+        return found  # a closed set of values is bounded
     for option in schema.get("anyOf", []):
         found += _unbounded(document, option, where)
     kind = schema.get("type")
@@ -44,7 +46,9 @@ def _unbounded(document: dict[str, Any], schema: dict[str, Any], where: str) -> 
         found += _unbounded(document, schema.get("items", {}), f"{where}[]")
     elif kind == "string":
         bounded_pattern = bool(_BOUNDED_PATTERN.match(schema.get("pattern", "")))
-        if not ("maxLength" in schema or bounded_pattern or schema.get("format") == "uuid"):
+        # uuid and date-time are parsed into fixed-size values, never stored as sent
+        fixed_format = schema.get("format") in ("uuid", "date-time", "date")
+        if not ("maxLength" in schema or bounded_pattern or fixed_format):
             found.append(f"{where}: string without maxLength")
     elif kind in ("integer", "number") and "maximum" not in schema:
         found.append(f"{where}: {kind} without maximum")

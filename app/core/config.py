@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -24,6 +24,19 @@ class Environment(StrEnum):
     TEST = "test"
     STAGING = "staging"
     PROD = "prod"
+
+
+def _parse_previous_keys(value: Any) -> Any:
+    """`kid:secret,kid:secret` -> {kid: secret}; a secret may itself contain ':'."""
+    if not isinstance(value, str):
+        return value
+    keys: dict[str, str] = {}
+    for item in _split_csv(value):
+        kid, sep, secret = item.partition(":")
+        if not sep or not kid.strip() or not secret:
+            raise ValueError("JWT_PREVIOUS_KEYS must be a comma list of kid:secret pairs")
+        keys[kid.strip()] = secret
+    return keys
 
 
 def _split_csv(value: Any) -> Any:
@@ -70,7 +83,23 @@ class Settings(BaseSettings):
     jwt_key_id: str = "k1"
     jwt_issuer: str = "keystone"
     jwt_audience: str = "keystone-api"
+    # Keys that no longer sign but still verify, during a rotation: "kid:secret,kid:secret".
+    jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_s: int = Field(default=1_209_600, ge=60, le=31_536_000)
+
+    password_reset_ttl_s: int = Field(default=1_800, ge=60, le=86_400)
+    audit_retention_days: int = Field(default=365, ge=1, le=3_650)
+    # The page of the front end that reads ?token=...; the email shows the link and the token.
+    password_reset_url: str = "http://127.0.0.1:8000/reset-password"  # noqa: S105 - a URL
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=1025, ge=1, le=65_535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_from: str = "Keystone <no-reply@keystone.local>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -106,6 +135,17 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("jwt_previous_keys", mode="before")
+    @classmethod
+    def _previous_keys(cls, value: Any) -> Any:
+        return _parse_previous_keys(value)
+
+    @model_validator(mode="after")
+    def _signing_key_is_not_retired(self) -> Settings:
+        if self.jwt_key_id in self.jwt_previous_keys:
+            raise ValueError("JWT_KEY_ID must not also be listed in JWT_PREVIOUS_KEYS")
+        return self
 
     @field_validator("app_modules")
     @classmethod
@@ -158,10 +198,14 @@ class Settings(BaseSettings):
         secret = self.jwt_secret.get_secret_value()
         if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
             raise ValueError("JWT_SECRET must be set to a random value of at least 32 characters")
+        if any(len(key.get_secret_value()) < 32 for key in self.jwt_previous_keys.values()):
+            raise ValueError("JWT_PREVIOUS_KEYS secrets must be at least 32 characters")
         if "*" in self.cors_origins:
             raise ValueError("CORS_ORIGINS must list explicit origins in staging/prod, not '*'")
         if self.debug:
             raise ValueError("DEBUG must be false in staging/prod")
+        if self.smtp_security == "none":
+            raise ValueError("SMTP_SECURITY must be starttls or tls in staging/prod")
         if not self.database_url:
             raise ValueError("DATABASE_URL must be set in staging/prod")
         if not self.redis_url:

@@ -10,12 +10,16 @@ from dependency_injector import containers, providers
 from redis.asyncio import Redis
 from sqlalchemy import Table
 
+from app.core.audit import LogAuditTrail
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.events.bus import EventBus
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
+from app.core.mail import SmtpMailer
+from app.core.privacy import PersonalDataRegistry
 from app.core.security.passwords import PasswordHasher
+from app.core.security.revocation import TokenRevocations
 from app.core.security.tokens import TokenService
 
 
@@ -52,3 +56,10 @@ class CoreContainer(containers.DeclarativeContainer):
     bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
     tokens = providers.Singleton(TokenService, settings=settings)
     passwords = providers.Singleton(PasswordHasher)
+    mailer = providers.Singleton(SmtpMailer, settings=settings)
+    # The composition root overrides this with the users module's table when users is mounted.
+    audit = providers.Singleton(LogAuditTrail)
+    personal_data = providers.Singleton(PersonalDataRegistry)
+    revocations = providers.Singleton(
+        TokenRevocations, redis=redis, access_ttl_s=settings.provided.access_token_ttl_s
+    )

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from app.core.events.bus import Subscription
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import CronJob, Job
+from app.core.privacy import PersonalDataSource
 
 # Module routers carry the full prefix themselves, so a route's template (logged per request)
 # is its public path, and an extracted module serves the very same URLs.
@@ -31,3 +32,4 @@ class Module:
     subscriptions: Sequence[Subscription] = ()
     jobs: Sequence[Job] = ()
     cron_jobs: Sequence[CronJob] = field(default_factory=tuple)
+    personal_data: PersonalDataSource | None = None

@@ -114,6 +114,7 @@ def _claims(settings: Settings, **overrides: object) -> dict[str, object]:
         "iat": now,
         "exp": now + timedelta(minutes=5),
         "jti": uuid4().hex,
+        "sid": str(uuid4()),
         "typ": "access",
         "roles": ["admin"],
     }
@@ -121,14 +122,28 @@ def _claims(settings: Settings, **overrides: object) -> dict[str, object]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def _forge(settings: Settings, key: str | None = None, **overrides: object) -> str:
+def _forge(
+    settings: Settings, key: str | None = None, kid: str | None = None, **overrides: object
+) -> str:
     secret = key or settings.jwt_secret.get_secret_value()
-    return jwt.encode(_claims(settings, **overrides), secret, algorithm="HS256")
+    headers = {"kid": kid or settings.jwt_key_id}
+    return jwt.encode(_claims(settings, **overrides), secret, algorithm="HS256", headers=headers)
 
 
 @pytest.mark.parametrize(
     "case",
-    ["expired", "wrong_audience", "wrong_issuer", "other_key", "no_exp", "not_access", "alg_none"],
+    [
+        "expired",
+        "wrong_audience",
+        "wrong_issuer",
+        "other_key",
+        "no_exp",
+        "no_session",
+        "not_access",
+        "alg_none",
+        "unknown_kid",
+        "no_kid",
+    ],
 )
 async def test_hostile_tokens_get_401(
     client: httpx.AsyncClient, settings: Settings, case: str
@@ -141,7 +156,14 @@ async def test_hostile_tokens_get_401(
         "other_key": lambda: _forge(settings, key="another-key-that-is-long-enough-000000"),
         "no_exp": lambda: _forge(settings, exp=None),
         "not_access": lambda: _forge(settings, typ="refresh"),
-        "alg_none": lambda: jwt.encode(_claims(settings), key=None, algorithm="none"),
+        "no_session": lambda: _forge(settings, sid=None),
+        "alg_none": lambda: jwt.encode(
+            _claims(settings), key=None, algorithm="none", headers={"kid": settings.jwt_key_id}
+        ),
+        "unknown_kid": lambda: _forge(settings, kid="k-unknown"),
+        "no_kid": lambda: jwt.encode(
+            _claims(settings), settings.jwt_secret.get_secret_value(), algorithm="HS256"
+        ),
     }
     response = await client.get(ME, headers={"Authorization": f"Bearer {tokens[case]()}"})
     assert response.status_code == 401

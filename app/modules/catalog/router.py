@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, status
 
 from app.core.module import API_PREFIX
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from app.core.security.dependencies import require
+from app.core.security.dependencies import audited, require
 from app.core.security.rbac import Permission
 from app.modules.catalog.dependencies import category_service, product_service
 from app.modules.catalog.schemas import CategoryCreate, CategoryOut, ProductCreate, ProductOut
@@ -28,7 +28,7 @@ WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     "/products",
     status_code=status.HTTP_201_CREATED,
     response_model=ProductOut,
-    dependencies=[CatalogWriter],
+    dependencies=[CatalogWriter, audited("catalog.product_create")],
     summary="Create a product (staff or admin)",
     responses={409: {"description": "SKU already used"}, **WRITE_PROBLEMS},
 )

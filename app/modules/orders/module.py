@@ -8,6 +8,7 @@ from app.modules.catalog.contracts import CatalogFacade
 from app.modules.orders.container import OrdersContainer
 from app.modules.orders.handlers import subscriptions
 from app.modules.orders.jobs import cron_jobs, jobs
+from app.modules.orders.privacy import OrdersPersonalData
 from app.modules.orders.router import router
 from app.modules.orders.service import OrderService
 
@@ -23,4 +24,5 @@ def build(core: CoreContainer, catalog: CatalogFacade) -> Module:
         subscriptions=subscriptions(container.uow(), orders),
         jobs=jobs(orders),
         cron_jobs=cron_jobs(orders),
+        personal_data=OrdersPersonalData(container.uow()),
     )

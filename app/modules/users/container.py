@@ -6,12 +6,53 @@ from dependency_injector import containers, providers
 
 from app.core.container import unit_of_work
 from app.modules.users.models import inbox, outbox
-from app.modules.users.service import AccountService
+from app.modules.users.service import (
+    AccountService,
+    AdminService,
+    AuditLog,
+    AuthService,
+    PasswordResetService,
+    RetentionService,
+    Sessions,
+    UsersPersonalData,
+)
 
 
 class UsersContainer(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
     uow = unit_of_work(core, outbox, inbox)
+    sessions = providers.Singleton(
+        Sessions,
+        tokens=core.tokens,
+        revocations=core.revocations,
+        refresh_ttl_s=core.settings.provided.refresh_token_ttl_s,
+    )
+    audit = providers.Singleton(AuditLog, uow=uow)
+    personal_data = providers.Singleton(UsersPersonalData, uow=uow)
     accounts = providers.Singleton(
-        AccountService, uow=uow, passwords=core.passwords, tokens=core.tokens
+        AccountService,
+        uow=uow,
+        passwords=core.passwords,
+        sessions=sessions,
+        audit=audit,
+        personal_data=core.personal_data,
+    )
+    auth = providers.Singleton(
+        AuthService, uow=uow, passwords=core.passwords, sessions=sessions, audit=audit
+    )
+    admin = providers.Singleton(AdminService, uow=uow, sessions=sessions, audit=audit)
+    resets = providers.Singleton(
+        PasswordResetService,
+        uow=uow,
+        passwords=core.passwords,
+        sessions=sessions,
+        mailer=core.mailer,
+        audit=audit,
+        ttl_s=core.settings.provided.password_reset_ttl_s,
+        reset_url=core.settings.provided.password_reset_url,
+    )
+    retention = providers.Singleton(
+        RetentionService,
+        uow=uow,
+        audit_retention_days=core.settings.provided.audit_retention_days,
     )

@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from app.core.errors import ConflictError, NotFoundError, UnauthorizedError
+from app.core.errors import (
+    ConflictError,
+    DomainError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+    UnprocessableError,
+)
 
 
 class EmailTakenError(ConflictError):
@@ -22,3 +29,59 @@ class UserNotFoundError(NotFoundError):
 
     def __init__(self) -> None:
         super().__init__("No such user")
+
+
+class WeakPasswordError(UnprocessableError):
+    """The password breaks the policy; each subclass names the rule in its problem type."""
+
+    code = "weak-password"
+
+
+class PasswordLengthError(WeakPasswordError):
+    code = "password-length"
+
+    def __init__(self, minimum: int, maximum: int) -> None:
+        super().__init__(f"The password must be {minimum} to {maximum} characters long")
+
+
+class PasswordTooCommonError(WeakPasswordError):
+    code = "password-too-common"
+
+    def __init__(self) -> None:
+        super().__init__("This password is among the most common ones; choose another")
+
+
+class PasswordContainsEmailError(WeakPasswordError):
+    code = "password-contains-email"
+
+    def __init__(self) -> None:
+        super().__init__("The password must not contain the email address's local part")
+
+
+class InvalidRefreshTokenError(UnauthorizedError):
+    code = "invalid-refresh-token"
+
+    def __init__(self) -> None:
+        super().__init__("The refresh token is invalid, expired or revoked; log in again")
+
+
+class WrongPasswordError(ForbiddenError):
+    code = "wrong-password"
+
+    def __init__(self) -> None:
+        super().__init__("The current password is incorrect")
+
+
+class LastAdminError(ConflictError):
+    code = "last-admin"
+
+    def __init__(self) -> None:
+        super().__init__("This would leave no active admin; make another admin first")
+
+
+class InvalidResetTokenError(DomainError):
+    status = 400
+    code = "invalid-reset-token"
+
+    def __init__(self) -> None:
+        super().__init__("The reset token is invalid, expired or already used; ask for a new one")

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from app.core.audit import AuditTrail
 from app.core.container import CoreContainer
 from app.core.module import Module
 from app.modules.users.container import UsersContainer
+from app.modules.users.jobs import cron_jobs, jobs
 from app.modules.users.router import router
 
 
 def build(core: CoreContainer) -> Module:
     container = UsersContainer(core=core)
-    return Module(name="users", container=container, router=router, uow=container.uow())
+    return Module(
+        name="users",
+        container=container,
+        router=router,
+        uow=container.uow(),
+        jobs=jobs(container.resets()),
+        cron_jobs=cron_jobs(container.retention()),
+        personal_data=container.personal_data(),
+    )
+
+
+def audit_trail(module: Module) -> AuditTrail:
+    """The audit table, as the core port other modules record their admin actions through."""
+    trail: AuditTrail = module.container.audit()
+    return trail

@@ -1,11 +1,29 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import any_, delete, exists, func, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.modules.users.models import User
+from app.core.audit import AuditEntry
+from app.core.security.rbac import Role
+from app.modules.users.models import AuditRecord, PasswordResetToken, RefreshToken, User
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    before_id: int | None = None
+    actor_id: UUID | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _like_escaped(fragment: str) -> str:
+    escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 class UserRepository:
@@ -15,6 +33,9 @@ class UserRepository:
     async def get(self, user_id: UUID) -> User | None:
         return await self._session.get(User, user_id)
 
+    async def get_for_update(self, user_id: UUID) -> User | None:
+        return await self._session.get(User, user_id, with_for_update=True)
+
     async def by_email(self, email: str) -> User | None:
         query = select(User).where(func.lower(User.email) == email.lower())
         return (await self._session.execute(query)).scalar_one_or_none()
@@ -22,3 +43,171 @@ class UserRepository:
     async def add(self, user: User) -> None:
         self._session.add(user)
         await self._session.flush()
+
+    async def lock_active_admins(self) -> list[UUID]:
+        """The active admins' ids, their rows locked (in id order, so lockers queue, never
+        deadlock) until the transaction ends: two demotions cannot both see 'another admin'."""
+        query = (
+            select(User.id)
+            .where(literal(Role.ADMIN.value) == any_(User.roles), User.is_active.is_(True))
+            .order_by(User.id)
+            .with_for_update()
+        )
+        return list((await self._session.execute(query)).scalars())
+
+    async def newest_first(
+        self,
+        limit: int,
+        after: tuple[datetime, UUID] | None,
+        email_contains: str | None,
+        role: Role | None,
+    ) -> list[User]:
+        query = select(User).order_by(User.created_at.desc(), User.id.desc()).limit(limit)
+        if after is not None:
+            query = query.where(tuple_(User.created_at, User.id) < tuple_(*after))
+        if email_contains:
+            query = query.where(User.email.ilike(_like_escaped(email_contains), escape="\\"))
+        if role is not None:
+            query = query.where(literal(role.value) == any_(User.roles))
+        return list((await self._session.execute(query)).scalars())
+
+
+class RefreshTokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, token: RefreshToken) -> None:
+        self._session.add(token)
+        await self._session.flush()
+
+    async def by_digest_for_update(self, digest: str) -> RefreshToken | None:
+        query = select(RefreshToken).where(RefreshToken.token_digest == digest).with_for_update()
+        return (await self._session.execute(query)).scalar_one_or_none()
+
+    async def of_user(self, user_id: UUID) -> list[RefreshToken]:
+        query = select(RefreshToken).where(RefreshToken.user_id == user_id)
+        return list(
+            (await self._session.execute(query.order_by(RefreshToken.created_at))).scalars()
+        )
+
+    async def family_revoked(self, family_id: UUID) -> bool:
+        query = select(
+            exists().where(
+                RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None)
+            )
+        )
+        return bool(await self._session.scalar(query))
+
+    async def revoke_family(self, family_id: UUID, now: datetime) -> None:
+        await self._session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+    async def revoke_user_families(
+        self, user_id: UUID, now: datetime, keep: UUID | None = None
+    ) -> set[UUID]:
+        """Revoke every live family of the user but `keep`; return the families revoked."""
+        query = (
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(RefreshToken.family_id)
+        )
+        if keep is not None:
+            query = query.where(RefreshToken.family_id != keep)
+        return set((await self._session.execute(query)).scalars())
+
+
+class PasswordResetRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, token: PasswordResetToken) -> None:
+        self._session.add(token)
+        await self._session.flush()
+
+    async def by_digest_for_update(self, digest: str) -> PasswordResetToken | None:
+        query = (
+            select(PasswordResetToken)
+            .where(PasswordResetToken.token_digest == digest)
+            .with_for_update()
+        )
+        return (await self._session.execute(query)).scalar_one_or_none()
+
+    async def delete_all(self, user_id: UUID) -> None:
+        await self._session.execute(
+            delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id)
+        )
+
+    async def use_all(self, user_id: UUID, now: datetime) -> None:
+        await self._session.execute(
+            update(PasswordResetToken)
+            .where(PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+
+
+class AuditRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, entry: AuditEntry) -> None:
+        self._session.add(
+            AuditRecord(
+                actor_id=entry.actor_id,
+                action=entry.action,
+                target=entry.target,
+                outcome=entry.outcome.value,
+                ip=entry.origin.ip,
+                request_id=entry.origin.request_id,
+                detail=dict(entry.detail),
+            )
+        )
+        await self._session.flush()
+
+    async def by_actor(self, actor_id: UUID) -> list[AuditRecord]:
+        statement = select(AuditRecord).where(AuditRecord.actor_id == actor_id)
+        return list((await self._session.execute(statement.order_by(AuditRecord.id))).scalars())
+
+    async def newest_first(self, limit: int, query: AuditQuery) -> list[AuditRecord]:
+        statement = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
+        if query.before_id is not None:
+            statement = statement.where(AuditRecord.id < query.before_id)
+        if query.actor_id is not None:
+            statement = statement.where(AuditRecord.actor_id == query.actor_id)
+        if query.action is not None:
+            statement = statement.where(AuditRecord.action == query.action)
+        if query.since is not None:
+            statement = statement.where(AuditRecord.occurred_at >= query.since)
+        if query.until is not None:
+            statement = statement.where(AuditRecord.occurred_at < query.until)
+        return list((await self._session.execute(statement)).scalars())
+
+
+class RetentionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def delete_expired_tokens(self, now: datetime) -> dict[str, int]:
+        refresh = await self._session.execute(
+            delete(RefreshToken).where(RefreshToken.expires_at < now)
+        )
+        reset = await self._session.execute(
+            delete(PasswordResetToken).where(PasswordResetToken.expires_at < now)
+        )
+        return {"refresh_tokens": _count(refresh), "password_reset_tokens": _count(reset)}
+
+    async def delete_audit_before(self, cutoff: datetime) -> int:
+        # The append-only trigger lets a DELETE through only when this transaction says so.
+        await self._session.execute(text("SET LOCAL keystone.audit_retention = 'on'"))
+        result = await self._session.execute(
+            delete(AuditRecord).where(AuditRecord.occurred_at < cutoff)
+        )
+        return _count(result)
+
+
+def _count(result: object) -> int:
+    rowcount = getattr(result, "rowcount", 0)
+    return int(rowcount or 0)

@@ -1,33 +1,94 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import APIRouter, Depends, Form, status
+from fastapi import APIRouter, Depends, Form, Query, Response, status
+from pydantic import AwareDatetime
 
+from app.core.audit import Origin, request_origin
 from app.core.module import API_PREFIX
+from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from app.core.ratelimit import auth_rate_limit
-from app.core.security.dependencies import current_principal
-from app.core.security.rbac import Principal
-from app.modules.users.dependencies import account_service
+from app.core.security.dependencies import current_principal, current_token, require
+from app.core.security.rbac import Permission, Principal, Role
+from app.core.security.tokens import AccessToken
+from app.modules.users.dependencies import (
+    account_service,
+    admin_service,
+    audit_log_service,
+    auth_service,
+    reset_service,
+)
+from app.modules.users.password_policy import MAX_PASSWORD_LENGTH
+from app.modules.users.repository import AuditQuery
 from app.modules.users.schemas import (
-    MAX_PASSWORD_LENGTH,
+    AuditEntryOut,
+    ErasureRequest,
+    PasswordChange,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    PersonalDataExport,
+    ProfileUpdate,
+    RefreshRequest,
     RegisterRequest,
+    RolesUpdate,
     TokenOut,
+    UserAdminOut,
     UserOut,
     normalise_email,
 )
-from app.modules.users.service import AccountService
+from app.modules.users.service import (
+    AccountService,
+    AdminService,
+    AuditLog,
+    AuthService,
+    IssuedTokens,
+    PasswordResetService,
+)
 
 router = APIRouter(prefix=API_PREFIX)
 Accounts = Annotated[AccountService, Depends(account_service)]
+Auth = Annotated[AuthService, Depends(auth_service)]
+Admin = Annotated[AdminService, Depends(admin_service)]
+Resets = Annotated[PasswordResetService, Depends(reset_service)]
+Audit = Annotated[AuditLog, Depends(audit_log_service)]
+Caller = Annotated[Principal, Depends(current_principal)]
+From = Annotated[Origin, Depends(request_origin)]
+CallerToken = Annotated[AccessToken, Depends(current_token)]
+UserManager = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
+AuditReader = Depends(require(Permission.AUDIT_READ))
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    422: {"description": "Invalid input (problem+json naming each field)"}
+Responses = dict[int | str, dict[str, Any]]
+INVALID: Responses = {422: {"description": "Invalid input (problem+json naming each field)"}}
+UNAUTHENTICATED: Responses = {401: {"description": "Missing, invalid, expired or revoked token"}}
+WEAK_PASSWORD: Responses = {
+    422: {
+        "description": "Invalid input, or a password the policy refuses (problem type "
+        "password-length, password-too-common or password-contains-email)"
+    }
 }
 AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
     429: {"description": "Too many attempts from this address or for this account"},
     503: {"description": "Sign-in protection (Redis) unavailable; retry after Retry-After"},
 }
+
+ADMIN_PROBLEMS: Responses = {
+    **UNAUTHENTICATED,
+    403: {"description": "Needs the users:manage permission"},
+    404: {"description": "No such user"},
+    409: {"description": "Would leave no active admin"},
+    **INVALID,
+}
+
+
+def _tokens(issued: IssuedTokens) -> TokenOut:
+    return TokenOut(
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_in=issued.expires_in,
+    )
 
 
 @router.post(
@@ -36,7 +97,7 @@ AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
     response_model=UserOut,
     tags=["auth"],
     summary="Create a customer account",
-    responses={409: {"description": "Email already registered"}, **PROBLEMS, **AUTH_PROBLEMS},
+    responses={409: {"description": "Email already registered"}, **WEAK_PASSWORD, **AUTH_PROBLEMS},
     dependencies=[Depends(auth_rate_limit("email"))],
 )
 async def register(body: RegisterRequest, accounts: Accounts) -> UserOut:
@@ -48,8 +109,8 @@ async def register(body: RegisterRequest, accounts: Accounts) -> UserOut:
     "/auth/login",
     response_model=TokenOut,
     tags=["auth"],
-    summary="Exchange email and password for a bearer access token (OAuth2 password flow)",
-    responses={401: {"description": "Incorrect email or password"}, **PROBLEMS, **AUTH_PROBLEMS},
+    summary="Exchange email and password for an access and a refresh token (OAuth2 password flow)",
+    responses={401: {"description": "Incorrect email or password"}, **INVALID, **AUTH_PROBLEMS},
     dependencies=[Depends(auth_rate_limit("username"))],
 )
 async def login(
@@ -57,10 +118,68 @@ async def login(
         str, Form(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$", description="The account's email")
     ],
     password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)],
-    accounts: Accounts,
+    auth: Auth,
+    origin: From,
 ) -> TokenOut:
-    issued = await accounts.log_in(normalise_email(username), password)
-    return TokenOut(access_token=issued.access_token, expires_in=issued.expires_in)
+    return _tokens(await auth.log_in(normalise_email(username), password, origin))
+
+
+@router.post(
+    "/auth/refresh",
+    response_model=TokenOut,
+    tags=["auth"],
+    summary="Trade a refresh token for new tokens; the one presented stops working",
+    responses={
+        401: {"description": "Invalid, expired, revoked or reused refresh token"},
+        **INVALID,
+    },
+)
+async def refresh(body: RefreshRequest, auth: Auth, origin: From) -> TokenOut:
+    return _tokens(await auth.refresh(body.refresh_token, origin))
+
+
+@router.post(
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+    summary="End this session: its refresh tokens and this access token stop working",
+    responses={**UNAUTHENTICATED},
+)
+async def logout(token: CallerToken, auth: Auth, origin: From) -> Response:
+    await auth.log_out(token, origin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/auth/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["auth"],
+    summary="Ask for a password-reset email; the answer is the same whether the account exists",
+    responses={**INVALID, **AUTH_PROBLEMS},
+    dependencies=[Depends(auth_rate_limit("email"))],
+)
+async def request_password_reset(body: PasswordResetRequest, resets: Resets) -> Response:
+    await resets.request_reset(body.email)
+    return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post(
+    "/auth/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+    summary="Set a new password with the emailed token; every session of the account ends",
+    responses={
+        400: {"description": "Invalid, expired or used token"},
+        **WEAK_PASSWORD,
+        **AUTH_PROBLEMS,
+    },
+    dependencies=[Depends(auth_rate_limit("token"))],
+)
+async def confirm_password_reset(
+    body: PasswordResetConfirm, resets: Resets, origin: From
+) -> Response:
+    await resets.confirm(body.token, body.new_password, origin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(
@@ -68,9 +187,146 @@ async def login(
     response_model=UserOut,
     tags=["users"],
     summary="The signed-in user's account",
-    responses={401: {"description": "Missing or invalid token"}},
+    responses={**UNAUTHENTICATED},
 )
-async def me(
-    principal: Annotated[Principal, Depends(current_principal)], accounts: Accounts
-) -> UserOut:
+async def me(principal: Caller, accounts: Accounts) -> UserOut:
     return UserOut.model_validate(await accounts.get(principal.user_id))
+
+
+@router.patch(
+    "/users/me",
+    response_model=UserOut,
+    tags=["users"],
+    summary="Change one's own full name",
+    responses={**UNAUTHENTICATED, **INVALID},
+)
+async def update_me(body: ProfileUpdate, principal: Caller, accounts: Accounts) -> UserOut:
+    return UserOut.model_validate(await accounts.update_profile(principal.user_id, body.full_name))
+
+
+@router.post(
+    "/users/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["users"],
+    summary="Change one's password (the current one is required); other sessions end",
+    responses={
+        **UNAUTHENTICATED,
+        403: {"description": "The current password is wrong"},
+        **WEAK_PASSWORD,
+    },
+)
+async def change_password(
+    body: PasswordChange, token: CallerToken, accounts: Accounts, origin: From
+) -> Response:
+    await accounts.change_password(token, body.current_password, body.new_password, origin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/users/me/export",
+    response_model=PersonalDataExport,
+    tags=["users"],
+    summary="Everything Keystone holds about the caller, each module contributing its part",
+    responses={**UNAUTHENTICATED},
+)
+async def export_me(principal: Caller, accounts: Accounts) -> PersonalDataExport:
+    modules = await accounts.export(principal.user_id)
+    return PersonalDataExport(
+        user_id=principal.user_id, exported_at=datetime.now(UTC), modules=modules
+    )
+
+
+@router.delete(
+    "/users/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["users"],
+    summary="Erase one's account (password required): anonymised, disabled, forgotten by all",
+    responses={
+        **UNAUTHENTICATED,
+        403: {"description": "The password is wrong"},
+        409: {"description": "The last active admin cannot erase themselves"},
+        **INVALID,
+    },
+)
+async def erase_me(
+    body: ErasureRequest, token: CallerToken, accounts: Accounts, origin: From
+) -> Response:
+    await accounts.erase(token, body.password, origin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/users",
+    response_model=Page[UserAdminOut],
+    dependencies=[Depends(require(Permission.USERS_MANAGE))],
+    tags=["admin"],
+    summary="List accounts, newest first, by email fragment or role (cursor pagination)",
+    responses={400: {"description": "Invalid cursor"}, **ADMIN_PROBLEMS},
+)
+async def list_users(
+    admin: Admin,
+    email: Annotated[str | None, Query(min_length=1, max_length=320)] = None,
+    role: Role | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[UserAdminOut]:
+    page = await admin.list_users(limit, cursor, email, role)
+    return Page[UserAdminOut](
+        items=[UserAdminOut.of(user) for user in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.put(
+    "/users/{user_id}/roles",
+    response_model=UserAdminOut,
+    tags=["admin"],
+    summary="Replace an account's roles; its sessions end so new tokens carry the new roles",
+    responses=ADMIN_PROBLEMS,
+)
+async def set_roles(
+    user_id: UUID, body: RolesUpdate, actor: UserManager, admin: Admin, origin: From
+) -> UserAdminOut:
+    return UserAdminOut.of(await admin.set_roles(actor, user_id, frozenset(body.roles), origin))
+
+
+@router.post(
+    "/users/{user_id}/disable",
+    response_model=UserAdminOut,
+    tags=["admin"],
+    summary="Disable an account: it cannot log in and its tokens stop working at once",
+    responses=ADMIN_PROBLEMS,
+)
+async def disable_user(
+    user_id: UUID, actor: UserManager, admin: Admin, origin: From
+) -> UserAdminOut:
+    return UserAdminOut.of(await admin.disable(actor, user_id, origin))
+
+
+@router.get(
+    "/admin/audit-log",
+    response_model=Page[AuditEntryOut],
+    dependencies=[AuditReader],
+    tags=["admin"],
+    summary="The audit log, newest first, by actor, action and time range (cursor pagination)",
+    responses={
+        **UNAUTHENTICATED,
+        400: {"description": "Invalid cursor"},
+        403: {"description": "Needs the audit:read permission"},
+        **INVALID,
+    },
+)
+async def audit_log(
+    audit: Audit,
+    actor: UUID | None = None,
+    action: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    since: Annotated[AwareDatetime | None, Query(description="inclusive")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="exclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[AuditEntryOut]:
+    query = AuditQuery(actor_id=actor, action=action, since=since, until=until)
+    page = await audit.search(limit, cursor, query)
+    return Page[AuditEntryOut](
+        items=[AuditEntryOut.model_validate(row) for row in page.items],
+        next_cursor=page.next_cursor,
+    )

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
+from app.core.security.rbac import Role
 from app.core.validation import InputModel, Name
-
-MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 128
+from app.modules.users.password_policy import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 
 def normalise_email(email: str) -> str:
@@ -38,7 +37,71 @@ class UserOut(BaseModel):
     created_at: datetime
 
 
+class UserAdminOut(UserOut):
+    status: Literal["active", "disabled"]
+
+    @classmethod
+    def of(cls, user: Any) -> UserAdminOut:
+        status = "active" if user.is_active else "disabled"
+        return cls.model_validate({**UserOut.model_validate(user).model_dump(), "status": status})
+
+
 class TokenOut(BaseModel):
     access_token: str
+    refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int
+
+
+# Refresh and reset tokens are 43 URL-safe characters; the bound only keeps junk out.
+OpaqueToken = Annotated[str, Field(min_length=1, max_length=1_000)]
+
+
+class RefreshRequest(InputModel):
+    refresh_token: OpaqueToken
+
+
+class ProfileUpdate(InputModel):
+    full_name: Name
+
+
+class PasswordChange(InputModel):
+    current_password: Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+    new_password: Password
+
+
+class RolesUpdate(InputModel):
+    roles: Annotated[list[Role], Field(min_length=1, max_length=len(Role))]
+
+
+class PasswordResetRequest(InputModel):
+    email: Email
+
+
+class PasswordResetConfirm(InputModel):
+    token: OpaqueToken
+    new_password: Password
+
+
+class ErasureRequest(InputModel):
+    password: Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+
+
+class PersonalDataExport(BaseModel):
+    user_id: UUID
+    exported_at: datetime
+    modules: dict[str, dict[str, Any]]
+
+
+class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    occurred_at: datetime
+    actor_id: UUID | None
+    action: str
+    target: str | None
+    outcome: str
+    ip: str | None
+    request_id: str | None
+    detail: dict[str, Any]

@@ -1,5 +1,5 @@
 """What other modules may know about users: the events it publishes."""
 
-from app.modules.users.contracts.events import UserRegistered
+from app.modules.users.contracts.events import UserErased, UserRegistered
 
-__all__ = ["UserRegistered"]
+__all__ = ["UserErased", "UserRegistered"]

@@ -11,3 +11,12 @@ class UserRegistered(IntegrationEvent):
 
     user_id: UUID
     email: str
+
+
+class UserErased(IntegrationEvent):
+    """The person asked to be forgotten: every module blanks or deletes the personal data it
+    holds about `user_id` (keeping what the law requires, such as order amounts)."""
+
+    event_type: ClassVar[str] = "users.UserErased"
+
+    user_id: UUID

@@ -1,0 +1,55 @@
+"""The mail port: modules send `Email`s through a `Mailer`; `SmtpMailer` is the real adapter.
+
+SMTP is a third party we do not run, so it sits behind this port. Dev (`make run`) and the tests
+point the adapter at a local SMTP sink; production at the provider's submission port with
+STARTTLS or implicit TLS (prod refuses plain SMTP_SECURITY=none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+
+import aiosmtplib
+
+from app.core.config import Settings
+from app.core.logging import get_logger
+
+_log = get_logger("keystone.mail")
+
+
+@dataclass(frozen=True)
+class Email:
+    to: str
+    subject: str
+    body: str
+
+
+class Mailer(Protocol):
+    async def send(self, email: Email) -> None: ...
+
+
+class SmtpMailer:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def send(self, email: Email) -> None:
+        settings = self._settings
+        message = EmailMessage()
+        message["From"] = settings.smtp_from
+        message["To"] = email.to
+        message["Subject"] = email.subject
+        message.set_content(email.body)
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        await aiosmtplib.send(
+            message,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=password,
+            use_tls=settings.smtp_security == "tls",
+            start_tls=settings.smtp_security == "starttls",
+            timeout=settings.smtp_timeout_s,
+        )
+        _log.info("email sent", subject=email.subject)
