@@ -57,6 +57,9 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.stop_relay()
+        for module in self.modules:
+            for close in module.on_stop:
+                await close()
         await self.core.jobs().close()
         await self.core.redis().aclose()
         await self.core.database().dispose()

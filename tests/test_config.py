@@ -28,6 +28,8 @@ VALID_PROD = {
     "DATABASE_URL": "postgresql://keystone:pw@db.internal:5432/keystone",
     "REDIS_URL": "redis://cache.internal:6379/0",
     "CORS_ORIGINS": "https://shop.example.com",
+    "PAYMENT_PROVIDER": "http",
+    "PAYMENT_API_URL": "https://payments.example.com",
 }
 
 
@@ -71,6 +73,8 @@ def test_valid_production_config_is_accepted(monkeypatch: pytest.MonkeyPatch) ->
         pytest.param({"DEBUG": "true"}, "DEBUG", id="debug"),
         pytest.param({"DATABASE_URL": None}, "DATABASE_URL", id="no-database-url"),
         pytest.param({"REDIS_URL": None}, "REDIS_URL", id="no-redis-url"),
+        pytest.param({"PAYMENT_PROVIDER": "sandbox"}, "PAYMENT_PROVIDER", id="sandbox-payments"),
+        pytest.param({"PAYMENT_API_URL": None}, "PAYMENT_API_URL", id="no-payment-api-url"),
     ],
 )
 def test_production_refuses_unsafe_values(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -75,6 +75,22 @@ class Settings(BaseSettings):
     event_retry_base_s: float = Field(default=1.0, ge=0)
 
     order_pending_timeout_s: int = Field(default=900, ge=1)
+    idempotency_key_ttl_s: int = Field(default=86_400, ge=60)
+
+    payment_provider: Literal["sandbox", "http"] = "sandbox"
+    payment_api_url: str | None = None
+    payment_api_key: SecretStr | None = None
+    payment_connect_timeout_s: float = Field(default=2.0, gt=0)
+    payment_read_timeout_s: float = Field(default=10.0, gt=0)
+    payment_retry_attempts: int = Field(default=3, ge=1, le=10)
+    payment_retry_wait_initial_s: float = Field(default=0.2, ge=0)
+    payment_retry_wait_max_s: float = Field(default=2.0, ge=0)
+    payment_breaker_threshold: int = Field(default=5, ge=1)
+    payment_breaker_reset_s: float = Field(default=30.0, gt=0)
+    payment_sandbox_slow_s: float = Field(default=3.0, ge=0)
+    payment_job_max_tries: int = Field(default=5, ge=1, le=50)
+    payment_job_retry_base_s: float = Field(default=5.0, ge=0)
+    payment_redrive_after_s: int = Field(default=60, ge=1)
 
     @field_validator("app_modules", "cors_origins", mode="before")
     @classmethod
@@ -108,6 +124,8 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be set in prod")
         if not self.redis_url:
             raise ValueError("REDIS_URL must be set in prod")
+        if self.payment_provider != "http" or not self.payment_api_url:
+            raise ValueError("PAYMENT_PROVIDER=http and PAYMENT_API_URL must be set in prod")
         return self
 
     @property

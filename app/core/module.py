@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from dependency_injector.containers import DeclarativeContainer
@@ -31,3 +31,5 @@ class Module:
     subscriptions: Sequence[Subscription] = ()
     jobs: Sequence[Job] = ()
     cron_jobs: Sequence[CronJob] = field(default_factory=tuple)
+    # Closes what the module opened itself (an HTTP client to a third party), at process stop.
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
