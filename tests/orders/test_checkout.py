@@ -17,12 +17,12 @@ from tests.helpers import (
     assert_problem,
     create_product,
     error_fields,
+    finished,
     keyed,
     order_body,
     place,
     place_ok,
     read_order,
-    finished,
     statuses,
     stock_of,
 )
