@@ -430,6 +430,7 @@ class PaymentSaga:
         try:
             payment_id = await self._payments.authorise(
                 idempotency_key=str(order.id),
+                reference=str(order.id),
                 amount=order.total,
                 currency=order.currency,
                 payment_method=order.payment_method,

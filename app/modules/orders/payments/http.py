@@ -62,7 +62,13 @@ class HttpPayments:
         self.circuit_state = "closed"
 
     async def authorise(
-        self, *, idempotency_key: str, amount: Decimal, currency: str, payment_method: str
+        self,
+        *,
+        idempotency_key: str,
+        reference: str,
+        amount: Decimal,
+        currency: str,
+        payment_method: str,
     ) -> str:
         body = {
             "amount": minor_units(amount),
@@ -70,6 +76,7 @@ class HttpPayments:
             "payment_method": payment_method,
             "capture_method": "manual",
             "confirm": True,
+            "metadata": {"reference": reference},
         }
         intent = await self._post("/v1/payment_intents", idempotency_key, body)
         payment_id: str = intent["id"]

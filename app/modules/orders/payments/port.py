@@ -22,9 +22,16 @@ class PaymentUnavailableError(Exception):
 
 class PaymentGateway(Protocol):
     async def authorise(
-        self, *, idempotency_key: str, amount: Decimal, currency: str, payment_method: str
+        self,
+        *,
+        idempotency_key: str,
+        reference: str,
+        amount: Decimal,
+        currency: str,
+        payment_method: str,
     ) -> str:
-        """Hold `amount` on the payment method; returns the provider's payment id."""
+        """Hold `amount` on the payment method for `reference` (our order id, shown to the
+        merchant); returns the provider's payment id."""
         ...
 
     async def capture(self, *, idempotency_key: str, payment_id: str) -> None:

@@ -24,7 +24,13 @@ class SandboxPayments:
         self._answers: dict[str, str | PaymentDeclinedError] = {}
 
     async def authorise(
-        self, *, idempotency_key: str, amount: Decimal, currency: str, payment_method: str
+        self,
+        *,
+        idempotency_key: str,
+        reference: str,
+        amount: Decimal,
+        currency: str,
+        payment_method: str,
     ) -> str:
         if idempotency_key not in self._answers:
             self._answers[idempotency_key] = await self._decide(payment_method)
