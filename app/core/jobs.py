@@ -7,6 +7,7 @@ them has committed (see `UnitOfWork`), so a worker never sees an id that is not 
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,12 @@ class JobQueue:
         return self._pool
 
     async def enqueue(self, request: JobRequest) -> None:
+        # arq's pool has a connect timeout but no read timeout: a Redis that accepts and never
+        # answers would hold the caller (a request, after its commit) forever.
+        async with asyncio.timeout(2 * self._settings.redis_timeout_s + 1):
+            await self._enqueue(request)
+
+    async def _enqueue(self, request: JobRequest) -> None:
         pool = await self._connection()
         await pool.enqueue_job(
             request.name,
