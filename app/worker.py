@@ -78,7 +78,10 @@ def worker_settings(settings: Settings, runtime: Runtime | None = None) -> dict[
         await runtime.stop()
 
     sweep = CronJob(
-        name="core.sweep_outbox", run=runtime.relay.run_once, second=RELAY_SWEEP_SECONDS
+        name="core.sweep_outbox",
+        run=runtime.relay.run_once,
+        second=RELAY_SWEEP_SECONDS,
+        timeout_s=30,
     )
     return {
         "functions": [_job(job) for module in runtime.modules for job in module.jobs],

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     payment_api_url: str | None = None
     payment_api_key: SecretStr | None = None
     payment_connect_timeout_s: float = Field(default=2.0, gt=0)
-    payment_read_timeout_s: float = Field(default=10.0, gt=0)
+    payment_read_timeout_s: float = Field(default=5.0, gt=0)
     payment_retry_attempts: int = Field(default=3, ge=1, le=10)
     payment_retry_wait_initial_s: float = Field(default=0.2, ge=0)
     payment_retry_wait_max_s: float = Field(default=2.0, ge=0)

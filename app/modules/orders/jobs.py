@@ -15,9 +15,11 @@ from app.modules.orders.service import (
     PaymentSaga,
 )
 
-# Money-moving jobs get short timeouts: arq reruns a job killed mid-way only once its
-# in-progress key expires (timeout + 10 s), and the provider's idempotency keys make that safe.
-PAYMENT_JOB_TIMEOUT_S = 60
+# Short timeouts all round: arq reruns a job whose worker was killed mid-way only once its
+# in-progress key expires, after the longest timeout of any job or cron + 10 s. A rerun is safe
+# (state checks, the provider's idempotency keys); a long wait for it is not.
+PAYMENT_JOB_TIMEOUT_S = 30
+CRON_TIMEOUT_S = 30
 
 
 def jobs(orders: OrderService, saga: PaymentSaga, settings: Settings) -> list[Job]:
@@ -62,17 +64,20 @@ def cron_jobs(orders: OrderService, saga: PaymentSaga) -> list[CronJob]:
             run=orders.expire_stale_orders,
             second={0},
             run_at_startup=True,
+            timeout_s=CRON_TIMEOUT_S,
         ),
         CronJob(
             name="orders.redrive_payments",
             run=saga.redrive,
             second={15, 45},
             run_at_startup=True,
+            timeout_s=CRON_TIMEOUT_S,
         ),
         CronJob(
             name="orders.purge_idempotency_keys",
             run=orders.purge_idempotency_keys,
             minute={7},
             second={30},
+            timeout_s=CRON_TIMEOUT_S,
         ),
     ]

@@ -1,6 +1,6 @@
 """The HTTP adapter for a Stripe-like provider API.
 
-Each call has connect/read timeouts; transient failures (transport errors, timeouts, 5xx, 429)
+Each call has connect/read timeouts; transient failures (transport errors, timeouts, 5xx, 409, 429)
 are retried with exponential backoff and jitter (stamina); every attempt passes a circuit
 breaker (purgatory) that opens after repeated transient failures, then fails fast until it
 half-opens to let a probe through. A decline is an answer, not an outage: it is neither retried
@@ -29,6 +29,8 @@ from app.modules.orders.payments.port import (
 )
 
 CIRCUIT = "payments"
+# 429: rate limited; 409: the same idempotency key is still being processed (a concurrent call).
+_TRANSIENT_STATUSES = frozenset({409, 429})
 _log = get_logger("keystone.payments")
 
 
@@ -120,7 +122,7 @@ class HttpPayments:
             response = await self._http.post(
                 path, json=body, headers={"Idempotency-Key": idempotency_key}
             )
-            if response.status_code >= 500 or response.status_code == 429:
+            if response.status_code >= 500 or response.status_code in _TRANSIENT_STATUSES:
                 raise _TransientStatusError(response.status_code)
         if response.is_error:
             raise PaymentDeclinedError(_error_code(response))
