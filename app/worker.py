@@ -92,6 +92,9 @@ def worker_settings(settings: Settings, runtime: Runtime | None = None) -> dict[
         "on_startup": startup,
         "on_shutdown": shutdown,
         "max_jobs": 20,
+        # On SIGTERM/SIGINT: take no new job, let running ones finish for this long, then cancel
+        # them, which hands them back to the queue for the next worker.
+        "job_completion_wait": settings.worker_shutdown_grace_s,
         "job_timeout": 300,
         "keep_result": 3600,
     }

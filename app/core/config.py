@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     sentry_dsn: str | None = None
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
+    worker_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
+
     outbox_poll_interval_s: float = Field(default=2.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
     event_max_attempts: int = Field(default=5, ge=1, le=100)
