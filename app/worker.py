@@ -33,7 +33,13 @@ def _job(job: Job) -> Any:
         finally:
             correlation_id_var.reset(token)
 
-    return func(run, name=job.name, timeout=job.timeout_s, max_tries=job.max_tries)
+    return func(
+        run,
+        name=job.name,
+        timeout=job.timeout_s,
+        max_tries=job.max_tries,
+        keep_result=job.keep_result_s,
+    )
 
 
 async def _attempt(job: Job, job_try: int, args: tuple[Any, ...]) -> Any:

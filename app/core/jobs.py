@@ -39,6 +39,9 @@ class Job:
     retry_base_s: float = 1.0
     retry_max_s: float = 60.0
     on_exhausted: JobFunction | None = None
+    # While a job's result is kept, the queue refuses another job with the same id; a job that
+    # a sweep must be able to send again soon after it ran keeps none (0).
+    keep_result_s: int | None = None
 
     def backoff_s(self, job_try: int) -> float:
         """Exponential backoff with full jitter: retries of many jobs do not arrive together."""

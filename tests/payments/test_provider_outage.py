@@ -5,15 +5,25 @@ and once the provider is back new orders are paid again without restarting anyth
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from arq.worker import Worker
+from fastapi import FastAPI
 
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory, eventually
 from tests.fake_payment_provider import DROP, FAIL, OK, FakeProvider
-from tests.helpers import create_product, finished, place_ok, statuses, stock_of
+from tests.helpers import (
+    ORDERS,
+    create_product,
+    finished,
+    place_ok,
+    read_order,
+    statuses,
+    stock_of,
+)
 from tests.payments.conftest import BREAKER_RESET_S, BREAKER_THRESHOLD
 
 
@@ -105,3 +115,42 @@ async def test_a_provider_outage_fails_orders_fast_releases_stock_and_recovers(
 
     assert (await finished(client, customer, after["id"]))["status"] == "confirmed"
     assert await stock_of(client, lamp["id"]) == 9
+
+
+async def test_a_refund_that_gave_up_is_sent_again_once_the_provider_is_back(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    provider: FakeProvider,
+    staff: TestUser,
+    customer: TestUser,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lamp = await create_product(client, staff, stock=5)
+    placed = await place_ok(client, customer, (lamp["id"], 1))
+    await finished(client, customer, placed["id"])
+    provider.behave(default=FAIL)
+
+    cancelled = await client.post(f"{ORDERS}/{placed['id']}/cancel", headers=customer.headers)
+    assert cancelled.status_code == 200
+
+    async def refund_gave_up() -> bool:
+        return any(
+            r.msg.get("event") == "refund not done: provider unavailable; the sweep will retry"
+            for r in caplog.records
+            if isinstance(r.msg, dict)
+        )
+
+    await eventually(refund_gave_up, timeout_s=30)
+    assert (await read_order(client, customer, placed["id"]))["status"] == "cancelled"
+
+    provider.behave(default=OK)  # back; the sweep (run here at once, not at its cron second)
+    await asyncio.sleep(BREAKER_RESET_S)
+    saga = app.state.runtime.module("orders").container.saga()
+    assert await saga.redrive(now=datetime.now(UTC) + timedelta(hours=1)) == 1
+
+    async def refunded() -> bool:
+        return (await read_order(client, customer, placed["id"]))["status"] == "refunded"
+
+    await eventually(refunded, timeout_s=30)
+    assert provider.intents[next(iter(provider.intents))]["status"] == "refunded"

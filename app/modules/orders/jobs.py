@@ -46,6 +46,7 @@ def jobs(orders: OrderService, saga: PaymentSaga, settings: Settings) -> list[Jo
             max_tries=settings.payment_job_max_tries,
             retry_base_s=settings.payment_job_retry_base_s,
             on_exhausted=on_exhausted,
+            keep_result_s=0,  # so the redrive sweep can send it again once it has given up
         )
 
     return [
