@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials="*" not in settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Idempotency-Key"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", "Idempotent-Replayed"],
         )
     app.add_middleware(RequestContextMiddleware)
     return app
