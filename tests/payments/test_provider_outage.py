@@ -154,3 +154,36 @@ async def test_a_refund_that_gave_up_is_sent_again_once_the_provider_is_back(
 
     await eventually(refunded, timeout_s=30)
     assert provider.intents[next(iter(provider.intents))]["status"] == "refunded"
+
+
+async def test_a_hold_whose_answers_were_all_lost_is_found_and_released(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    worker: Worker,
+    provider: FakeProvider,
+    staff: TestUser,
+    customer: TestUser,
+) -> None:
+    """The provider authorised, but every answer was lost until the job gave up: the order
+    fails, and the refund asks again with the same key, learns the hold and releases it."""
+    lamp = await create_product(client, staff, stock=5)
+    provider.behave(default=DROP)
+
+    placed = await place_ok(client, customer, (lamp["id"], 1))
+    failed = await finished(client, customer, placed["id"], timeout_s=30)
+
+    assert failed["status"] == "payment_failed"
+    assert provider.intents_per_reference == {placed["id"]: 1}  # held, though we never heard
+    provider.behave(default=OK)
+    await asyncio.sleep(BREAKER_RESET_S)
+    saga = app.state.runtime.module("orders").container.saga()
+    await saga.redrive(now=datetime.now(UTC) + timedelta(hours=1))
+
+    async def refunded() -> bool:
+        return (await read_order(client, customer, placed["id"]))["status"] == "refunded"
+
+    await eventually(refunded, timeout_s=30)
+    (intent,) = provider.intents.values()
+    assert intent["status"] == "canceled"  # the hold is released, never captured
+    assert provider.intents_per_reference == {placed["id"]: 1}  # asking again charged nothing
+    assert await stock_of(client, lamp["id"]) == 5

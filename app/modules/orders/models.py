@@ -66,6 +66,14 @@ class Order(Base):
     payment_method: Mapped[str] = mapped_column(String(100), server_default="")
     # The provider's id of the authorisation, once there is one: capture and refund name it.
     payment_id: Mapped[str | None] = mapped_column(String(200))
+    # Set before the first authorisation request leaves: from then on the provider may hold
+    # money for this order even if no answer ever came back, so compensation must look.
+    authorisation_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def may_hold_money(self) -> bool:
+        return self.payment_id is not None or self.authorisation_requested_at is not None
+
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

@@ -40,7 +40,7 @@ class OrderRepository:
             select(Order.id)
             .where(
                 Order.status.in_([OrderStatus.CANCELLED, OrderStatus.PAYMENT_FAILED]),
-                Order.payment_id.is_not(None),
+                (Order.payment_id.is_not(None)) | (Order.authorisation_requested_at.is_not(None)),
                 Order.updated_at < cutoff,
             )
             .order_by(Order.updated_at)

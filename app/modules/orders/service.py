@@ -284,9 +284,9 @@ class OrderService:
                 raise OrderNotFoundError
             move(tx, order, OrderStatus.CANCELLED, "cancelled by the customer")
             tx.publish(OrderCancelled(order_id=order.id, reason="cancelled by the customer"))
-            if order.payment_id is not None:
+            if order.may_hold_money:
                 _enqueue_refund(tx, order.id)
-        _log.info("order cancelled", order_id=str(order_id), refund=order.payment_id is not None)
+        _log.info("order cancelled", order_id=str(order_id), refund=order.may_hold_money)
         return order
 
     async def ship(self, order_id: UUID) -> Order:
@@ -325,6 +325,8 @@ class OrderService:
                 return False
             move(tx, order, OrderStatus.CANCELLED, "expired")
             tx.publish(OrderCancelled(order_id=order_id, reason="expired"))
+            if order.may_hold_money:
+                _enqueue_refund(tx, order_id)
         _log.info("unanswered order expired", order_id=str(order_id))
         return True
 
@@ -376,14 +378,15 @@ class PaymentSaga:
 
     async def refund(self, order_id: UUID) -> str:
         order = await self._load(order_id)
-        if order is None or order.payment_id is None:
+        if order is None or not order.may_hold_money:
             return "nothing to refund"
         if order.status not in (S.CANCELLED, S.PAYMENT_FAILED):
             return f"not refunded: the order is {order.status}"
+        payment_id = order.payment_id or await self._recover_lost_authorisation(order)
+        if payment_id is None:
+            return "nothing was held"
         try:
-            await self._payments.refund(
-                idempotency_key=f"{order_id}:refund", payment_id=order.payment_id
-            )
+            await self._payments.refund(idempotency_key=f"{order_id}:refund", payment_id=payment_id)
         except PaymentDeclinedError as refused:
             _log.error(
                 "refund refused by the provider", order_id=str(order_id), reason=str(refused)
@@ -426,17 +429,42 @@ class PaymentSaga:
         async with self._uow.begin() as tx:
             return await OrderRepository(tx.session).get(order_id)
 
-    async def _authorise(self, order: Order) -> None:
+    async def _recover_lost_authorisation(self, order: Order) -> str | None:
+        """An authorisation was requested but no answer kept: ask again with the same
+        idempotency key, which replays the provider's answer instead of charging anew."""
         try:
-            payment_id = await self._payments.authorise(
-                idempotency_key=str(order.id),
-                reference=str(order.id),
-                amount=order.total,
-                currency=order.currency,
-                payment_method=order.payment_method,
-            )
+            payment_id = await self._authorise_at_provider(order)
+        except PaymentDeclinedError:
+            payment_id = None
+        except PaymentUnavailableError as exc:
+            raise RetryLater(str(exc)) from exc
+        async with self._uow.begin() as tx:
+            locked = await OrderRepository(tx.session).get(order.id, for_update=True)
+            assert locked is not None
+            locked.payment_id = payment_id
+            if payment_id is None:  # declined: nothing is held, nothing left to look for
+                locked.authorisation_requested_at = None
+        _log.info(
+            "lost authorisation recovered", order_id=str(order.id), held=payment_id is not None
+        )
+        return payment_id
+
+    async def _authorise_at_provider(self, order: Order) -> str:
+        return await self._payments.authorise(
+            idempotency_key=str(order.id),
+            reference=str(order.id),
+            amount=order.total,
+            currency=order.currency,
+            payment_method=order.payment_method,
+        )
+
+    async def _authorise(self, order: Order) -> None:
+        if not await self._mark_authorisation_requested(order.id):
+            return
+        try:
+            payment_id = await self._authorise_at_provider(order)
         except PaymentDeclinedError as declined:
-            await self._declined(order.id, declined.reason)
+            await self._declined(order.id, declined.reason, nothing_held=True)
             return
         except PaymentUnavailableError as exc:
             raise RetryLater(str(exc)) from exc
@@ -452,13 +480,22 @@ class PaymentSaga:
                 _enqueue_refund(tx, order.id)
         _log.info("payment authorised", order_id=str(order.id))
 
+    async def _mark_authorisation_requested(self, order_id: UUID) -> bool:
+        async with self._uow.begin() as tx:
+            locked = await OrderRepository(tx.session).get(order_id, for_update=True)
+            if locked is None or locked.status != S.STOCK_RESERVED:
+                return False
+            if locked.authorisation_requested_at is None:
+                locked.authorisation_requested_at = datetime.now(UTC)
+        return True
+
     async def _capture(self, order_id: UUID, payment_id: str) -> None:
         try:
             await self._payments.capture(
                 idempotency_key=f"{order_id}:capture", payment_id=payment_id
             )
         except PaymentDeclinedError as declined:
-            await self._declined(order_id, declined.reason)
+            await self._declined(order_id, declined.reason, nothing_held=False)
             return
         except PaymentUnavailableError as exc:
             raise RetryLater(str(exc)) from exc
@@ -470,10 +507,12 @@ class PaymentSaga:
                 tx.publish(OrderConfirmed(order_id=order_id))
         _log.info("payment captured", order_id=str(order_id))
 
-    async def _declined(self, order_id: UUID, reason: str) -> None:
+    async def _declined(self, order_id: UUID, reason: str, *, nothing_held: bool) -> None:
         async with self._uow.begin() as tx:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
             assert order is not None
+            if nothing_held:  # the provider answered the authorisation: no money is held
+                order.authorisation_requested_at = None
             if order.status in (S.STOCK_RESERVED, S.PAID):
                 self._fail(tx, order, reason)
         _log.info("payment declined", order_id=str(order_id), reason=reason)
@@ -482,7 +521,7 @@ class PaymentSaga:
     def _fail(tx: Transaction, order: Order, reason: str) -> None:
         move(tx, order, S.PAYMENT_FAILED, reason)
         tx.publish(OrderPaymentFailed(order_id=order.id, reason=reason))
-        if order.payment_id is not None:
+        if order.may_hold_money:
             _enqueue_refund(tx, order.id)
 
 

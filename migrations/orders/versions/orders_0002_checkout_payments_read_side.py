@@ -98,6 +98,11 @@ def upgrade() -> None:
     op.add_column(
         "orders", sa.Column("payment_id", sa.String(length=200), nullable=True), schema="orders"
     )
+    op.add_column(
+        "orders",
+        sa.Column("authorisation_requested_at", sa.DateTime(timezone=True), nullable=True),
+        schema="orders",
+    )
     op.create_index(
         "ix_orders_awaiting_payment",
         "orders",
@@ -131,6 +136,7 @@ def downgrade() -> None:
         schema="orders",
         postgresql_where="status = 'stock_reserved'",
     )
+    op.drop_column("orders", "authorisation_requested_at", schema="orders")
     op.drop_column("orders", "payment_id", schema="orders")
     op.drop_column("orders", "payment_method", schema="orders")
     op.drop_column("orders", "shipping_address", schema="orders")
