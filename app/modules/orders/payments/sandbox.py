@@ -21,7 +21,8 @@ SLOW = "pm_card_slow"
 class SandboxPayments:
     def __init__(self, slow_s: float) -> None:
         self._slow_s = slow_s
-        self._answers: dict[str, str | PaymentDeclinedError] = {}
+        # A task per key: a concurrent repeat waits for the first call's answer, as at a provider.
+        self._answers: dict[str, asyncio.Task[str | PaymentDeclinedError]] = {}
 
     async def authorise(
         self,
@@ -33,8 +34,8 @@ class SandboxPayments:
         payment_method: str,
     ) -> str:
         if idempotency_key not in self._answers:
-            self._answers[idempotency_key] = await self._decide(payment_method)
-        answer = self._answers[idempotency_key]
+            self._answers[idempotency_key] = asyncio.create_task(self._decide(payment_method))
+        answer = await asyncio.shield(self._answers[idempotency_key])
         if isinstance(answer, PaymentDeclinedError):
             raise answer
         return answer
@@ -49,10 +50,10 @@ class SandboxPayments:
         return f"pi_sandbox_{uuid4().hex}"
 
     async def capture(self, *, idempotency_key: str, payment_id: str) -> None:
-        self._answers.setdefault(idempotency_key, payment_id)
+        return None
 
     async def refund(self, *, idempotency_key: str, payment_id: str) -> None:
-        self._answers.setdefault(idempotency_key, payment_id)
+        return None
 
     async def close(self) -> None:
         return None
