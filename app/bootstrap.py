@@ -72,6 +72,9 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.stop_relay()
+        for module in self.modules:
+            for close in module.on_stop:
+                await close()
         await self.core.jobs().close()
         if self.settings.redis_url:  # commands like `migrate` run without Redis
             await self.core.redis().aclose()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from arq import cron, func
+import structlog
+from arq import Retry, cron, func
 
 from app.bootstrap import Runtime, build_runtime
 from app.core.config import Settings, get_settings
-from app.core.jobs import CronJob, Job, redis_settings
+from app.core.context import correlation_id_var
+from app.core.jobs import CronJob, Job, RetryLater, redis_settings
 from app.core.logging import configure_logging, get_logger
 
 _log = get_logger("keystone.worker")
@@ -20,12 +22,40 @@ WORKER_DRAIN_S = 20
 
 
 def _job(job: Job) -> Any:
-    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
-        result = await job.run(*args)
-        _log.info("job done", job=job.name, args=args, result=result)
-        return result
+    async def run(ctx: dict[Any, Any], *args: Any, correlation_id: str | None = None) -> Any:
+        token = correlation_id_var.set(correlation_id)
+        job_try: int = ctx.get("job_try", 1)
+        try:
+            with structlog.contextvars.bound_contextvars(
+                request_id=correlation_id, job=job.name, job_try=job_try
+            ):
+                return await _attempt(job, job_try, args)
+        finally:
+            correlation_id_var.reset(token)
 
-    return func(run, name=job.name, timeout=job.timeout_s, max_tries=job.max_tries)
+    return func(
+        run,
+        name=job.name,
+        timeout=job.timeout_s,
+        max_tries=job.max_tries,
+        keep_result=job.keep_result_s,
+    )
+
+
+async def _attempt(job: Job, job_try: int, args: tuple[Any, ...]) -> Any:
+    try:
+        result = await job.run(*args)
+    except RetryLater as exc:
+        if job_try < job.max_tries:
+            delay = job.backoff_s(job_try)
+            _log.warning("job will retry", args=args, error=str(exc), retry_in_s=round(delay, 2))
+            raise Retry(defer=delay) from exc
+        _log.error("job gave up", args=args, error=str(exc))
+        if job.on_exhausted is None:
+            raise
+        result = await job.on_exhausted(*args)
+    _log.info("job done", args=args, result=result)
+    return result
 
 
 def _cron(job: CronJob) -> Any:
@@ -60,9 +90,9 @@ def worker_settings(settings: Settings, runtime: Runtime | None = None) -> dict[
         "on_startup": startup,
         "on_shutdown": shutdown,
         "max_jobs": 20,
-        # On SIGTERM/SIGINT running jobs get this long to finish before they are cancelled
-        # (and retried later): keep it under the platform's kill timeout.
-        "job_completion_wait": WORKER_DRAIN_S,
+        # On SIGTERM/SIGINT: take no new job, let running ones finish for this long, then cancel
+        # them, which hands them back to the queue for the next worker.
+        "job_completion_wait": settings.worker_shutdown_grace_s,
         "job_timeout": 300,
         "keep_result": 3600,
     }

@@ -16,6 +16,13 @@ from locust import HttpUser, between, task
 API = "/api/v1"
 CUSTOMER = {"username": "customer@keystone.local", "password": "keystone-cleo-demo"}
 STAFF = {"username": "staff@keystone.local", "password": "keystone-sam-demo"}
+ADDRESS = {
+    "name": "Load Tester",
+    "line1": "1 Benchmark Way",
+    "postal_code": "10115",
+    "city": "Berlin",
+    "country": "DE",
+}
 
 
 def _product_ids(user: HttpUser) -> list[str]:
@@ -69,10 +76,19 @@ class Customer(HttpUser):
         if not self.product_ids:
             return
         chosen = random.sample(self.product_ids, k=min(2, len(self.product_ids)))
-        body = {"items": [{"product_id": pid, "quantity": 1} for pid in chosen]}
-        response = self.client.post(f"{API}/orders", json=body)
+        body = {
+            "items": [{"product_id": pid, "quantity": 1} for pid in chosen],
+            "shipping_address": ADDRESS,
+            "payment_method": "pm_card_visa",
+        }
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        response = self.client.post(f"{API}/orders", json=body, headers=headers)
         if response.status_code == 201:
             self.client.get(f"{API}/orders/{response.json()['id']}", name=f"{API}/orders/{{id}}")
+
+    @task(1)
+    def my_orders(self) -> None:
+        self.client.get(f"{API}/orders?limit=20", name=f"{API}/orders")
 
 
 class Staff(HttpUser):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from typing import Any
+from uuid import uuid4
 
 import httpx
 
@@ -70,17 +71,51 @@ async def stock_of(client: httpx.AsyncClient, product_id: str) -> int:
     return stock
 
 
+ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "12 St James's Square",
+    "line2": None,
+    "postal_code": "SW1Y 4JH",
+    "city": "London",
+    "country": "GB",
+}
+FINAL = frozenset({"confirmed", "shipped", "rejected", "payment_failed", "cancelled", "refunded"})
+
+
+def keyed(user: TestUser, key: str | None = None) -> dict[str, str]:
+    """The user's auth headers plus an Idempotency-Key (a fresh one unless given)."""
+    return {**user.headers, "Idempotency-Key": key or str(uuid4())}
+
+
+def order_body(*lines: tuple[str, int], payment_method: str = "pm_card_visa") -> dict[str, Any]:
+    return {
+        "items": [
+            {"product_id": product_id, "quantity": quantity} for product_id, quantity in lines
+        ],
+        "shipping_address": ADDRESS,
+        "payment_method": payment_method,
+    }
+
+
 async def place(
-    client: httpx.AsyncClient, user: TestUser, *lines: tuple[str, int]
+    client: httpx.AsyncClient,
+    user: TestUser,
+    *lines: tuple[str, int],
+    payment_method: str = "pm_card_visa",
+    key: str | None = None,
 ) -> httpx.Response:
-    items = [{"product_id": product_id, "quantity": quantity} for product_id, quantity in lines]
-    return await client.post(ORDERS, json={"items": items}, headers=user.headers)
+    """POST /orders with a fresh Idempotency-Key unless one is given."""
+    body = order_body(*lines, payment_method=payment_method)
+    return await client.post(ORDERS, json=body, headers=keyed(user, key))
 
 
 async def place_ok(
-    client: httpx.AsyncClient, user: TestUser, *lines: tuple[str, int]
+    client: httpx.AsyncClient,
+    user: TestUser,
+    *lines: tuple[str, int],
+    payment_method: str = "pm_card_visa",
 ) -> dict[str, Any]:
-    response = await place(client, user, *lines)
+    response = await place(client, user, *lines, payment_method=payment_method)
     assert response.status_code == 201, response.text
     order: dict[str, Any] = response.json()
     return order
@@ -102,6 +137,20 @@ async def settled(client: httpx.AsyncClient, user: TestUser, order_id: str) -> d
         return latest["status"] != "pending"
 
     await eventually(answered)
+    return latest
+
+
+async def finished(
+    client: httpx.AsyncClient, user: TestUser, order_id: str, timeout_s: float = 20
+) -> dict[str, Any]:
+    """The order once the saga is done with it: confirmed, or failed and compensated."""
+    latest: dict[str, Any] = {}
+
+    async def done() -> bool:
+        latest.update(await read_order(client, user, order_id))
+        return latest["status"] in FINAL
+
+    await eventually(done, timeout_s=timeout_s)
     return latest
 
 

@@ -29,6 +29,8 @@ VALID_PROD = {
     "REDIS_URL": "redis://cache.internal:6379/0",
     "CORS_ORIGINS": "https://shop.example.com",
     "TRUSTED_HOSTS": "api.shop.example.com",
+    "PAYMENT_PROVIDER": "http",
+    "PAYMENT_API_URL": "https://payments.example.com",
 }
 
 
@@ -74,6 +76,8 @@ def test_valid_production_config_is_accepted(monkeypatch: pytest.MonkeyPatch) ->
         pytest.param({"REDIS_URL": None}, "REDIS_URL", id="no-redis-url"),
         pytest.param({"TRUSTED_HOSTS": None}, "TRUSTED_HOSTS", id="no-trusted-hosts"),
         pytest.param({"TRUSTED_HOSTS": "*"}, "TRUSTED_HOSTS", id="any-host"),
+        pytest.param({"PAYMENT_PROVIDER": "sandbox"}, "PAYMENT_PROVIDER", id="sandbox-payments"),
+        pytest.param({"PAYMENT_API_URL": None}, "PAYMENT_API_URL", id="no-payment-api-url"),
     ],
 )
 @pytest.mark.parametrize("environment", ["prod", "staging"])

@@ -25,6 +25,8 @@ PROD = {
     "jwt_secret": "x7Qp2rT9vLm4Kz8Wn3Bc6Hd1Fg5Js0Ay",
     "trusted_hosts": ["api.example.com", "*.example.org"],
     "trusted_proxies": ["10.0.0.0/8"],
+    "payment_provider": "http",
+    "payment_api_url": "https://payments.example.com",
 }
 AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
 

@@ -13,7 +13,16 @@ import pytest
 
 from app.core.security.rbac import Role
 from tests.conftest import UserFactory
-from tests.helpers import CATEGORIES, ORDERS, PRODUCTS, assert_problem, error_fields, product_body
+from tests.helpers import (
+    CATEGORIES,
+    ORDERS,
+    PRODUCTS,
+    assert_problem,
+    error_fields,
+    keyed,
+    order_body,
+    product_body,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Decimal amounts: pydantic bounds them with max_digits, which JSON schema cannot express.
@@ -34,8 +43,10 @@ def _unbounded(document: dict[str, Any], schema: dict[str, Any], where: str) -> 
     found: list[str] = []
     if "enum" in schema or "const" in schema:
         return found  # a closed set of values is bounded
+    # Constraints beside an anyOf apply to every option (FastAPI puts them there for `str | None`).
+    inherited = {k: v for k, v in schema.items() if k in ("maxLength", "pattern", "maximum")}
     for option in schema.get("anyOf", []):
-        found += _unbounded(document, option, where)
+        found += _unbounded(document, {**inherited, **option}, where)
     kind = schema.get("type")
     if kind == "object":
         for prop, sub in schema.get("properties", {}).items():
@@ -118,8 +129,9 @@ async def test_order_quantity_must_be_a_real_integer(
     client: httpx.AsyncClient, make_user: UserFactory, quantity: object
 ) -> None:
     customer = await make_user()
-    line = {"product_id": "00000000-0000-0000-0000-000000000001", "quantity": quantity}
-    response = await client.post(ORDERS, json={"items": [line]}, headers=customer.headers)
+    body = order_body(("00000000-0000-0000-0000-000000000001", 1))
+    body["items"][0]["quantity"] = quantity
+    response = await client.post(ORDERS, json=body, headers=keyed(customer))
     assert error_fields(assert_problem(response, 422)) == {"body.items.0.quantity"}
 
 

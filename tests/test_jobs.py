@@ -21,7 +21,7 @@ from app.core.jobs import JobQueue, JobRequest, redis_settings
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.catalog.service import ProductService
 from app.modules.orders.models import Order
-from app.modules.orders.service import OrderService
+from app.modules.orders.service import Checkout, OrderService
 from app.worker import worker_settings
 from tests.conftest import Servers, make_settings
 
@@ -58,16 +58,26 @@ def order_service(runtime: Runtime) -> OrderService:
     return service
 
 
+def checkout(customer: int, product_id: UUID, quantity: int) -> Checkout:
+    return Checkout(
+        customer_id=UUID(int=customer),
+        idempotency_key=f"job-test-{customer}-{product_id}",
+        items=[(product_id, quantity)],
+        shipping_address={"name": "A", "line1": "B", "postal_code": "1", "city": "C"},
+        payment_method="pm_card_visa",
+    )
+
+
 async def place_stuck_order(runtime: Runtime) -> UUID:
     """An order whose OrderPlaced was consumed but never answered: it stays pending."""
     products, orders = catalog_products(runtime), order_service(runtime)
     product = await products.create_product(
         ProductCreate(sku="JOB-1", name="Kettle", price=Decimal("30.00"), currency="EUR", stock=5)
     )
-    order = await orders.place_order(UUID(int=7), [(product.id, 2)])
+    placed = await orders.place_order(checkout(7, product.id, 2))
     async with runtime.core.database().session() as session:
         await session.execute(text("UPDATE orders.outbox SET dispatched_at = now()"))
-    return order.id
+    return placed.order.id
 
 
 async def run_worker_burst(settings: Settings, runtime: Runtime) -> None:
@@ -147,18 +157,74 @@ async def test_a_confirmed_order_is_left_alone_by_its_expiry_job(
     product = await products.create_product(
         ProductCreate(sku="JOB-2", name="Mug", price=Decimal("8.00"), currency="EUR", stock=5)
     )
-    order = await orders.place_order(UUID(int=8), [(product.id, 1)])
-    while await runtime.relay.run_once():  # OrderPlaced -> StockReserved -> confirmed
+    order = (await orders.place_order(checkout(8, product.id, 1))).order
+    while await runtime.relay.run_once():  # OrderPlaced -> StockReserved -> stock_reserved
         pass
-    assert (await order_state(runtime, order.id))[0] == "confirmed"
+    assert (await order_state(runtime, order.id))[0] == "stock_reserved"
 
-    await asyncio.sleep(PENDING_TIMEOUT_S + 0.2)
+    # The payment job is ready at once; the expiry job only after the pending timeout.
     await run_worker_burst(settings, runtime)
 
     assert await order_state(runtime, order.id) == (
         "confirmed",
-        ["placed", "stock reserved"],
+        ["placed", "stock reserved", "payment authorised", "payment captured"],
     )
+    while await runtime.relay.run_once():
+        pass
+    assert await reservation_status(runtime, order.id) == "committed"
+
+
+async def reserve_and_lose_the_payment_job(runtime: Runtime, sku: str) -> UUID:
+    """An order whose stock is reserved, but whose payment job Redis lost."""
+    products, orders = catalog_products(runtime), order_service(runtime)
+    product = await products.create_product(
+        ProductCreate(sku=sku, name="Pot", price=Decimal("9.00"), currency="EUR", stock=5)
+    )
+    order = (await orders.place_order(checkout(9, product.id, 1))).order
+    while await runtime.relay.run_once():
+        pass
+    await runtime.core.redis().flushdb()
+    return order.id
+
+
+async def test_cron_expires_an_order_stuck_waiting_for_payment_and_releases_its_stock(
+    settings: Settings, runtime: Runtime
+) -> None:
+    order_id = await reserve_and_lose_the_payment_job(runtime, "JOB-3")
+    async with runtime.core.database().session() as session:
+        await session.execute(update(Order).values(created_at=text("now() - interval '1 hour'")))
+
+    await run_worker_burst(settings, runtime)
+
+    assert await order_state(runtime, order_id) == (
+        "cancelled",
+        ["placed", "stock reserved", "expired"],
+    )
+    assert await reservation_status(runtime, order_id) == "released"
+
+
+async def test_cron_resends_a_lost_payment_job(settings: Settings, runtime: Runtime) -> None:
+    order_id = await reserve_and_lose_the_payment_job(runtime, "JOB-4")
+    async with runtime.core.database().session() as session:  # quiet for longer than the redrive
+        await session.execute(update(Order).values(updated_at=text("now() - interval '5 minutes'")))
+
+    await run_worker_burst(settings, runtime)
+    while await runtime.relay.run_once():  # OrderConfirmed -> the catalog commits the stock
+        pass
+
+    assert (await order_state(runtime, order_id))[0] == "confirmed"
+    assert await reservation_status(runtime, order_id) == "committed"
+
+
+async def test_cron_purges_expired_idempotency_keys(settings: Settings, runtime: Runtime) -> None:
+    await place_stuck_order(runtime)
+    async with runtime.core.database().session() as session:
+        await session.execute(text("UPDATE orders.idempotency_keys SET expires_at = now()"))
+
+    assert await order_service(runtime).purge_idempotency_keys() == 1
+
+    async with runtime.core.database().session() as session:
+        assert await session.scalar(text("SELECT count(*) FROM orders.idempotency_keys")) == 0
 
 
 @pytest.fixture

@@ -122,12 +122,30 @@ class Settings(BaseSettings):
     sentry_dsn: str | None = None
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
+    worker_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
+
     outbox_poll_interval_s: float = Field(default=2.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
     event_max_attempts: int = Field(default=5, ge=1, le=100)
     event_retry_base_s: float = Field(default=1.0, ge=0)
 
     order_pending_timeout_s: int = Field(default=900, ge=1)
+    idempotency_key_ttl_s: int = Field(default=86_400, ge=60)
+
+    payment_provider: Literal["sandbox", "http"] = "sandbox"
+    payment_api_url: str | None = None
+    payment_api_key: SecretStr | None = None
+    payment_connect_timeout_s: float = Field(default=2.0, gt=0)
+    payment_read_timeout_s: float = Field(default=5.0, gt=0)
+    payment_retry_attempts: int = Field(default=3, ge=1, le=10)
+    payment_retry_wait_initial_s: float = Field(default=0.2, ge=0)
+    payment_retry_wait_max_s: float = Field(default=2.0, ge=0)
+    payment_breaker_threshold: int = Field(default=5, ge=1)
+    payment_breaker_reset_s: float = Field(default=30.0, gt=0)
+    payment_sandbox_slow_s: float = Field(default=3.0, ge=0)
+    payment_job_max_tries: int = Field(default=5, ge=1, le=50)
+    payment_job_retry_base_s: float = Field(default=5.0, ge=0)
+    payment_redrive_after_s: int = Field(default=60, ge=1)
 
     @field_validator(
         "app_modules", "cors_origins", "trusted_proxies", "trusted_hosts", mode="before"
@@ -213,6 +231,10 @@ class Settings(BaseSettings):
         if not self.trusted_hosts or "*" in self.trusted_hosts:
             raise ValueError(
                 "TRUSTED_HOSTS must list the host names this API answers to in staging/prod"
+            )
+        if self.payment_provider != "http" or not self.payment_api_url:
+            raise ValueError(
+                "PAYMENT_PROVIDER=http and PAYMENT_API_URL must be set in staging/prod"
             )
         return self
 

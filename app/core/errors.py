@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.logging import get_logger
@@ -153,7 +155,30 @@ async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse
     return problem(request, 500, detail, headers=headers)
 
 
+# What a lost or restarting database looks like from here: connect refused or reset, a
+# connection that died mid-query, the pool waiting in vain, a connect timeout.
+_UNAVAILABLE = (ConnectionError, TimeoutError, PoolTimeoutError, OperationalError)
+RETRY_AFTER_S = "2"
+
+
+async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and not (
+        exc.connection_invalidated or isinstance(exc, OperationalError)
+    ):
+        return await _on_unexpected_error(request, exc)
+    _log.warning("dependency unavailable", path=request.url.path, error=repr(exc)[:500])
+    return problem(
+        request,
+        503,
+        "The database is unavailable for a moment; try again shortly.",
+        code="database-unavailable",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    for unavailable in (*_UNAVAILABLE, DBAPIError):
+        app.add_exception_handler(unavailable, _on_unavailable)
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -8,6 +8,7 @@ them has committed (see `UnitOfWork`), so a worker never sees an id that is not 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,12 +25,28 @@ _log = get_logger("keystone.jobs")
 JobFunction = Callable[..., Awaitable[Any]]
 
 
+class RetryLater(Exception):  # noqa: N818 - a request to the queue, not an error to report
+    """Raised by a job for a transient failure: the queue runs it again after a backoff, up to
+    the job's `max_tries`; then the job's `on_exhausted` runs instead of another try."""
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
     run: JobFunction
     timeout_s: int = 60
     max_tries: int = 5
+    retry_base_s: float = 1.0
+    retry_max_s: float = 60.0
+    on_exhausted: JobFunction | None = None
+    # While a job's result is kept, the queue refuses another job with the same id; a job that
+    # a sweep must be able to send again soon after it ran keeps none (0).
+    keep_result_s: int | None = None
+
+    def backoff_s(self, job_try: int) -> float:
+        """Exponential backoff with full jitter: retries of many jobs do not arrive together."""
+        ceiling = min(self.retry_max_s, self.retry_base_s * 2 ** (job_try - 1))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,8 @@ class JobRequest:
     args: tuple[Any, ...] = ()
     defer_by: timedelta | None = None
     job_id: str | None = None
+    # The request (or event chain) that asked for the job, so its logs can be tied back to it.
+    correlation_id: str | None = None
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -68,12 +87,20 @@ class JobQueue:
         return self._pool
 
     async def enqueue(self, request: JobRequest) -> None:
-        """Raises TimeoutError rather than hang when Redis accepts but does not answer."""
-        async with asyncio.timeout(self._settings.redis_timeout_s):
-            pool = await self._connection()
-            await pool.enqueue_job(
-                request.name, *request.args, _defer_by=request.defer_by, _job_id=request.job_id
-            )
+        # arq's pool has a connect timeout but no read timeout: a Redis that accepts and never
+        # answers would hold the caller (a request, after its commit) forever.
+        async with asyncio.timeout(2 * self._settings.redis_timeout_s + 1):
+            await self._enqueue(request)
+
+    async def _enqueue(self, request: JobRequest) -> None:
+        pool = await self._connection()
+        await pool.enqueue_job(
+            request.name,
+            *request.args,
+            _defer_by=request.defer_by,
+            _job_id=request.job_id,
+            correlation_id=request.correlation_id,
+        )
         _log.info("job enqueued", job=request.name, job_id=request.job_id)
 
     async def close(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from dependency_injector.containers import DeclarativeContainer
@@ -33,3 +33,5 @@ class Module:
     jobs: Sequence[Job] = ()
     cron_jobs: Sequence[CronJob] = field(default_factory=tuple)
     personal_data: PersonalDataSource | None = None
+    # Closes what the module opened itself (an HTTP client to a third party), at process stop.
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = ()

@@ -12,14 +12,17 @@ import pytest
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory
 from tests.helpers import (
+    ADDRESS,
     ORDERS,
     assert_problem,
     create_product,
     error_fields,
+    finished,
+    keyed,
+    order_body,
     place,
     place_ok,
     read_order,
-    settled,
     statuses,
     stock_of,
 )
@@ -55,9 +58,11 @@ async def test_order_is_placed_pending_then_confirmed_and_takes_stock(
         "total",
         "currency",
         "created_at",
+        "shipping_address",
         "lines",
         "history",
     }
+    assert placed["shipping_address"] == ADDRESS
     assert placed["status"] == "pending"
     assert placed["customer_id"] == customer.id
     assert placed["currency"] == "EUR"
@@ -74,14 +79,17 @@ async def test_order_is_placed_pending_then_confirmed_and_takes_stock(
     ]
     assert [(c["status"], c["cause"]) for c in placed["history"]] == [("pending", "placed")]
 
-    confirmed = await settled(client, customer, placed["id"])
+    confirmed = await finished(client, customer, placed["id"])
 
     assert confirmed["status"] == "confirmed"
     assert [(c["status"], c["cause"]) for c in confirmed["history"]] == [
         ("pending", "placed"),
-        ("confirmed", "stock reserved"),
+        ("stock_reserved", "stock reserved"),
+        ("paid", "payment authorised"),
+        ("confirmed", "payment captured"),
     ]
-    assert confirmed["history"][0]["at"] <= confirmed["history"][1]["at"]
+    moments = [change["at"] for change in confirmed["history"]]
+    assert moments == sorted(moments)
     assert {k: confirmed[k] for k in ("id", "customer_id", "total", "currency", "lines")} == {
         k: placed[k] for k in ("id", "customer_id", "total", "currency", "lines")
     }
@@ -96,7 +104,7 @@ async def test_ordering_the_whole_stock_is_confirmed_and_leaves_zero(
 
     order = await place_ok(client, customer, (lamp["id"], 3))
 
-    assert (await settled(client, customer, order["id"]))["status"] == "confirmed"
+    assert (await finished(client, customer, order["id"]))["status"] == "confirmed"
     assert await stock_of(client, lamp["id"]) == 0
 
 
@@ -106,7 +114,7 @@ async def test_staff_may_place_orders_too(client: httpx.AsyncClient, staff: Test
     order = await place_ok(client, staff, (lamp["id"], 1))
 
     assert order["customer_id"] == staff.id
-    assert (await settled(client, staff, order["id"]))["status"] == "confirmed"
+    assert (await finished(client, staff, order["id"]))["status"] == "confirmed"
 
 
 async def test_fifty_lines_are_allowed(
@@ -118,7 +126,7 @@ async def test_fifty_lines_are_allowed(
 
     assert len(order["lines"]) == 50
     assert order["total"] == "50.00"
-    assert (await settled(client, customer, order["id"]))["status"] == "confirmed"
+    assert (await finished(client, customer, order["id"]))["status"] == "confirmed"
     assert [await stock_of(client, p["id"]) for p in products] == [0] * 50
 
 
@@ -130,7 +138,7 @@ async def test_a_full_line_at_the_highest_price_is_accepted(
     order = await place_ok(client, customer, (dear["id"], 100))
 
     assert order["total"] == "999999999999.00"
-    confirmed = await settled(client, customer, order["id"])
+    confirmed = await finished(client, customer, order["id"])
     assert confirmed["status"] == "confirmed"
     assert confirmed["total"] == "999999999999.00"
 
@@ -159,7 +167,7 @@ async def test_order_beyond_stock_is_rejected_and_stock_is_unchanged(
     order = await place_ok(client, customer, (lamp["id"], 3))
     assert order["status"] == "pending"
 
-    rejected = await settled(client, customer, order["id"])
+    rejected = await finished(client, customer, order["id"])
 
     assert rejected["status"] == "rejected"
     assert [(c["status"], c["cause"]) for c in rejected["history"]] == [
@@ -176,7 +184,7 @@ async def test_product_with_no_stock_rejects_even_one_unit(
 
     order = await place_ok(client, customer, (lamp["id"], 1))
 
-    assert statuses(await settled(client, customer, order["id"])) == ["pending", "rejected"]
+    assert statuses(await finished(client, customer, order["id"])) == ["pending", "rejected"]
     assert await stock_of(client, lamp["id"]) == 0
 
 
@@ -227,10 +235,12 @@ async def test_quantity_out_of_range_or_not_an_integer_is_a_422(
     lamp = await create_product(client, staff, stock=500)
     items = [{"product_id": lamp["id"], "quantity": quantity}]
 
-    response = await client.post(ORDERS, json={"items": items}, headers=customer.headers)
+    body = order_body()
+    body["items"] = items
+    response = await client.post(ORDERS, json=body, headers=keyed(customer))
 
-    body = assert_problem(response, 422, "validation-error")
-    assert error_fields(body) == {"body.items.0.quantity"}
+    problem = assert_problem(response, 422, "validation-error")
+    assert error_fields(problem) == {"body.items.0.quantity"}
 
 
 async def test_quantity_bounds_are_accepted(
@@ -242,7 +252,7 @@ async def test_quantity_bounds_are_accepted(
     order = await place_ok(client, customer, (one["id"], 1), (hundred["id"], 100))
 
     assert [line["quantity"] for line in order["lines"]] == [1, 100]
-    assert (await settled(client, customer, order["id"]))["status"] == "confirmed"
+    assert (await finished(client, customer, order["id"]))["status"] == "confirmed"
     assert [await stock_of(client, one["id"]), await stock_of(client, hundred["id"])] == [499, 400]
 
 
@@ -257,7 +267,6 @@ async def test_fifty_one_lines_are_a_422(client: httpx.AsyncClient, customer: Te
     ("body", "field"),
     [
         ({"items": []}, "body.items"),
-        ({}, "body.items"),
         ({"items": None}, "body.items"),
         ({"items": {"product_id": "x", "quantity": 1}}, "body.items"),
         ({"items": [{"quantity": 1}]}, "body.items.0.product_id"),
@@ -285,12 +294,35 @@ async def test_fifty_one_lines_are_a_422(client: httpx.AsyncClient, customer: Te
             },
             "body.customer_id",
         ),
+        ({"shipping_address": None}, "body.shipping_address"),
+        ({"payment_method": None}, "body.payment_method"),
+        ({"payment_method": "pm card visa"}, "body.payment_method"),
+        ({"payment_method": "p" * 101}, "body.payment_method"),
+        ({"payment_method": "4242424242424242\u0000"}, "body.payment_method"),
+        ({"shipping_address": {**ADDRESS, "country": "XX"}}, "body.shipping_address.country"),
+        ({"shipping_address": {**ADDRESS, "country": "gb"}}, "body.shipping_address.country"),
+        ({"shipping_address": {**ADDRESS, "country": "GBR"}}, "body.shipping_address.country"),
+        ({"shipping_address": {**ADDRESS, "name": "x" * 201}}, "body.shipping_address.name"),
+        ({"shipping_address": {**ADDRESS, "name": " "}}, "body.shipping_address.name"),
+        ({"shipping_address": {**ADDRESS, "line1": "a\u0000b"}}, "body.shipping_address.line1"),
+        ({"shipping_address": {**ADDRESS, "line2": "x" * 201}}, "body.shipping_address.line2"),
+        ({"shipping_address": {**ADDRESS, "city": None}}, "body.shipping_address.city"),
+        (
+            {"shipping_address": {**ADDRESS, "postal_code": "1" * 17}},
+            "body.shipping_address.postal_code",
+        ),
+        (
+            {"shipping_address": {**ADDRESS, "postal_code": "75<b>"}},
+            "body.shipping_address.postal_code",
+        ),
+        ({"shipping_address": {**ADDRESS, "floor": 3}}, "body.shipping_address.floor"),
     ],
 )
 async def test_malformed_order_is_a_422_naming_the_field(
     client: httpx.AsyncClient, customer: TestUser, body: dict[str, Any], field: str
 ) -> None:
-    response = await client.post(ORDERS, json=body, headers=customer.headers)
+    valid = order_body(("00000000-0000-0000-0000-000000000001", 1))
+    response = await client.post(ORDERS, json={**valid, **body}, headers=keyed(customer))
 
     problem = assert_problem(response, 422, "validation-error")
     assert error_fields(problem) == {field}
@@ -300,7 +332,7 @@ async def test_anonymous_cannot_place_an_order(client: httpx.AsyncClient, staff:
     lamp = await create_product(client, staff, stock=5)
 
     response = await client.post(
-        ORDERS, json={"items": [{"product_id": lamp["id"], "quantity": 1}]}
+        ORDERS, json=order_body((lamp["id"], 1)), headers={"Idempotency-Key": "k1"}
     )
 
     assert_problem(response, 401, "unauthorized")
@@ -322,7 +354,7 @@ async def test_customer_reads_their_own_order(
     assert read["id"] == order["id"]
     assert read["customer_id"] == customer.id
     assert read["lines"] == order["lines"]
-    await settled(client, customer, order["id"])
+    await finished(client, customer, order["id"])
 
 
 async def test_someone_elses_order_is_not_found_not_forbidden(
@@ -339,7 +371,7 @@ async def test_someone_elses_order_is_not_found_not_forbidden(
     # Indistinguishable from an id that does not exist: ids cannot be probed.
     assert body["detail"] == assert_problem(nobodys, 404, "order-not-found")["detail"]
     assert customer.id not in theirs.text
-    await settled(client, customer, order["id"])
+    await finished(client, customer, order["id"])
 
 
 @pytest.mark.parametrize("role", [Role.STAFF, Role.ADMIN])
@@ -354,7 +386,7 @@ async def test_staff_and_admin_read_any_order(
     order = await place_ok(client, customer, (lamp["id"], 1))
     reader = await make_user(role)
 
-    read = await settled(client, reader, order["id"])
+    read = await finished(client, reader, order["id"])
 
     assert read["id"] == order["id"]
     assert read["customer_id"] == customer.id
@@ -371,7 +403,7 @@ async def test_anonymous_cannot_read_an_order(
 
     assert_problem(response, 401, "unauthorized")
     assert response.headers["www-authenticate"] == "Bearer"
-    await settled(client, customer, order["id"])
+    await finished(client, customer, order["id"])
 
 
 async def test_unknown_order_is_a_404(client: httpx.AsyncClient, customer: TestUser) -> None:

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.security.rbac import Role
-from tests.conftest import TestUser, UserFactory
-from tests.helpers import assert_problem, create_product, place_ok, settled
+from tests.conftest import TestUser, UserFactory, eventually
+from tests.helpers import ADDRESS, assert_problem, create_product, place_ok, settled
 
 EXPORT = "/api/v1/users/me/export"
 ME = "/api/v1/users/me"
@@ -56,6 +56,7 @@ async def test_export_has_every_modules_part_and_no_secret(
     assert exported_order["id"] == order["id"]
     assert exported_order["total"] == "19.00"
     assert exported_order["lines"][0]["name"] == "Ceramic mug"
+    assert exported_order["shipping_address"]["name"] == ADDRESS["name"]
 
     async with app.state.runtime.core.database().session() as session:
         secrets = await session.execute(
@@ -129,10 +130,22 @@ async def test_erasure_forgets_the_person_everywhere(
     assert erased_events == 1
     assert str(total) == "12.50"  # orders keep the amounts for accounting
 
+    async def address_forgotten() -> bool:
+        async with app.state.runtime.core.database().session() as session:
+            address = await session.scalar(
+                text("SELECT shipping_address::text FROM orders.orders WHERE id = :id"),
+                {"id": order["id"]},
+            )
+        return address == "{}"
+
+    await eventually(address_forgotten)  # UserErased reaches orders through the outbox
     exported: dict[str, Any] = await app.state.runtime.core.personal_data().export(UUID(user.id))
     text_export = json.dumps(exported)
     assert user.email not in text_export
     assert "Test customer" not in text_export
+    assert ADDRESS["name"] not in text_export
+    assert ADDRESS["line1"] not in text_export
+    assert exported["orders"]["orders"][0]["total"] == "12.50"
 
 
 async def test_the_last_admin_cannot_erase_themselves(

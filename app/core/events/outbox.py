@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.context import current_correlation_id
 from app.core.db import Database
 from app.core.events.base import IntegrationEvent
 from app.core.jobs import JobQueue, JobRequest
@@ -91,7 +92,15 @@ class Transaction:
     def enqueue_after_commit(
         self, name: str, *args: object, defer_by: timedelta | None = None, job_id: str | None = None
     ) -> None:
-        self.jobs.append(JobRequest(name=name, args=args, defer_by=defer_by, job_id=job_id))
+        self.jobs.append(
+            JobRequest(
+                name=name,
+                args=args,
+                defer_by=defer_by,
+                job_id=job_id,
+                correlation_id=current_correlation_id(),
+            )
+        )
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

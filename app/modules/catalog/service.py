@@ -166,9 +166,18 @@ class StockService:
         if reservation is None:
             await stock.record(order_id, "released")
             return
-        if reservation.status != "reserved":
+        # Committed stock is still on the shelf until the order ships, so a cancelled
+        # confirmed order gives it back too.
+        if reservation.status not in ("reserved", "committed"):
             return
         for line in await stock.reservation_lines(order_id):
             await stock.put_back(line.product_id, line.quantity)
         reservation.status = "released"
         tx.publish(StockReleased(order_id=order_id))
+
+    async def commit_for_order(self, tx: Transaction, order_id: UUID) -> None:
+        """The order is paid for: its reserved stock is sold. The stock count already excludes
+        it; the reservation stops being releasable by expiry or a failed payment."""
+        reservation = await StockRepository(tx.session).reservation(order_id)
+        if reservation is not None and reservation.status == "reserved":
+            reservation.status = "committed"

@@ -4,19 +4,39 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
+from app.core.config import Settings
 from app.core.container import unit_of_work
 from app.modules.catalog.contracts import CatalogFacade
 from app.modules.orders.models import inbox, outbox
-from app.modules.orders.service import OrderService
+from app.modules.orders.payments.http import HttpPayments
+from app.modules.orders.payments.port import PaymentGateway
+from app.modules.orders.payments.sandbox import SandboxPayments
+from app.modules.orders.service import OrderProjection, OrderService, PaymentSaga
+
+
+def payment_gateway(settings: Settings) -> PaymentGateway:
+    """PAYMENT_PROVIDER picks the adapter: the in-process sandbox, or a real provider's API."""
+    if settings.payment_provider == "http":
+        return HttpPayments(settings)
+    return SandboxPayments(slow_s=settings.payment_sandbox_slow_s)
 
 
 class OrdersContainer(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
     catalog: providers.Dependency[CatalogFacade] = providers.Dependency()
     uow = unit_of_work(core, outbox, inbox)
+    payments = providers.Singleton(payment_gateway, settings=core.settings)
     orders = providers.Singleton(
         OrderService,
         uow=uow,
         catalog=catalog,
         pending_timeout_s=core.settings.provided.order_pending_timeout_s,
+        idempotency_key_ttl_s=core.settings.provided.idempotency_key_ttl_s,
     )
+    saga = providers.Singleton(
+        PaymentSaga,
+        uow=uow,
+        payments=payments,
+        redrive_after_s=core.settings.provided.payment_redrive_after_s,
+    )
+    projection = providers.Singleton(OrderProjection)

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from uuid import UUID
 
-from app.core.errors import ConflictError, NotFoundError, UnprocessableError
+from app.core.errors import ConflictError, DomainError, NotFoundError, UnprocessableError
 
 
 class OrderNotFoundError(NotFoundError):
@@ -41,3 +41,34 @@ class IllegalTransitionError(ConflictError):
 
     def __init__(self, current: str, target: str) -> None:
         super().__init__(f"The order is '{current}' and cannot become '{target}'")
+
+
+class IdempotencyKeyMissingError(DomainError):
+    status = 400
+    code = "idempotency-key-required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Send an Idempotency-Key header (a unique value per checkout, e.g. a UUID) so a "
+            "retried request cannot place the order twice"
+        )
+
+
+class InvalidIdempotencyKeyError(DomainError):
+    status = 400
+    code = "invalid-idempotency-key"
+
+    def __init__(self, max_length: int) -> None:
+        super().__init__(
+            f"The Idempotency-Key must be 1 to {max_length} characters of A-Z, a-z, 0-9 and ._:-"
+        )
+
+
+class IdempotencyKeyReusedError(UnprocessableError):
+    code = "idempotency-key-reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was already used with a different request body; "
+            "use a new key for a new order"
+        )

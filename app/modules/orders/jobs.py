@@ -1,28 +1,84 @@
-"""Background work of orders: expiring orders nobody answered for."""
+"""Background work of orders: taking and refunding payments, expiring orders nobody answered
+for, re-sending lost payment jobs, purging expired idempotency keys."""
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from app.core.jobs import CronJob, Job
-from app.modules.orders.service import EXPIRE_ORDER_JOB, OrderService
+from app.core.config import Settings
+from app.core.jobs import CronJob, Job, JobFunction
+from app.modules.orders.service import (
+    EXPIRE_ORDER_JOB,
+    REFUND_PAYMENT_JOB,
+    TAKE_PAYMENT_JOB,
+    OrderService,
+    PaymentSaga,
+)
+
+# Short timeouts all round: arq reruns a job whose worker was killed mid-way only once its
+# in-progress key expires, after the longest timeout of any job or cron + 10 s. A rerun is safe
+# (state checks, the provider's idempotency keys); a long wait for it is not.
+PAYMENT_JOB_TIMEOUT_S = 30
+CRON_TIMEOUT_S = 30
 
 
-def jobs(orders: OrderService) -> list[Job]:
+def jobs(orders: OrderService, saga: PaymentSaga, settings: Settings) -> list[Job]:
     async def expire_order(order_id: str) -> bool:
-        return await orders.expire_if_pending(UUID(order_id))
+        return await orders.expire_if_unanswered(UUID(order_id))
 
-    return [Job(name=EXPIRE_ORDER_JOB, run=expire_order, timeout_s=30)]
+    async def take_payment(order_id: str) -> str:
+        return await saga.take_payment(UUID(order_id))
 
+    async def give_up_payment(order_id: str) -> str:
+        return await saga.give_up_payment(UUID(order_id))
 
-def cron_jobs(orders: OrderService) -> list[CronJob]:
-    # The safety net under the per-order deferred job: catches orders whose job was lost
-    # (Redis down at placement, a worker killed mid-job).
+    async def refund(order_id: str) -> str:
+        return await saga.refund(UUID(order_id))
+
+    async def refund_gave_up(order_id: str) -> str:
+        return await saga.refund_gave_up(UUID(order_id))
+
+    def payment_job(name: str, run: JobFunction, on_exhausted: JobFunction) -> Job:
+        return Job(
+            name=name,
+            run=run,
+            timeout_s=PAYMENT_JOB_TIMEOUT_S,
+            max_tries=settings.payment_job_max_tries,
+            retry_base_s=settings.payment_job_retry_base_s,
+            on_exhausted=on_exhausted,
+            keep_result_s=0,  # so the redrive sweep can send it again once it has given up
+        )
+
     return [
+        Job(name=EXPIRE_ORDER_JOB, run=expire_order, timeout_s=30),
+        payment_job(TAKE_PAYMENT_JOB, take_payment, give_up_payment),
+        payment_job(REFUND_PAYMENT_JOB, refund, refund_gave_up),
+    ]
+
+
+def cron_jobs(orders: OrderService, saga: PaymentSaga) -> list[CronJob]:
+    return [
+        # The safety net under the per-order deferred job: catches orders whose job was lost
+        # (Redis down at placement, a worker killed mid-job).
         CronJob(
             name="orders.expire_stale_orders",
             run=orders.expire_stale_orders,
             second={0},
             run_at_startup=True,
-        )
+            timeout_s=CRON_TIMEOUT_S,
+        ),
+        CronJob(
+            name="orders.redrive_payments",
+            run=saga.redrive,
+            second={15, 45},
+            run_at_startup=True,
+            timeout_s=CRON_TIMEOUT_S,
+        ),
+        CronJob(
+            name="orders.purge_idempotency_keys",
+            run=orders.purge_idempotency_keys,
+            minute={7},
+            second={30},
+            timeout_s=CRON_TIMEOUT_S,
+        ),
     ]

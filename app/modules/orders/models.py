@@ -3,9 +3,20 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, String, func
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from app.core.db import module_metadata
@@ -24,9 +35,14 @@ inbox = inbox_table(Base.metadata)
 
 class OrderStatus(StrEnum):
     PENDING = "pending"
+    STOCK_RESERVED = "stock_reserved"
+    PAID = "paid"
     CONFIRMED = "confirmed"
+    SHIPPED = "shipped"
     REJECTED = "rejected"
+    PAYMENT_FAILED = "payment_failed"
     CANCELLED = "cancelled"
+    REFUNDED = "refunded"
 
 
 class Order(Base):
@@ -34,6 +50,11 @@ class Order(Base):
     __table_args__ = (
         Index("ix_orders_customer_newest", "customer_id", "created_at"),
         Index("ix_orders_pending", "created_at", postgresql_where="status = 'pending'"),
+        Index(
+            "ix_orders_awaiting_payment",
+            "created_at",
+            postgresql_where="status = 'stock_reserved'",
+        ),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
@@ -41,6 +62,18 @@ class Order(Base):
     status: Mapped[str] = mapped_column(String(20))
     total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3))
+    shipping_address: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    payment_method: Mapped[str] = mapped_column(String(100), server_default="")
+    # The provider's id of the authorisation, once there is one: capture and refund name it.
+    payment_id: Mapped[str | None] = mapped_column(String(200))
+    # Set before the first authorisation request leaves: from then on the provider may hold
+    # money for this order even if no answer ever came back, so compensation must look.
+    authorisation_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def may_hold_money(self) -> bool:
+        return self.payment_id is not None or self.authorisation_requested_at is not None
+
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -80,6 +113,43 @@ class StatusChange(Base):
     status: Mapped[str] = mapped_column(String(20))
     cause: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class IdempotencyKey(Base):
+    """A checkout request already seen: its body's hash and the order it created. The primary
+    key makes a concurrent duplicate wait for the first request's transaction, then see it."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
+    customer_id: Mapped[UUID] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[UUID]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OrderSummary(Base):
+    """The read side of orders (CQRS): one row per order, kept up to date by orders' own
+    handlers of its events, and read by the order lists without touching the write tables."""
+
+    __tablename__ = "order_summaries"
+    __table_args__ = (
+        Index("ix_order_summaries_customer_newest", "customer_id", "placed_at", "order_id"),
+        Index("ix_order_summaries_newest", "placed_at", "order_id"),
+        Index("ix_order_summaries_status_newest", "status", "placed_at", "order_id"),
+    )
+
+    order_id: Mapped[UUID] = mapped_column(primary_key=True)
+    customer_id: Mapped[UUID]
+    status: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer)
+    total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    item_count: Mapped[int] = mapped_column(Integer)
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 metadata = Base.metadata

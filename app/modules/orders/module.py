@@ -8,21 +8,25 @@ from app.modules.catalog.contracts import CatalogFacade
 from app.modules.orders.container import OrdersContainer
 from app.modules.orders.handlers import subscriptions
 from app.modules.orders.jobs import cron_jobs, jobs
+from app.modules.orders.payments.port import PaymentGateway
 from app.modules.orders.privacy import OrdersPersonalData
 from app.modules.orders.router import router
-from app.modules.orders.service import OrderService
+from app.modules.orders.service import OrderService, PaymentSaga
 
 
 def build(core: CoreContainer, catalog: CatalogFacade) -> Module:
     container = OrdersContainer(core=core, catalog=catalog)
     orders: OrderService = container.orders()
+    saga: PaymentSaga = container.saga()
+    payments: PaymentGateway = container.payments()
     return Module(
         name="orders",
         container=container,
         router=router,
         uow=container.uow(),
-        subscriptions=subscriptions(container.uow(), orders),
-        jobs=jobs(orders),
-        cron_jobs=cron_jobs(orders),
+        subscriptions=subscriptions(container.uow(), orders, container.projection()),
+        jobs=jobs(orders, saga, core.settings()),
+        cron_jobs=cron_jobs(orders, saga),
         personal_data=OrdersPersonalData(container.uow()),
+        on_stop=(payments.close,),
     )

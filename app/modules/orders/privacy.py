@@ -1,8 +1,6 @@
-"""What orders holds about a person, for their data export: their orders and lines.
-
-Orders store the customer only by id, with amounts and product snapshots; there is no name or
-address to erase, so orders has nothing to do on `UserErased` yet. A module that adds personal
-fields (a shipping address) must also subscribe to `UserErased` and blank them.
+"""What orders holds about a person, for their data export: their orders, lines, shipping
+addresses and payment methods. Erasure is the `UserErased` handler (orders/handlers.py): it
+blanks addresses and payment methods and keeps amounts for accounting.
 """
 
 from __future__ import annotations
@@ -34,6 +32,8 @@ def _order(order: Order) -> dict[str, Any]:
         "total": str(order.total),
         "currency": order.currency,
         "created_at": order.created_at.isoformat(),
+        "shipping_address": order.shipping_address,
+        "payment_method": order.payment_method,
         "lines": [
             {
                 "sku": line.sku,

@@ -5,11 +5,43 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import pycountry
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
-from app.core.validation import InputModel
+from app.core.validation import InputModel, Name
 
 MAX_LINES = 50
+
+
+def _iso_country(code: str) -> str:
+    if pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code, e.g. DE or FR")
+    return code
+
+
+Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_iso_country)]
+PostalCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,15}$")
+]
+OptionalLine = Annotated[Name | None, Field(default=None)]
+# A provider's token for a card or wallet, never a card number: pm_card_visa, pm_1Nx...
+PaymentMethod = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{3,100}$")]
+
+
+class ShippingAddress(InputModel):
+    name: Name
+    line1: Name
+    line2: OptionalLine
+    postal_code: PostalCode
+    city: Name
+    country: Country
 
 
 class OrderItemIn(InputModel):
@@ -19,6 +51,8 @@ class OrderItemIn(InputModel):
 
 class PlaceOrderRequest(InputModel):
     items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=MAX_LINES)]
+    shipping_address: ShippingAddress
+    payment_method: PaymentMethod
 
     @field_validator("items")
     @classmethod
@@ -47,6 +81,15 @@ class StatusChangeOut(BaseModel):
     at: datetime
 
 
+class ShippingAddressOut(BaseModel):
+    name: str
+    line1: str
+    line2: str | None
+    postal_code: str
+    city: str
+    country: str
+
+
 class OrderOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -56,5 +99,21 @@ class OrderOut(BaseModel):
     total: Decimal
     currency: str
     created_at: datetime
+    shipping_address: ShippingAddressOut
     lines: list[OrderLineOut]
     history: list[StatusChangeOut]
+
+
+class OrderSummaryOut(BaseModel):
+    """One row of an order list, read from the projection."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID = Field(validation_alias="order_id")
+    customer_id: UUID
+    status: str
+    total: Decimal
+    currency: str
+    item_count: int
+    placed_at: datetime
+    updated_at: datetime

@@ -4,8 +4,24 @@ from app.modules.orders.contracts.events import (
     OrderCancelled,
     OrderConfirmed,
     OrderedItem,
+    OrderPaid,
+    OrderPaymentFailed,
     OrderPlaced,
+    OrderRefunded,
     OrderRejected,
+    OrderShipped,
+    OrderStatusChanged,
 )
 
-__all__ = ["OrderCancelled", "OrderConfirmed", "OrderPlaced", "OrderRejected", "OrderedItem"]
+__all__ = [
+    "OrderCancelled",
+    "OrderConfirmed",
+    "OrderPaid",
+    "OrderPaymentFailed",
+    "OrderPlaced",
+    "OrderRefunded",
+    "OrderRejected",
+    "OrderShipped",
+    "OrderStatusChanged",
+    "OrderedItem",
+]

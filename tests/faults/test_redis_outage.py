@@ -1,0 +1,100 @@
+"""Redis down or frozen during checkout. An authenticated request truly needs Redis: the
+token deny-list (logout, disabled accounts) lives there, and trusting a token that may be
+revoked is not an option. So checkout answers a clear 503 problem+json within its timeouts
+(never hangs), /readyz says 503 naming Redis, and everything recovers by itself: once Redis is
+back, the same request succeeds and the order is paid and confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from arq import create_pool
+from arq.worker import Worker
+
+from app.bootstrap import build_runtime
+from app.core.config import Settings
+from app.core.jobs import redis_settings
+from app.core.security.rbac import Role
+from app.worker import worker_settings
+from tests.conftest import TestUser, UserFactory, eventually
+from tests.faults.conftest import RedisProcess
+from tests.helpers import assert_problem, create_product, place, read_order, stock_of
+
+# A guard against hanging, far above the Redis timeouts; not a speed assertion.
+NO_HANG_S = 30
+
+
+@pytest.fixture
+async def staff(make_user: UserFactory) -> TestUser:
+    return await make_user(Role.STAFF)
+
+
+@pytest.fixture
+async def customer(make_user: UserFactory) -> TestUser:
+    return await make_user(Role.CUSTOMER)
+
+
+async def run_worker_until(settings: Settings, done: Any) -> None:
+    """A worker started after the outage, as a supervisor would restart it."""
+    runtime = build_runtime(settings)
+    pool = await create_pool(redis_settings(settings))
+    worker = Worker(
+        **worker_settings(settings, runtime), redis_pool=pool, poll_delay=0.05, handle_signals=False
+    )
+    task = asyncio.create_task(worker.main())
+    try:
+        await eventually(done, timeout_s=20)
+    finally:
+        jobs = [task, *worker.tasks.values()]
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        await pool.aclose()
+        await runtime.stop()
+
+
+@pytest.mark.parametrize("outage", ["killed", "frozen"])
+async def test_checkout_during_a_redis_outage_is_a_clear_503_and_recovers_by_itself(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    fault_redis: RedisProcess,
+    staff: TestUser,
+    customer: TestUser,
+    outage: str,
+) -> None:
+    lamp = await create_product(client, staff, stock=5)
+    fault_redis.kill() if outage == "killed" else fault_redis.freeze()
+
+    during = await asyncio.wait_for(place(client, customer, (lamp["id"], 1), key="k-1"), NO_HANG_S)
+    ready = await asyncio.wait_for(client.get("/readyz"), NO_HANG_S)
+
+    assert_problem(during, 503, "service-unavailable")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["redis"].startswith("failed")
+    assert ready.json()["checks"]["postgres"] == "ok"
+    assert await stock_of(client, lamp["id"]) == 5  # nothing was taken for the refused order
+
+    fault_redis.thaw() if outage == "frozen" else fault_redis.start()  # Redis is back
+
+    async def ready_again() -> bool:
+        return (await client.get("/readyz")).status_code == 200
+
+    await eventually(ready_again)
+    retried = await asyncio.wait_for(place(client, customer, (lamp["id"], 1), key="k-1"), NO_HANG_S)
+    assert retried.status_code == 201, retried.text
+    order = retried.json()
+
+    async def confirmed() -> bool:
+        return (await read_order(client, customer, order["id"]))["status"] == "confirmed"
+
+    await run_worker_until(settings, confirmed)
+    assert await stock_of(client, lamp["id"]) == 4
+
+    async def sign_in_works() -> bool:  # the fail-closed login limit recovers too
+        form = {"username": customer.email, "password": customer.password}
+        return (await client.post("/api/v1/auth/login", data=form)).status_code == 200
+
+    await eventually(sign_in_works)
