@@ -38,6 +38,7 @@ class Runtime:
         return next(module for module in self.modules if module.name == name)
 
     async def start(self) -> None:
+        await self.core.cache().start()
         self.start_relay()
         _log.info("started", modules=[m.name for m in self.modules], env=self.settings.app_env)
 
@@ -59,6 +60,7 @@ class Runtime:
         await self.stop_relay()
         await self.core.jobs().close()
         await self.core.redis().aclose()
+        await self.core.cache().close()
         await self.core.database().dispose()
         _log.info("stopped")
 

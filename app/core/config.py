@@ -76,6 +76,16 @@ class Settings(BaseSettings):
 
     order_pending_timeout_s: int = Field(default=900, ge=1)
 
+    # The Redis response cache. A write is visible to every reader within
+    # cache_product_ttl_s / cache_listing_ttl_s at worst; event-driven invalidation makes it
+    # the relay's delay (well under a second) in practice.
+    cache_enabled: bool = True
+    cache_product_ttl_s: int = Field(default=60, ge=1, le=86_400)
+    cache_listing_ttl_s: int = Field(default=10, ge=1, le=86_400)
+    cache_timeout_s: float = Field(default=0.25, gt=0, le=10)
+    cache_retry_after_s: float = Field(default=1.0, ge=0, le=300)
+    catalog_http_max_age_s: int = Field(default=0, ge=0, le=86_400)
+
     @field_validator("app_modules", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:

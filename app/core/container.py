@@ -10,6 +10,7 @@ from dependency_injector import containers, providers
 from redis.asyncio import Redis
 from sqlalchemy import Table
 
+from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.events.bus import EventBus
@@ -48,6 +49,7 @@ class CoreContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     database = providers.Singleton(Database, settings=settings)
     redis = providers.Singleton(create_redis, settings=settings)
+    cache = providers.Singleton(ResponseCache, settings=settings)
     jobs = providers.Singleton(JobQueue, settings=settings)
     bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
     tokens = providers.Singleton(TokenService, settings=settings)

@@ -29,7 +29,8 @@ async def test_staff_and_admin_create_a_category(
 
     assert response.status_code == 201, response.text
     created = response.json()
-    assert set(created) == {"id", "name"}
+    assert set(created) == {"id", "name", "parent_id"}
+    assert created["parent_id"] is None
     assert created["name"] == "Desks"
     assert await all_categories(client) == [created]
 

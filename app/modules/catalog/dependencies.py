@@ -18,3 +18,7 @@ def product_service(request: Request) -> ProductService:
 
 def category_service(request: Request) -> CategoryService:
     return _container(request).categories()
+
+
+def http_max_age(request: Request) -> int:
+    return _container(request).core.settings().catalog_http_max_age_s  # type: ignore[no-any-return]
