@@ -6,6 +6,8 @@ import itertools
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
 
 from tests.conftest import TestUser, eventually
 
@@ -107,3 +109,15 @@ async def settled(client: httpx.AsyncClient, user: TestUser, order_id: str) -> d
 
 def statuses(order: dict[str, Any]) -> list[str]:
     return [change["status"] for change in order["history"]]
+
+
+async def outbox_events(app: FastAPI, event_type: str) -> list[dict[str, Any]]:
+    """The payloads of the catalog's events of one type, in the order they happened."""
+    async with app.state.runtime.core.database().session() as session:
+        rows = await session.execute(
+            text(
+                "SELECT payload FROM catalog.outbox WHERE event_type = :type ORDER BY occurred_at"
+            ),
+            {"type": event_type},
+        )
+        return [dict(row.payload) for row in rows]
