@@ -121,3 +121,17 @@ async def outbox_events(app: FastAPI, event_type: str) -> list[dict[str, Any]]:
             {"type": event_type},
         )
         return [dict(row.payload) for row in rows]
+
+
+async def events_delivered(app: FastAPI) -> None:
+    """Wait until the relay has delivered every catalog event written so far (so a cache
+    invalidation still in flight cannot race what the test does next)."""
+
+    async def drained() -> bool:
+        async with app.state.runtime.core.database().session() as session:
+            left = await session.scalar(
+                text("SELECT count(*) FROM catalog.outbox WHERE dispatched_at IS NULL")
+            )
+        return left == 0
+
+    await eventually(drained)
