@@ -108,8 +108,9 @@ class ResponseCache:
         if time.monotonic() < self._skip_until:
             return None
         try:
-            async with asyncio.timeout(self._timeout_s):
-                value = await self._cache.get_raw(key)
+            # No asyncio.timeout here (it costs more than the read): the client's socket and
+            # pool timeouts are cache_timeout_s.
+            value = await self._cache.get_raw(key)
         except Exception as exc:
             self._failed("read", exc)
             return None
@@ -119,8 +120,7 @@ class ResponseCache:
         if time.monotonic() < self._skip_until:
             return
         try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._cache.set_raw(key, body, ex=ttl_s)
+            await self._cache.set_raw(key, body, ex=ttl_s)
         except Exception as exc:
             self._failed("write", exc)
 

@@ -16,6 +16,7 @@ class CatalogContainer(containers.DeclarativeContainer):
         CacheTtl,
         product_s=core.settings.provided.cache_product_ttl_s,
         listing_s=core.settings.provided.cache_listing_ttl_s,
+        http_max_age_s=core.settings.provided.catalog_http_max_age_s,
     )
     products = providers.Singleton(ProductService, uow=uow, cache=core.cache, ttl=ttl)
     categories = providers.Singleton(CategoryService, uow=uow)

@@ -12,13 +12,9 @@ def _container(request: Request) -> CatalogContainer:
     return cast(CatalogContainer, request.app.state.containers["catalog"])
 
 
-def product_service(request: Request) -> ProductService:
+async def product_service(request: Request) -> ProductService:
     return _container(request).products()
 
 
-def category_service(request: Request) -> CategoryService:
+async def category_service(request: Request) -> CategoryService:
     return _container(request).categories()
-
-
-def http_max_age(request: Request) -> int:
-    return _container(request).core.settings().catalog_http_max_age_s  # type: ignore[no-any-return]

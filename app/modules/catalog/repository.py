@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Row, Select, func, or_, select, tuple_, up
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.modules.catalog.models import (
+    SCHEMA,
     SEARCH_CONFIG,
     Category,
     Product,
@@ -88,15 +89,25 @@ def _ordered(query: AnySelect, listing: Listing, limit: int) -> AnySelect:
     return query.order_by(key.asc(), Product.id.asc()).limit(limit)
 
 
+# The read by id runs on the driver itself: SQLAlchemy would wrap this one-row SELECT in
+# BEGIN/ROLLBACK and rebuild the statement per call, several times the cost of the query.
+_PUBLIC_BY_ID = (
+    f"SELECT {', '.join(column.key for column in PUBLIC_COLUMNS)} "  # noqa: S608 - our columns
+    f"FROM {SCHEMA}.{Product.__tablename__} WHERE id = $1 AND archived_at IS NULL"
+)
+
+
 class ProductReader:
-    """Public reads on a bare connection: no session, no identity map, no ORM objects."""
+    """Public reads on a pooled connection outside any transaction: no session, no identity
+    map, no ORM objects."""
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def public(self, product_id: UUID) -> Row[*tuple[Any, ...]] | None:
-        query = select(*PUBLIC_COLUMNS).where(Product.id == product_id, _is_public())
-        return (await self._connection.execute(query)).first()
+    async def public(self, product_id: UUID) -> dict[str, Any] | None:
+        raw = await self._connection.get_raw_connection()
+        row = await raw.driver_connection.fetchrow(_PUBLIC_BY_ID, product_id)  # type: ignore[union-attr]
+        return None if row is None else dict(row)
 
     async def page(self, listing: Listing, limit: int) -> Sequence[Row[*tuple[Any, ...]]]:
         query = _ordered(_filtered(select(*PUBLIC_COLUMNS), listing), listing, limit)

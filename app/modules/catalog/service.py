@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -14,7 +15,7 @@ from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 
-from app.core.cache import ResponseCache
+from app.core.cache import CacheUnavailableError, ResponseCache
 from app.core.events.outbox import Transaction, UnitOfWork
 from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from app.modules.catalog.contracts import (
@@ -74,6 +75,7 @@ def product_cache_key(product_id: UUID) -> str:
 class CacheTtl:
     product_s: int
     listing_s: int
+    http_max_age_s: int
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class ProductService:
         self._uow = uow
         self._cache = cache
         self._ttl = ttl
+        self.cache_control = f"public, max-age={ttl.http_max_age_s}, must-revalidate"
 
     # --- public reads: serialised once, served from the cache --------------------------------
 
@@ -243,6 +246,7 @@ class ProductService:
                 )
         except IntegrityError as exc:  # a concurrent create with the same SKU won the race
             raise SkuTakenError(data.sku) from exc
+        await self._forget_now(None)
         return product
 
     async def update_product(self, product_id: UUID, data: ProductUpdate) -> Product:
@@ -266,6 +270,7 @@ class ProductService:
                     tx.publish(ProductUpdated(product_id=product.id, changes=changes))
         except IntegrityError as exc:  # a concurrent write took the SKU first
             raise SkuTakenError(str(fields.get("sku"))) from exc
+        await self._forget_now(product_id)
         return product
 
     @staticmethod
@@ -284,6 +289,7 @@ class ProductService:
                 raise ProductNotFoundError
             product.archived_at = datetime.now(UTC)
             tx.publish(ProductArchived(product_id=product.id))
+        await self._forget_now(product_id)
 
     async def set_stock(self, product_id: UUID, on_hand: int, changed_by: UUID) -> StockOut:
         """Staff counted `on_hand` units; what open reservations hold stays held."""
@@ -307,6 +313,7 @@ class ProductService:
                         changed_by=changed_by,
                     )
                 )
+        await self._forget_now(product_id)
         return StockOut(
             product_id=product_id, on_hand=on_hand, reserved=reserved, available=available
         )
@@ -315,6 +322,12 @@ class ProductService:
         """Drop what the cache holds about a product (and every cached listing)."""
         keys = () if product_id is None else (product_cache_key(product_id),)
         await self._cache.invalidate(*keys, patterns=(LISTING_KEYS,))
+
+    async def _forget_now(self, product_id: UUID | None) -> None:
+        """Right after commit, so the writer reads its own write. Best effort: the event the
+        write published invalidates again (and is retried) wherever the relay delivers it."""
+        with contextlib.suppress(CacheUnavailableError):
+            await self.forget_cached(product_id)
 
     # --- for other modules (CatalogFacade) and the seed ----------------------------------------
 
