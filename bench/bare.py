@@ -100,7 +100,7 @@ async def me(request: Request) -> JSONResponse:
 
 @asynccontextmanager
 async def lifespan(_: Starlette) -> AsyncIterator[None]:
-    global pool  # noqa: PLW0603 - one pool per process, like Keystone's engine
+    global pool
     pool = await asyncpg.create_pool(**_connect_args(), min_size=10, max_size=20)
     yield
     await pool.close()

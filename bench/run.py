@@ -180,8 +180,8 @@ async def _bulk_products(database_url: str, count: int) -> None:
             INSERT INTO catalog.products
                 (id, sku, name, description, price, currency, stock, created_at, updated_at)
             SELECT gen_random_uuid(), 'BENCH-' || i,
-                   'Bench ' || (ARRAY['walnut desk', 'oak chair', 'brass lamp', 'pine shelf'])[1 + i % 4]
-                       || ' ' || i,
+                   'Bench ' || (ARRAY['walnut desk', 'oak chair', 'brass lamp', 'pine shelf'])
+                       [1 + i % 4] || ' ' || i,
                    'Seeded for the benchmark, item ' || i, (i % 500) + 0.99, 'EUR', i % 50,
                    now() - i * interval '1 second', now()
             FROM generate_series(1, $1) AS i
@@ -209,10 +209,32 @@ async def _product_id(database_url: str) -> str:
 
 def load(url: str, headers: dict[str, str], seconds: int, connections: int) -> Result:
     if shutil.which("wrk"):
-        _wrk(url, headers, 2, connections)  # warm-up: pools filled, caches primed
         return _wrk(url, headers, seconds, connections)
-    asyncio.run(_httpx_loop(url, headers, 2, connections))
     return asyncio.run(_httpx_loop(url, headers, seconds, connections))
+
+
+def compare(
+    keystone: str, bare: str, headers: dict[str, str], seconds: int, connections: int, rounds: int
+) -> tuple[Result, Result]:
+    """Alternate Keystone and bare runs (after a warm-up of each) and keep the median of each
+    figure, so a burst of background load on a shared machine does not decide the ratio."""
+    for url in (keystone, bare):
+        load(url, headers, 2, connections)  # warm-up: pools filled, caches primed
+    runs: dict[str, list[Result]] = {keystone: [], bare: []}
+    for round_ in range(rounds):
+        order = (keystone, bare) if round_ % 2 == 0 else (bare, keystone)
+        for url in order:
+            runs[url].append(load(url, headers, seconds, connections))
+    return _median(runs[keystone]), _median(runs[bare])
+
+
+def _median(results: list[Result]) -> Result:
+    return Result(
+        statistics.median(r.rps for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+    )
 
 
 def _wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> Result:
@@ -275,11 +297,18 @@ def machine() -> str:
     )
 
 
-def table(rows: list[tuple[Scenario, Result, Result]], seconds: int, connections: int) -> str:
+def table(
+    rows: list[tuple[Scenario, Result, Result]],
+    seconds: int,
+    connections: int,
+    rounds: int,
+    load_before: str,
+) -> str:
     lines = [
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {machine()}; "
-        f"{connections} connections, {seconds} s per scenario after a 2 s warm-up, one uvicorn "
-        "worker per server.",
+        f"{connections} connections; per scenario a 2 s warm-up, then {rounds} alternating "
+        f"rounds of {seconds} s on each side, medians shown; one uvicorn worker per server; "
+        f"load average before the run: {load_before}.",
         "",
         "| scenario | Keystone req/s | p50 ms | p99 ms | bare req/s | p50 ms | p99 ms "
         "| ratio | target |",
@@ -310,37 +339,45 @@ def write_report(report: str) -> None:
         DOC.write_text(f"{head}{START}\n{report}{END}{tail}")
 
 
+def run(args: argparse.Namespace) -> list[tuple[Scenario, Result, Result]]:
+    with (
+        tempfile.TemporaryDirectory(prefix="keystone-bench-") as scratch,
+        backing_services(Path(scratch)) as (database_url, redis_url),
+    ):
+        env = _env(database_url, redis_url)
+        prepare_data(env, args.products)
+        product = f"/catalog/products/{asyncio.run(_product_id(database_url))}"
+        with (
+            server("app.main:app", env) as cached,
+            server("app.main:app", {**env, "CACHE_ENABLED": "false"}) as uncached,
+            server("bench.bare:app", env) as bare,
+        ):
+            token = httpx.post(f"{cached}{API}/auth/login", data=CUSTOMER).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            rows = []
+            for scenario in [s for s in SCENARIOS if args.only in s.name]:
+                path = API + scenario.path.format(product=product)
+                headers = auth if scenario.authenticated else {}
+                base = cached if scenario.keystone == "cached" else uncached
+                keystone, baseline = compare(
+                    base + path, bare + path, headers, args.seconds, args.connections, args.rounds
+                )
+                print(f"{scenario.name}: {keystone} vs bare {baseline}", flush=True)
+                rows.append((scenario, keystone, baseline))
+            return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 10)))
+    parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 5)))
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--products", type=int, default=int(os.environ.get("BENCH_PRODUCTS", 5000)))
     parser.add_argument("--only", default="", help="run the scenarios whose name contains this")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="keystone-bench-") as scratch:
-        with backing_services(Path(scratch)) as (database_url, redis_url):
-            env = _env(database_url, redis_url)
-            prepare_data(env, args.products)
-            product = f"/catalog/products/{asyncio.run(_product_id(database_url))}"
-            with (
-                server("app.main:app", env) as cached,
-                server("app.main:app", {**env, "CACHE_ENABLED": "false"}) as uncached,
-                server("bench.bare:app", env) as bare,
-            ):
-                token = httpx.post(f"{cached}{API}/auth/login", data=CUSTOMER).json()[
-                    "access_token"
-                ]
-                auth = {"Authorization": f"Bearer {token}"}
-                rows = []
-                for scenario in [s for s in SCENARIOS if args.only in s.name]:
-                    path = API + scenario.path.format(product=product)
-                    headers = auth if scenario.authenticated else {}
-                    base = cached if scenario.keystone == "cached" else uncached
-                    keystone = load(base + path, headers, args.seconds, args.connections)
-                    baseline = load(bare + path, headers, args.seconds, args.connections)
-                    print(f"{scenario.name}: {keystone} vs bare {baseline}", flush=True)
-                    rows.append((scenario, keystone, baseline))
-    report = table(rows, args.seconds, args.connections)
+    load_before = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    rows = run(args)
+    report = table(rows, args.seconds, args.connections, args.rounds, load_before)
     print(report)
     if not args.only:
         write_report(report)

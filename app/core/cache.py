@@ -8,6 +8,11 @@ request); then it is tried again, which is how it heals when Redis returns.
 
 Stampede protection: concurrent misses of one key in one process share a single computation
 (single flight); so each key is recomputed at most once at a time per instance.
+
+In front of Redis sits a short-lived in-process copy (cachetools TTLCache, `cache_local_ttl_s`):
+the hottest bodies are served without a network round trip. Invalidation drops the local copy
+of the instance that runs it at once; other instances' copies expire within `cache_local_ttl_s`,
+which is what it adds to the staleness bound.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from cachetools import TTLCache
 from cashews import Cache
 
 from app.core.config import Settings
@@ -44,6 +50,11 @@ class ResponseCache:
         self._retry_after_s = settings.cache_retry_after_s
         self._skip_until = 0.0
         self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
+        self._local: TTLCache[str, bytes] | None = (
+            TTLCache(settings.cache_local_max_entries, settings.cache_local_ttl_s)
+            if settings.cache_local_ttl_s > 0
+            else None
+        )
         self._cache = Cache(name="keystone-responses")
         self._cache.setup(
             settings.require_redis_url(),
@@ -67,9 +78,14 @@ class ResponseCache:
         """The cached body of `key`, else `compute()` (stored for `ttl_s` unless it is None)."""
         if not self.enabled:
             return await compute()
+        local = self._local.get(key) if self._local is not None else None
+        if local is not None:
+            self.stats.hits += 1
+            return local
         cached = await self._read(key)
         if cached is not None:
             self.stats.hits += 1
+            self._keep_local(key, cached)
             return cached
         self.stats.misses += 1
         running = self._inflight.get(key)
@@ -87,13 +103,26 @@ class ResponseCache:
             del self._inflight[key]
         future.set_result(body)
         if body is not None:
+            self._keep_local(key, body)
             await self._write(key, body, ttl_s)
         return body
+
+    def _keep_local(self, key: str, body: bytes) -> None:
+        if self._local is not None:
+            self._local[key] = body
+
+    def _drop_local(self, keys: tuple[str, ...], patterns: tuple[str, ...]) -> None:
+        if self._local is None:
+            return
+        prefixes = tuple(pattern.rstrip("*") for pattern in patterns)
+        for key in [*keys, *(k for k in list(self._local) if prefixes and k.startswith(prefixes))]:
+            self._local.pop(key, None)
 
     async def invalidate(self, *keys: str, patterns: tuple[str, ...] = ()) -> None:
         """Drop entries now; raises `CacheUnavailableError` so the caller can retry later."""
         if not self.enabled:
             return
+        self._drop_local(keys, patterns)
         try:
             async with asyncio.timeout(self._timeout_s * 4):
                 if keys:

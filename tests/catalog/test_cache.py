@@ -290,7 +290,11 @@ async def test_redis_down_reads_come_from_postgres_and_the_cache_heals(
     product = await create_product(client, staff, name="Desk")
     redis = start_redis(tmp_path / "redis", persist=False)
     isolated = make_settings(
-        settings.require_database_url(), redis.url, cache_retry_after_s=0, cache_timeout_s=0.5
+        settings.require_database_url(),
+        redis.url,
+        cache_retry_after_s=0,
+        cache_timeout_s=0.5,
+        cache_local_ttl_s=0,  # every read goes to Redis, so the outage is what the test sees
     )
     app = create_app(isolated)
     stats = cache_of(app).stats
