@@ -107,6 +107,11 @@ class ResponseCache:
             await self._write(key, body, ttl_s)
         return body
 
+    def clear_local(self) -> None:
+        """Forget this process's copies (tests start each case from an empty cache)."""
+        if self._local is not None:
+            self._local.clear()
+
     def _keep_local(self, key: str, body: bytes) -> None:
         if self._local is not None:
             self._local[key] = body
