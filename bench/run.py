@@ -207,8 +207,12 @@ async def _product_id(database_url: str) -> str:
 # --- load ----------------------------------------------------------------------------------
 
 
+def _use_wrk() -> bool:
+    return os.environ.get("BENCH_TOOL", "auto") != "httpx" and shutil.which("wrk") is not None
+
+
 def load(url: str, headers: dict[str, str], seconds: int, connections: int) -> Result:
-    if shutil.which("wrk"):
+    if _use_wrk():
         return _wrk(url, headers, seconds, connections)
     return asyncio.run(_httpx_loop(url, headers, seconds, connections))
 
@@ -289,7 +293,7 @@ def machine() -> str:
                 break
     with open("/proc/meminfo") as info:
         kib = int(next(line for line in info if line.startswith("MemTotal")).split()[1])
-    tool = "wrk" if shutil.which("wrk") else "httpx loop (wrk not installed)"
+    tool = "wrk" if _use_wrk() else "httpx loop (no wrk)"
     return (
         f"{os.cpu_count()} CPUs (nproc), {cpu}, {kib / 1024 / 1024:.1f} GiB RAM, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
