@@ -4,7 +4,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: run test install lint typecheck imports pytest migrate seed worker openapi load clean
+.PHONY: run test install lint typecheck imports pytest migrate seed worker openapi load bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -43,6 +43,9 @@ load: install ## headless locust against a running service; reports in load/repo
 	$(UV) run --frozen --group load locust -f load/locustfile.py --headless \
 		--host $(LOAD_HOST) -u $(LOAD_USERS) -r 10 -t $(LOAD_TIME) \
 		--csv load/reports/keystone --html load/reports/keystone.html
+
+bench: install ## Keystone vs bare Starlette+asyncpg; results in docs/performance.md
+	$(UV) run --frozen python -m bench.run
 
 clean:
 	rm -rf .venv .tools .mypy_cache .pytest_cache .ruff_cache

@@ -49,6 +49,7 @@ class Runtime:
         return {m.name for m in self.modules} == set(ALL_MODULES)
 
     async def start(self) -> None:
+        await self.core.cache().start()
         if self.relays_events:
             self.start_relay()
         else:
@@ -78,6 +79,7 @@ class Runtime:
         await self.core.jobs().close()
         if self.settings.redis_url:  # commands like `migrate` run without Redis
             await self.core.redis().aclose()
+            await self.core.cache().close()
         await self.core.database().dispose()
         _log.info("stopped")
 

@@ -75,9 +75,10 @@ class EmbeddedRedis:
                 self.process.kill()
 
 
-def start_redis(data_dir: Path, *, persist: bool = True) -> EmbeddedRedis:
+def start_redis(data_dir: Path, *, persist: bool = True, port: int | None = None) -> EmbeddedRedis:
+    """`port`: a fixed port, e.g. to restart a stopped Redis where its clients expect it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     persistence = ["--appendonly", "yes"] if persist else ["--save", "", "--appendonly", "no"]
     process = subprocess.Popen(  # noqa: S603 - our own bundled binary, fixed arguments
         [

@@ -1,8 +1,10 @@
-"""Load scenarios: `uv run --group load locust -f load/locustfile.py --host http://127.0.0.1:8000`.
+"""Load scenarios: `uv run --group load locust -f load/locustfile.py --host http://127.0.0.1:8000`
+(`make load` runs it headless for LOAD_TIME and writes CSV + HTML to load/reports/, ignored).
 
-Three kinds of users, weighted like a shop's traffic: most browse anonymously, some customers
-log in and order, a few staff add products. Think times are between one and five seconds for
-people and shorter for staff tools. The demo data of `make run` must be present (seeded).
+Three kinds of users, weighted like a shop's traffic (weights 8 : 3 : 1): most browse
+anonymously (pages, sorts, filters, searches, product pages revalidated with ETags), some
+customers log in and order, a few staff edit products and count stock. Think times are one to
+five seconds for people and shorter for staff tools. The demo data of `make run` must be present.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 from locust import HttpUser, between, task
 
 API = "/api/v1"
+SEARCHES = ("coffee", "grinder", "ethiopia", "dripper", "atlas", "decaf", "walnut desk")
+SORTS = ("newest", "price_asc", "price_desc", "name")
 CUSTOMER = {"username": "customer@keystone.local", "password": "keystone-cleo-demo"}
 STAFF = {"username": "staff@keystone.local", "password": "keystone-sam-demo"}
 ADDRESS = {
@@ -30,30 +34,57 @@ def _product_ids(user: HttpUser) -> list[str]:
     return [item["id"] for item in page["items"]]
 
 
+def _walk(user: HttpUser, params: dict[str, str], name: str, pages: int) -> None:
+    """Follow next_cursor for up to `pages` pages of one listing."""
+    for _ in range(pages):
+        page = user.client.get(f"{API}/catalog/products", params=params, name=name).json()
+        if not page.get("next_cursor"):
+            return
+        params = {**params, "cursor": page["next_cursor"]}
+
+
 class AnonymousBrowser(HttpUser):
-    """Lists products page by page and opens some of them."""
+    """Lists, sorts, filters and searches products, opens some, revalidates them by ETag."""
 
     weight = 8
     wait_time = between(1, 5)
 
+    def on_start(self) -> None:
+        self.etags: dict[str, str] = {}
+        categories = self.client.get(f"{API}/catalog/categories").json()
+        self.category_ids = [category["id"] for category in categories]
+
     @task(3)
     def browse_pages(self) -> None:
-        cursor = None
-        for _ in range(random.randint(1, 3)):
-            url = f"{API}/catalog/products?limit=20" + (f"&cursor={cursor}" if cursor else "")
-            page = self.client.get(url, name=f"{API}/catalog/products").json()
-            cursor = page.get("next_cursor")
-            if not cursor:
-                break
+        params = {"limit": "20", "sort": random.choice(SORTS)}
+        _walk(self, params, f"{API}/catalog/products?sort", random.randint(1, 3))
+
+    @task(2)
+    def filter_products(self) -> None:
+        params = {"limit": "20", "in_stock": "true", "max_price": random.choice(["15", "50"])}
+        if self.category_ids:
+            params["category_id"] = random.choice(self.category_ids)
+        _walk(self, params, f"{API}/catalog/products?filters", random.randint(1, 2))
+
+    @task(2)
+    def search(self) -> None:
+        params = {"q": random.choice(SEARCHES), "limit": "20"}
+        _walk(self, params, f"{API}/catalog/products?q", 1)
 
     @task(5)
     def open_product(self) -> None:
         ids = _product_ids(self)
-        if ids:
-            self.client.get(
-                f"{API}/catalog/products/{random.choice(ids)}",
-                name=f"{API}/catalog/products/{{id}}",
-            )
+        if not ids:
+            return
+        product_id = random.choice(ids)
+        known = self.etags.get(product_id)
+        response = self.client.get(
+            f"{API}/catalog/products/{product_id}",
+            headers={"If-None-Match": known} if known else {},
+            name=f"{API}/catalog/products/{{id}}",
+        )
+        if "etag" in response.headers:
+            self.etags[product_id] = response.headers["etag"]
 
 
 class Customer(HttpUser):
@@ -92,7 +123,8 @@ class Customer(HttpUser):
 
 
 class Staff(HttpUser):
-    """Adds products to the catalog."""
+    """Adds products, edits prices and counts stock of the ones they added (the demo products
+    stay as they are, so customers can keep ordering them)."""
 
     weight = 1
     wait_time = between(1, 3)
@@ -100,8 +132,27 @@ class Staff(HttpUser):
     def on_start(self) -> None:
         token = self.client.post(f"{API}/auth/login", data=STAFF).json()["access_token"]
         self.client.headers["Authorization"] = f"Bearer {token}"
+        self.added: list[str] = []
 
-    @task
+    @task(2)
+    def edit_price(self) -> None:
+        if self.added:
+            self.client.patch(
+                f"{API}/catalog/products/{random.choice(self.added)}",
+                json={"price": f"{random.randint(100, 9999) / 100:.2f}"},
+                name=f"{API}/catalog/products/{{id}} PATCH",
+            )
+
+    @task(1)
+    def count_stock(self) -> None:
+        if self.added:
+            self.client.put(
+                f"{API}/catalog/products/{random.choice(self.added)}/stock",
+                json={"on_hand": random.randint(0, 80)},
+                name=f"{API}/catalog/products/{{id}}/stock",
+            )
+
+    @task(1)
     def add_product(self) -> None:
         body = {
             "sku": f"LOAD-{uuid.uuid4().hex[:12]}",
@@ -110,4 +161,6 @@ class Staff(HttpUser):
             "currency": "EUR",
             "stock": random.randint(0, 50),
         }
-        self.client.post(f"{API}/catalog/products", json=body)
+        response = self.client.post(f"{API}/catalog/products", json=body)
+        if response.status_code == 201:
+            self.added.append(response.json()["id"])

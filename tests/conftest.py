@@ -149,6 +149,7 @@ async def _clean_state(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     await runtime.stop_relay()
     await truncate_all(runtime)
     await runtime.core.redis().flushdb()
+    runtime.core.cache().clear_local()
     runtime.start_relay()
     yield
 

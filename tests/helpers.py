@@ -7,6 +7,8 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
 
 from tests.conftest import TestUser, eventually
 
@@ -156,3 +158,29 @@ async def finished(
 
 def statuses(order: dict[str, Any]) -> list[str]:
     return [change["status"] for change in order["history"]]
+
+
+async def outbox_events(app: FastAPI, event_type: str) -> list[dict[str, Any]]:
+    """The payloads of the catalog's events of one type, in the order they happened."""
+    async with app.state.runtime.core.database().session() as session:
+        rows = await session.execute(
+            text(
+                "SELECT payload FROM catalog.outbox WHERE event_type = :type ORDER BY occurred_at"
+            ),
+            {"type": event_type},
+        )
+        return [dict(row.payload) for row in rows]
+
+
+async def events_delivered(app: FastAPI) -> None:
+    """Wait until the relay has delivered every catalog event written so far (so a cache
+    invalidation still in flight cannot race what the test does next)."""
+
+    async def drained() -> bool:
+        async with app.state.runtime.core.database().session() as session:
+            left = await session.scalar(
+                text("SELECT count(*) FROM catalog.outbox WHERE dispatched_at IS NULL")
+            )
+        return left == 0
+
+    await eventually(drained)

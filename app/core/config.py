@@ -147,6 +147,20 @@ class Settings(BaseSettings):
     payment_job_retry_base_s: float = Field(default=5.0, ge=0)
     payment_redrive_after_s: int = Field(default=60, ge=1)
 
+    # The Redis response cache. A write is visible to every reader within
+    # cache_product_ttl_s / cache_listing_ttl_s at worst; event-driven invalidation makes it
+    # the relay's delay (well under a second) in practice.
+    cache_enabled: bool = True
+    cache_product_ttl_s: int = Field(default=60, ge=1, le=86_400)
+    cache_listing_ttl_s: int = Field(default=10, ge=1, le=86_400)
+    cache_timeout_s: float = Field(default=0.25, gt=0, le=10)
+    cache_retry_after_s: float = Field(default=1.0, ge=0, le=300)
+    # A per-process copy in front of Redis; it adds at most this much to the staleness bound
+    # on the other instances (0 turns it off).
+    cache_local_ttl_s: float = Field(default=1.0, ge=0, le=60)
+    cache_local_max_entries: int = Field(default=10_000, ge=1, le=1_000_000)
+    catalog_http_max_age_s: int = Field(default=0, ge=0, le=86_400)
+
     @field_validator(
         "app_modules", "cors_origins", "trusted_proxies", "trusted_hosts", mode="before"
     )

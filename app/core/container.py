@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Table
 
 from app.core.audit import LogAuditTrail
+from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.events.bus import EventBus
@@ -52,6 +53,7 @@ class CoreContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     database = providers.Singleton(Database, settings=settings)
     redis = providers.Singleton(create_redis, settings=settings)
+    cache = providers.Singleton(ResponseCache, settings=settings)
     jobs = providers.Singleton(JobQueue, settings=settings)
     bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
     tokens = providers.Singleton(TokenService, settings=settings)

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from app.core.security.rbac import Role
 from tests.conftest import UserFactory
-from tests.helpers import PRODUCTS, create_product, product_body
+from tests.helpers import CATEGORIES, PRODUCTS, create_product, product_body
 
 
 async def audit_rows(app: FastAPI, action: str) -> list[dict[str, Any]]:
@@ -49,3 +49,48 @@ async def test_a_refused_caller_writes_nothing_to_the_log(
     response = await client.post(PRODUCTS, json=product_body(), headers=customer.headers)
     assert response.status_code == 403
     assert await audit_rows(app, "catalog.product_create") == []
+
+
+async def test_every_catalog_write_is_audited(
+    client: httpx.AsyncClient, make_user: UserFactory, app: FastAPI
+) -> None:
+    staff = await make_user(Role.STAFF)
+    product = await create_product(client, staff)
+    category = (await client.post(CATEGORIES, json={"name": "Teas"}, headers=staff.headers)).json()
+    writes = [
+        ("PATCH", f"{PRODUCTS}/{product['id']}", {"name": "Renamed"}),
+        ("PUT", f"{PRODUCTS}/{product['id']}/stock", {"on_hand": 3}),
+        ("DELETE", f"{PRODUCTS}/{product['id']}", None),
+        ("PATCH", f"{CATEGORIES}/{category['id']}", {"name": "Green teas"}),
+        ("DELETE", f"{CATEGORIES}/{category['id']}", None),
+    ]
+    for method, path, body in writes:
+        response = await client.request(method, path, json=body, headers=staff.headers)
+        assert response.status_code < 300, (method, path, response.text)
+
+    async with app.state.runtime.core.database().session() as session:
+        rows = await session.execute(
+            text(
+                "SELECT action, outcome, target FROM users.audit_log "
+                "WHERE action LIKE 'catalog.%' ORDER BY id"
+            )
+        )
+        logged = [tuple(row) for row in rows]
+    assert logged == [
+        ("catalog.product_create", "success", f"POST {PRODUCTS}"),
+        ("catalog.category_create", "success", f"POST {CATEGORIES}"),
+        *[
+            (action, "success", f"{method} {path}")
+            for action, (method, path, _) in zip(
+                [
+                    "catalog.product_update",
+                    "catalog.stock_set",
+                    "catalog.product_archive",
+                    "catalog.category_update",
+                    "catalog.category_delete",
+                ],
+                writes,
+                strict=True,
+            )
+        ],
+    ]

@@ -7,6 +7,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.security.rbac import Role
@@ -150,7 +151,7 @@ async def test_someone_elses_order_cannot_be_cancelled(
 
 
 async def test_staff_ship_a_confirmed_order_which_then_cannot_be_cancelled(
-    client: httpx.AsyncClient, staff: TestUser, customer: TestUser
+    client: httpx.AsyncClient, staff: TestUser, customer: TestUser, app: FastAPI
 ) -> None:
     lamp = await create_product(client, staff, stock=5)
     placed = await place_ok(client, customer, (lamp["id"], 1))
@@ -166,6 +167,14 @@ async def test_staff_ship_a_confirmed_order_which_then_cannot_be_cancelled(
     assert "'shipped'" in body["detail"]
     assert "'shipped'" in assert_problem(again, 409, "illegal-transition")["detail"]
     assert (await read_order(client, customer, placed["id"]))["status"] == "shipped"
+    async with app.state.runtime.core.database().session() as session:  # shipping is audited
+        audited = await session.execute(
+            text("SELECT actor_id, outcome FROM users.audit_log WHERE action = 'orders.ship'")
+        )
+        assert [(str(a), o) for a, o in audited] == [
+            (staff.id, "success"),
+            (staff.id, "failure"),
+        ]
 
 
 async def test_an_order_that_is_not_confirmed_cannot_ship(

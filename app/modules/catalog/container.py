@@ -6,12 +6,18 @@ from dependency_injector import containers, providers
 
 from app.core.container import unit_of_work
 from app.modules.catalog.models import inbox, outbox
-from app.modules.catalog.service import CategoryService, ProductService, StockService
+from app.modules.catalog.service import CacheTtl, CategoryService, ProductService, StockService
 
 
 class CatalogContainer(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
     uow = unit_of_work(core, outbox, inbox)
-    products = providers.Singleton(ProductService, uow=uow)
+    ttl = providers.Singleton(
+        CacheTtl,
+        product_s=core.settings.provided.cache_product_ttl_s,
+        listing_s=core.settings.provided.cache_listing_ttl_s,
+        http_max_age_s=core.settings.provided.catalog_http_max_age_s,
+    )
+    products = providers.Singleton(ProductService, uow=uow, cache=core.cache, ttl=ttl)
     categories = providers.Singleton(CategoryService, uow=uow)
     stock = providers.Singleton(StockService)

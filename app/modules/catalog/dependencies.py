@@ -12,9 +12,9 @@ def _container(request: Request) -> CatalogContainer:
     return cast(CatalogContainer, request.app.state.containers["catalog"])
 
 
-def product_service(request: Request) -> ProductService:
+async def product_service(request: Request) -> ProductService:
     return _container(request).products()
 
 
-def category_service(request: Request) -> CategoryService:
+async def category_service(request: Request) -> CategoryService:
     return _container(request).categories()

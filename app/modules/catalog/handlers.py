@@ -1,10 +1,19 @@
-"""The catalog's reactions to other modules' events."""
+"""The catalog's reactions to events: other modules' (stock for orders) and its own (the
+response cache is invalidated after a write commits, whichever instance made it)."""
 
 from __future__ import annotations
 
+from app.core.events.base import IntegrationEvent
 from app.core.events.bus import Subscription
 from app.core.events.outbox import Transaction, UnitOfWork
-from app.modules.catalog.service import StockService
+from app.modules.catalog.contracts import (
+    CategoryChanged,
+    ProductArchived,
+    ProductCreated,
+    ProductUpdated,
+    StockChanged,
+)
+from app.modules.catalog.service import ProductService, StockService
 from app.modules.orders.contracts import (
     OrderCancelled,
     OrderConfirmed,
@@ -12,8 +21,19 @@ from app.modules.orders.contracts import (
     OrderPlaced,
 )
 
+PRODUCT_EVENTS: tuple[
+    type[ProductCreated | ProductUpdated | ProductArchived | StockChanged], ...
+] = (
+    ProductCreated,
+    ProductUpdated,
+    ProductArchived,
+    StockChanged,
+)
 
-def subscriptions(uow: UnitOfWork, stock: StockService) -> list[Subscription]:
+
+def subscriptions(
+    uow: UnitOfWork, stock: StockService, products: ProductService
+) -> list[Subscription]:
     async def reserve_stock(event: OrderPlaced, tx: Transaction) -> None:
         lines = [(item.product_id, item.quantity) for item in event.items]
         await stock.reserve_for_order(tx, event.order_id, lines)
@@ -27,9 +47,22 @@ def subscriptions(uow: UnitOfWork, stock: StockService) -> list[Subscription]:
     async def commit_stock(event: OrderConfirmed, tx: Transaction) -> None:
         await stock.commit_for_order(tx, event.order_id)
 
+    async def forget_product(event: IntegrationEvent, _: Transaction) -> None:
+        # Redis down: this raises, the bus retries the delivery; the TTL bounds staleness.
+        assert isinstance(event, PRODUCT_EVENTS)
+        await products.forget_cached(event.product_id)
+
+    async def forget_listings(_: CategoryChanged, __: Transaction) -> None:
+        await products.forget_cached(None)
+
     return [
         Subscription(OrderPlaced, "catalog.reserve_stock", reserve_stock, uow),
         Subscription(OrderCancelled, "catalog.release_stock", release_stock, uow),
         Subscription(OrderPaymentFailed, "catalog.release_unpaid_stock", release_unpaid_stock, uow),
         Subscription(OrderConfirmed, "catalog.commit_stock", commit_stock, uow),
+        *(
+            Subscription(event, "catalog.invalidate_cache", forget_product, uow)
+            for event in PRODUCT_EVENTS
+        ),
+        Subscription(CategoryChanged, "catalog.invalidate_cache", forget_listings, uow),
     ]

@@ -6,6 +6,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import (
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Index,
@@ -15,12 +16,19 @@ from sqlalchemy import (
     Text,
     func,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.core.db import module_metadata
 from app.core.events.outbox import inbox_table, outbox_table
 
 SCHEMA = "catalog"
+SEARCH_CONFIG = "english"
+SEARCH_DOCUMENT = (
+    f"setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, name), 'A') || "
+    f"setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, sku), 'A') || "
+    f"setweight(to_tsvector('{SEARCH_CONFIG}'::regconfig, description), 'B')"
+)
 
 
 class Base(DeclarativeBase):
@@ -32,10 +40,14 @@ inbox = inbox_table(Base.metadata)
 
 
 class Category(Base):
+    """A tree of one level: a category with a parent is never a parent itself (the service
+    keeps it so)."""
+
     __tablename__ = "categories"
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    parent_id: Mapped[UUID | None] = mapped_column(ForeignKey("catalog.categories.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -45,6 +57,10 @@ class Product(Base):
         CheckConstraint("stock >= 0", name="stock_not_negative"),
         CheckConstraint("price > 0", name="price_positive"),
         Index("ix_products_newest", "created_at", "id"),
+        Index("ix_products_by_price", "price", "id"),
+        Index("ix_products_by_name", "name", "id"),
+        Index("ix_products_category_id", "category_id"),
+        Index("ix_products_search", "search", postgresql_using="gin"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
@@ -55,6 +71,14 @@ class Product(Base):
     currency: Mapped[str] = mapped_column(String(3))
     stock: Mapped[int] = mapped_column(Integer)
     category_id: Mapped[UUID | None] = mapped_column(ForeignKey("catalog.categories.id"))
+    # Archived products vanish from public reads but stay, so orders and reservations that
+    # name them still resolve.
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    search: Mapped[str] = mapped_column(
+        TSVECTOR,
+        Computed(SEARCH_DOCUMENT, persisted=True),
+        deferred=True,
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

@@ -18,7 +18,7 @@ def build(core: CoreContainer) -> Module:
         container=container,
         router=router,
         uow=container.uow(),
-        subscriptions=subscriptions(container.uow(), container.stock()),
+        subscriptions=subscriptions(container.uow(), container.stock(), container.products()),
     )
 
 

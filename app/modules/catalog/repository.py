@@ -1,13 +1,117 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeAlias
 from uuid import UUID
 
-from sqlalchemy import select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Row, Select, func, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.modules.catalog.models import Category, Product, Reservation, ReservationLine
+from app.modules.catalog.models import (
+    SCHEMA,
+    SEARCH_CONFIG,
+    Category,
+    Product,
+    Reservation,
+    ReservationLine,
+)
+from app.modules.catalog.schemas import ProductSort
+
+# What the public sees of a product: selected as plain columns, not ORM objects, because these
+# reads are the hottest path of the service.
+PUBLIC_COLUMNS = (
+    Product.id,
+    Product.sku,
+    Product.name,
+    Product.description,
+    Product.price,
+    Product.currency,
+    Product.stock,
+    Product.category_id,
+    Product.created_at,
+)
+AnySelect: TypeAlias = Select[*tuple[Any, ...]]
+SORT_KEYS: dict[ProductSort, tuple[Any, bool]] = {
+    ProductSort.NEWEST: (Product.created_at, True),
+    ProductSort.PRICE_ASC: (Product.price, False),
+    ProductSort.PRICE_DESC: (Product.price, True),
+    ProductSort.NAME: (Product.name, False),
+}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Which public products, in which order, after which position."""
+
+    sort: ProductSort = ProductSort.NEWEST
+    category_id: UUID | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    in_stock: bool | None = None
+    q: str | None = None
+    after: tuple[Any, UUID] | None = None
+
+
+def _is_public() -> ColumnElement[bool]:
+    return Product.archived_at.is_(None)
+
+
+def _filtered(query: AnySelect, listing: Listing) -> AnySelect:
+    query = query.where(_is_public())
+    if listing.category_id is not None:
+        in_tree = select(Category.id).where(
+            or_(Category.id == listing.category_id, Category.parent_id == listing.category_id)
+        )
+        query = query.where(Product.category_id.in_(in_tree))
+    if listing.min_price is not None:
+        query = query.where(Product.price >= listing.min_price)
+    if listing.max_price is not None:
+        query = query.where(Product.price <= listing.max_price)
+    if listing.in_stock is not None:
+        query = query.where(Product.stock > 0 if listing.in_stock else Product.stock == 0)
+    if listing.q is not None:
+        query = query.where(
+            Product.search.bool_op("@@")(func.websearch_to_tsquery(SEARCH_CONFIG, listing.q))
+        )
+    return query
+
+
+def _ordered(query: AnySelect, listing: Listing, limit: int) -> AnySelect:
+    key, descending = SORT_KEYS[listing.sort]
+    if listing.after is not None:
+        position = tuple_(key, Product.id)
+        after = tuple_(*listing.after)
+        query = query.where(position < after if descending else position > after)
+    if descending:
+        return query.order_by(key.desc(), Product.id.desc()).limit(limit)
+    return query.order_by(key.asc(), Product.id.asc()).limit(limit)
+
+
+# The read by id runs on the driver itself: SQLAlchemy would wrap this one-row SELECT in
+# BEGIN/ROLLBACK and rebuild the statement per call, several times the cost of the query.
+_PUBLIC_BY_ID = (
+    f"SELECT {', '.join(column.key for column in PUBLIC_COLUMNS)} "  # noqa: S608 - our columns
+    f"FROM {SCHEMA}.{Product.__tablename__} WHERE id = $1 AND archived_at IS NULL"
+)
+
+
+class ProductReader:
+    """Public reads on a pooled connection outside any transaction: no session, no identity
+    map, no ORM objects."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def public(self, product_id: UUID) -> dict[str, Any] | None:
+        raw = await self._connection.get_raw_connection()
+        row = await raw.driver_connection.fetchrow(_PUBLIC_BY_ID, product_id)  # type: ignore[union-attr]
+        return None if row is None else dict(row)
+
+    async def page(self, listing: Listing, limit: int) -> Sequence[Row[*tuple[Any, ...]]]:
+        query = _ordered(_filtered(select(*PUBLIC_COLUMNS), listing), listing, limit)
+        return (await self._connection.execute(query)).all()
 
 
 class ProductRepository:
@@ -17,22 +121,25 @@ class ProductRepository:
     async def get(self, product_id: UUID) -> Product | None:
         return await self._session.get(Product, product_id)
 
+    async def get_public_for_update(self, product_id: UUID) -> Product | None:
+        query = select(Product).where(Product.id == product_id, _is_public()).with_for_update()
+        return (await self._session.execute(query)).scalar_one_or_none()
+
     async def by_sku(self, sku: str) -> Product | None:
         query = select(Product).where(Product.sku == sku)
         return (await self._session.execute(query)).scalar_one_or_none()
 
-    async def by_ids(self, product_ids: Sequence[UUID]) -> list[Product]:
+    async def by_ids(self, product_ids: Sequence[UUID], *, public_only: bool) -> list[Product]:
         query = select(Product).where(Product.id.in_(product_ids))
-        return list((await self._session.execute(query)).scalars())
-
-    async def newest_first(self, limit: int, after: tuple[datetime, UUID] | None) -> list[Product]:
-        query = select(Product).order_by(Product.created_at.desc(), Product.id.desc()).limit(limit)
-        if after is not None:
-            query = query.where(tuple_(Product.created_at, Product.id) < tuple_(*after))
+        if public_only:
+            query = query.where(_is_public())
         return list((await self._session.execute(query)).scalars())
 
     async def add(self, product: Product) -> None:
         self._session.add(product)
+        await self._session.flush()
+
+    async def flush(self) -> None:
         await self._session.flush()
 
 
@@ -43,6 +150,9 @@ class CategoryRepository:
     async def get(self, category_id: UUID) -> Category | None:
         return await self._session.get(Category, category_id)
 
+    async def get_for_update(self, category_id: UUID) -> Category | None:
+        return await self._session.get(Category, category_id, with_for_update=True)
+
     async def by_name(self, name: str) -> Category | None:
         query = select(Category).where(Category.name == name)
         return (await self._session.execute(query)).scalar_one_or_none()
@@ -52,8 +162,24 @@ class CategoryRepository:
             (await self._session.execute(select(Category).order_by(Category.name))).scalars()
         )
 
+    async def children(self, category_id: UUID) -> int:
+        query = select(func.count()).where(Category.parent_id == category_id)
+        return int(await self._session.scalar(query) or 0)
+
+    async def products_in(self, category_id: UUID) -> int:
+        """Every product filed under it, archived ones included (they still reference it)."""
+        query = select(func.count()).where(Product.category_id == category_id)
+        return int(await self._session.scalar(query) or 0)
+
     async def add(self, category: Category) -> None:
         self._session.add(category)
+        await self._session.flush()
+
+    async def flush(self) -> None:
+        await self._session.flush()
+
+    async def delete(self, category: Category) -> None:
+        await self._session.delete(category)
         await self._session.flush()
 
 
@@ -61,21 +187,39 @@ class StockRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def take(self, product_id: UUID, quantity: int) -> bool:
-        """Atomically take `quantity` units if that many are on hand. Concurrent takers of the
-        same row queue on its lock and re-check the condition, so stock never goes negative."""
+    async def take(self, product_id: UUID, quantity: int) -> int | None:
+        """Atomically take `quantity` units of a public product if that many are on hand; the
+        units left, or None. Concurrent takers of the same row queue on its lock and re-check
+        the condition, so stock never goes negative."""
         result = await self._session.execute(
             update(Product)
-            .where(Product.id == product_id, Product.stock >= quantity)
+            .where(Product.id == product_id, Product.stock >= quantity, _is_public())
             .values(stock=Product.stock - quantity)
-            .returning(Product.id)
+            .returning(Product.stock)
         )
-        return result.scalar_one_or_none() is not None
+        return result.scalar_one_or_none()
 
-    async def put_back(self, product_id: UUID, quantity: int) -> None:
-        await self._session.execute(
-            update(Product).where(Product.id == product_id).values(stock=Product.stock + quantity)
+    async def put_back(self, product_id: UUID, quantity: int) -> int:
+        result = await self._session.execute(
+            update(Product)
+            .where(Product.id == product_id)
+            .values(stock=Product.stock + quantity)
+            .returning(Product.stock)
         )
+        return int(result.scalar_one())
+
+    async def is_archived(self, product_id: UUID) -> bool:
+        query = select(Product.archived_at.is_not(None)).where(Product.id == product_id)
+        return bool(await self._session.scalar(query))
+
+    async def reserved(self, product_id: UUID) -> int:
+        """Units of this product held by open reservations."""
+        query = (
+            select(func.coalesce(func.sum(ReservationLine.quantity), 0))
+            .join(Reservation, Reservation.order_id == ReservationLine.order_id)
+            .where(ReservationLine.product_id == product_id, Reservation.status == "reserved")
+        )
+        return int(await self._session.scalar(query) or 0)
 
     async def reservation(self, order_id: UUID) -> Reservation | None:
         return await self._session.get(Reservation, order_id, with_for_update=True)

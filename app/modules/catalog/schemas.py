@@ -2,10 +2,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from app.core.validation import PG_INT_MAX, InputModel, LongText, Name
 
@@ -31,6 +40,13 @@ Price = Annotated[
 Stock = Annotated[int, Field(strict=True, ge=0, le=PG_INT_MAX)]
 
 
+class ProductSort(StrEnum):
+    NEWEST = "newest"
+    PRICE_ASC = "price_asc"
+    PRICE_DESC = "price_desc"
+    NAME = "name"
+
+
 class ProductCreate(InputModel):
     sku: Sku
     name: Name
@@ -39,6 +55,42 @@ class ProductCreate(InputModel):
     currency: Currency
     stock: Stock = 0
     category_id: UUID | None = None
+
+
+class ProductUpdate(InputModel):
+    """Only the fields sent change; `category_id: null` takes the product out of its category.
+    Stock is set with `PUT /products/{id}/stock`."""
+
+    sku: Sku | None = None
+    name: Name | None = None
+    description: LongText | None = None
+    price: Price | None = None
+    currency: Currency | None = None
+    category_id: UUID | None = None
+
+    @field_validator("sku", "name", "description", "price", "currency")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ProductUpdate:
+        if not self.model_fields_set:
+            raise ValueError("name at least one field to change")
+        return self
+
+
+class StockUpdate(InputModel):
+    on_hand: Stock = Field(description="Units physically on hand, reserved ones included")
+
+
+class StockOut(BaseModel):
+    product_id: UUID
+    on_hand: int
+    reserved: int
+    available: int
 
 
 class ProductOut(BaseModel):
@@ -55,8 +107,34 @@ class ProductOut(BaseModel):
     created_at: datetime
 
 
+class ProductPageOut(BaseModel):
+    items: list[ProductOut]
+    next_cursor: str | None
+
+
 class CategoryCreate(InputModel):
     name: Name
+    parent_id: UUID | None = None
+
+
+class CategoryUpdate(InputModel):
+    """Only the fields sent change; `parent_id: null` makes it a top-level category."""
+
+    name: Name | None = None
+    parent_id: UUID | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> CategoryUpdate:
+        if not self.model_fields_set:
+            raise ValueError("name at least one field to change")
+        return self
 
 
 class CategoryOut(BaseModel):
@@ -64,3 +142,4 @@ class CategoryOut(BaseModel):
 
     id: UUID
     name: str
+    parent_id: UUID | None

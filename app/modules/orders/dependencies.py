@@ -13,7 +13,7 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 _WELL_FORMED_KEY = re.compile(r"^[A-Za-z0-9._:\-]{1,%d}$" % MAX_IDEMPOTENCY_KEY_LENGTH)  # noqa: UP031
 
 
-def order_service(request: Request) -> OrderService:
+async def order_service(request: Request) -> OrderService:
     container = cast(OrdersContainer, request.app.state.containers["orders"])
     return container.orders()
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from app.core.errors import ForbiddenError
 from app.core.module import API_PREFIX
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from app.core.security.dependencies import current_principal, require
+from app.core.security.dependencies import audited, current_principal, require
 from app.core.security.rbac import Permission, Principal
 from app.modules.orders.dependencies import idempotency_key, order_service
 from app.modules.orders.models import OrderStatus
@@ -127,6 +127,7 @@ async def cancel_order(
     "/{order_id}/ship",
     response_model=OrderOut,
     summary="Mark a confirmed order shipped (needs orders:ship)",
+    dependencies=[audited("orders.ship")],
     responses={
         401: {"description": "Not authenticated"},
         403: {"description": "Needs orders:ship"},

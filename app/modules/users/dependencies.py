@@ -4,6 +4,7 @@ from typing import cast
 
 from fastapi import Request
 
+from app.core.audit import Origin, request_origin
 from app.modules.users.container import UsersContainer
 from app.modules.users.service import (
     AccountService,
@@ -18,21 +19,26 @@ def _container(request: Request) -> UsersContainer:
     return cast(UsersContainer, request.app.state.containers["users"])
 
 
-def account_service(request: Request) -> AccountService:
+async def account_service(request: Request) -> AccountService:
     return _container(request).accounts()
 
 
-def auth_service(request: Request) -> AuthService:
+async def auth_service(request: Request) -> AuthService:
     return _container(request).auth()
 
 
-def admin_service(request: Request) -> AdminService:
+async def admin_service(request: Request) -> AdminService:
     return _container(request).admin()
 
 
-def reset_service(request: Request) -> PasswordResetService:
+async def reset_service(request: Request) -> PasswordResetService:
     return _container(request).resets()
 
 
-def audit_log_service(request: Request) -> AuditLog:
+async def audit_log_service(request: Request) -> AuditLog:
     return _container(request).audit()
+
+
+async def caller_origin(request: Request) -> Origin:
+    """Where the request came from (IP, request id), for the audit trail."""
+    return request_origin(request)

@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Form, Query, Response, status
 from pydantic import AwareDatetime
 
-from app.core.audit import Origin, request_origin
+from app.core.audit import Origin
 from app.core.module import API_PREFIX
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from app.core.ratelimit import auth_rate_limit
@@ -19,6 +19,7 @@ from app.modules.users.dependencies import (
     admin_service,
     audit_log_service,
     auth_service,
+    caller_origin,
     reset_service,
 )
 from app.modules.users.password_policy import MAX_PASSWORD_LENGTH
@@ -55,7 +56,7 @@ Admin = Annotated[AdminService, Depends(admin_service)]
 Resets = Annotated[PasswordResetService, Depends(reset_service)]
 Audit = Annotated[AuditLog, Depends(audit_log_service)]
 Caller = Annotated[Principal, Depends(current_principal)]
-From = Annotated[Origin, Depends(request_origin)]
+From = Annotated[Origin, Depends(caller_origin)]
 CallerToken = Annotated[AccessToken, Depends(current_token)]
 UserManager = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 AuditReader = Depends(require(Permission.AUDIT_READ))

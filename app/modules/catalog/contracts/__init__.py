@@ -1,6 +1,11 @@
 """What other modules may know about the catalog: its facade, its DTOs and its events."""
 
 from app.modules.catalog.contracts.events import (
+    CategoryChanged,
+    ProductArchived,
+    ProductCreated,
+    ProductUpdated,
+    StockChanged,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -9,7 +14,12 @@ from app.modules.catalog.contracts.facade import CatalogFacade, ProductSnapshot
 
 __all__ = [
     "CatalogFacade",
+    "CategoryChanged",
+    "ProductArchived",
+    "ProductCreated",
     "ProductSnapshot",
+    "ProductUpdated",
+    "StockChanged",
     "StockReleased",
     "StockReservationFailed",
     "StockReserved",

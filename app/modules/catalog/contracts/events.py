@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 from uuid import UUID
 
@@ -13,6 +14,8 @@ class StockReserved(IntegrationEvent):
 
 
 class StockReservationFailed(IntegrationEvent):
+    """`reason` is "out_of_stock", or "unavailable" when a product was archived meanwhile."""
+
     event_type: ClassVar[str] = "catalog.StockReservationFailed"
 
     order_id: UUID
@@ -24,3 +27,51 @@ class StockReleased(IntegrationEvent):
     event_type: ClassVar[str] = "catalog.StockReleased"
 
     order_id: UUID
+
+
+class ProductCreated(IntegrationEvent):
+    event_type: ClassVar[str] = "catalog.ProductCreated"
+
+    product_id: UUID
+    sku: str
+    name: str
+    price: Decimal
+    currency: str
+    category_id: UUID | None
+
+
+class ProductUpdated(IntegrationEvent):
+    """`changes` holds the new value of every field that changed (prices as strings)."""
+
+    event_type: ClassVar[str] = "catalog.ProductUpdated"
+
+    product_id: UUID
+    changes: dict[str, str | None]
+
+
+class ProductArchived(IntegrationEvent):
+    event_type: ClassVar[str] = "catalog.ProductArchived"
+
+    product_id: UUID
+
+
+class StockChanged(IntegrationEvent):
+    """`available` is what can still be ordered; `cause` is "set" (by staff, `changed_by`
+    names them), "reserved" or "released" (for `order_id`)."""
+
+    event_type: ClassVar[str] = "catalog.StockChanged"
+
+    product_id: UUID
+    available: int
+    cause: str
+    changed_by: UUID | None = None
+    order_id: UUID | None = None
+
+
+class CategoryChanged(IntegrationEvent):
+    """`change` is "created", "updated" or "deleted"."""
+
+    event_type: ClassVar[str] = "catalog.CategoryChanged"
+
+    category_id: UUID
+    change: str

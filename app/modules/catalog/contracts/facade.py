@@ -18,6 +18,7 @@ class ProductSnapshot(BaseModel):
     name: str
     unit_price: Decimal
     currency: str
+    archived: bool = False
 
 
 class CatalogFacade(Protocol):
@@ -25,5 +26,11 @@ class CatalogFacade(Protocol):
     catalog's own service; split into services, an HTTP client implements the same Protocol."""
 
     async def products_for_order(self, product_ids: Sequence[UUID]) -> list[ProductSnapshot]:
-        """The orderable products among `product_ids`; unknown ids are simply absent."""
+        """The orderable products among `product_ids`; unknown and archived ids are absent
+        (an archived product cannot be ordered)."""
+        ...
+
+    async def resolve_products(self, product_ids: Sequence[UUID]) -> list[ProductSnapshot]:
+        """Every product among `product_ids`, archived ones included (`archived=True`), so
+        an old order can still name what it bought; unknown ids are absent."""
         ...

@@ -1,0 +1,324 @@
+"""The response cache in front of product reads: served from Redis, invalidated by the
+catalog's events after commit (also across instances), ETags, and Redis outages that cost
+nothing but speed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from app.core.cache import ResponseCache
+from app.core.config import Settings
+from app.core.security.rbac import Role
+from app.devstack import start_redis
+from app.main import create_app
+from tests.conftest import UserFactory, eventually, make_settings
+from tests.helpers import CATEGORIES, PRODUCTS, create_product, events_delivered, get_product
+
+# Well under the cache TTLs of the test settings (60 s / 10 s): a test that waits this long
+# for a change proves invalidation, not expiry.
+BOUND_S = 5.0
+
+
+def cache_of(app: FastAPI) -> ResponseCache:
+    cache: ResponseCache = app.state.core.cache()
+    return cache
+
+
+@pytest.fixture
+async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as client:
+        yield client
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def shows(client: httpx.AsyncClient, product_id: str, **expected: Any) -> bool:
+    product = await get_product(client, product_id)
+    return all(product[key] == value for key, value in expected.items())
+
+
+# --- served from Redis -----------------------------------------------------------------------
+
+
+async def test_a_product_read_is_served_from_the_cache(
+    app: FastAPI, client: httpx.AsyncClient, make_user: UserFactory, redis: Redis
+) -> None:
+    staff = await make_user(Role.STAFF)
+    product = await create_product(client, staff)
+    await events_delivered(app)
+    stats = cache_of(app).stats
+    hits = stats.hits
+
+    first = await client.get(f"{PRODUCTS}/{product['id']}")
+    second = await client.get(f"{PRODUCTS}/{product['id']}")
+
+    assert first.content == second.content
+    assert await redis.get(f"catalog:product:{product['id']}") == first.content
+    assert stats.hits == hits + 1
+
+
+async def test_the_first_page_of_a_listing_is_cached_later_pages_are_not(
+    app: FastAPI, client: httpx.AsyncClient, make_user: UserFactory, redis: Redis
+) -> None:
+    staff = await make_user(Role.STAFF)
+    for _ in range(3):
+        await create_product(client, staff)
+    await events_delivered(app)
+
+    first = await client.get(PRODUCTS, params={"limit": 2})
+    await client.get(PRODUCTS, params={"limit": 2, "cursor": first.json()["next_cursor"]})
+
+    cached = [await redis.get(key) async for key in redis.scan_iter("catalog:list:*")]
+    assert cached == [first.content]
+
+
+async def test_concurrent_misses_compute_once(app: FastAPI) -> None:
+    cache = cache_of(app)
+    computed = 0
+    release = asyncio.Event()
+
+    async def compute() -> bytes:
+        nonlocal computed
+        computed += 1
+        await release.wait()
+        return b'{"slow": true}'
+
+    readers = [
+        asyncio.create_task(cache.get_or_compute("stampede", 60, compute)) for _ in range(20)
+    ]
+    await asyncio.sleep(0.05)
+    release.set()
+
+    assert await asyncio.gather(*readers) == [b'{"slow": true}'] * 20
+    assert computed == 1
+
+
+async def test_a_failed_computation_fails_its_waiters_and_is_retried(app: FastAPI) -> None:
+    cache = cache_of(app)
+    release = asyncio.Event()
+
+    async def broken() -> bytes:
+        await release.wait()
+        raise RuntimeError("database hiccup")
+
+    readers = [asyncio.create_task(cache.get_or_compute("flaky", 60, broken)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    release.set()
+    results = await asyncio.gather(*readers, return_exceptions=True)
+
+    assert all(isinstance(result, RuntimeError) for result in results)
+
+    async def healthy() -> bytes:
+        return b"ok"
+
+    assert await cache.get_or_compute("flaky", 60, healthy) == b"ok"
+
+
+# --- ETag ----------------------------------------------------------------------------------
+
+
+async def test_etag_and_cache_control(client: httpx.AsyncClient, make_user: UserFactory) -> None:
+    staff = await make_user(Role.STAFF)
+    product = await create_product(client, staff)
+
+    response = await client.get(f"{PRODUCTS}/{product['id']}")
+
+    assert response.headers["etag"].startswith('"')
+    assert response.headers["cache-control"] == "public, max-age=0, must-revalidate"
+    assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("form", ["{etag}", "W/{etag}", '"other", {etag}', "*"])
+async def test_if_none_match_with_the_current_etag_is_a_304(
+    client: httpx.AsyncClient, make_user: UserFactory, form: str
+) -> None:
+    staff = await make_user(Role.STAFF)
+    product = await create_product(client, staff)
+    url = f"{PRODUCTS}/{product['id']}"
+    etag = (await client.get(url)).headers["etag"]
+
+    response = await client.get(url, headers={"If-None-Match": form.format(etag=etag)})
+
+    assert response.status_code == 304
+    assert response.content == b""
+    assert response.headers["etag"] == etag
+
+
+async def test_a_changed_product_gets_a_new_etag(
+    client: httpx.AsyncClient, make_user: UserFactory
+) -> None:
+    staff = await make_user(Role.STAFF)
+    product = await create_product(client, staff, name="Desk")
+    url = f"{PRODUCTS}/{product['id']}"
+    old = (await client.get(url)).headers["etag"]
+
+    await client.patch(url, json={"name": "Oak desk"}, headers=staff.headers)
+
+    async def revalidated() -> bool:
+        response = await client.get(url, headers={"If-None-Match": old})
+        return response.status_code == 200 and response.json()["name"] == "Oak desk"
+
+    await eventually(revalidated, timeout_s=BOUND_S)
+    assert (await client.get(url)).headers["etag"] != old
+
+
+async def test_an_etag_of_another_product_is_no_match(
+    client: httpx.AsyncClient, make_user: UserFactory
+) -> None:
+    staff = await make_user(Role.STAFF)
+    one = await create_product(client, staff)
+    other = await create_product(client, staff)
+    etag = (await client.get(f"{PRODUCTS}/{one['id']}")).headers["etag"]
+
+    response = await client.get(f"{PRODUCTS}/{other['id']}", headers={"If-None-Match": etag})
+
+    assert response.status_code == 200
+
+
+# --- invalidation after commit -------------------------------------------------------------
+
+
+async def test_a_write_reaches_readers_within_the_bound(
+    client: httpx.AsyncClient, make_user: UserFactory
+) -> None:
+    staff = await make_user(Role.STAFF)
+    product = await create_product(client, staff, name="Desk", stock=3)
+    url = f"{PRODUCTS}/{product['id']}"
+    await get_product(client, product["id"])  # now cached
+
+    await client.patch(url, json={"name": "Oak desk"}, headers=staff.headers)
+    await eventually(lambda: shows(client, product["id"], name="Oak desk"), timeout_s=BOUND_S)
+
+    await client.put(f"{url}/stock", json={"on_hand": 9}, headers=staff.headers)
+    await eventually(lambda: shows(client, product["id"], stock=9), timeout_s=BOUND_S)
+
+
+async def test_listings_see_new_changed_and_archived_products_within_the_bound(
+    client: httpx.AsyncClient, make_user: UserFactory
+) -> None:
+    staff = await make_user(Role.STAFF)
+    old = await create_product(client, staff, name="Old")
+
+    async def listed() -> list[str]:
+        response = await client.get(PRODUCTS)
+        return [item["name"] for item in response.json()["items"]]
+
+    assert await listed() == ["Old"]  # now cached
+    await create_product(client, staff, name="New")
+
+    async def new_is_listed() -> bool:
+        return await listed() == ["New", "Old"]
+
+    await eventually(new_is_listed, timeout_s=BOUND_S)
+    await client.delete(f"{PRODUCTS}/{old['id']}", headers=staff.headers)
+
+    async def old_is_gone() -> bool:
+        return await listed() == ["New"]
+
+    await eventually(old_is_gone, timeout_s=BOUND_S)
+
+
+async def test_moving_a_category_reaches_cached_category_listings(
+    client: httpx.AsyncClient, make_user: UserFactory
+) -> None:
+    staff = await make_user(Role.STAFF)
+    coffee = (await client.post(CATEGORIES, json={"name": "Coffee"}, headers=staff.headers)).json()
+    beans = (await client.post(CATEGORIES, json={"name": "Beans"}, headers=staff.headers)).json()
+    product = await create_product(client, staff, category_id=beans["id"])
+
+    async def in_coffee() -> list[str]:
+        response = await client.get(PRODUCTS, params={"category_id": coffee["id"]})
+        return [item["id"] for item in response.json()["items"]]
+
+    assert await in_coffee() == []  # now cached
+    await client.patch(
+        f"{CATEGORIES}/{beans['id']}", json={"parent_id": coffee["id"]}, headers=staff.headers
+    )
+
+    async def moved() -> bool:
+        return await in_coffee() == [product["id"]]
+
+    await eventually(moved, timeout_s=BOUND_S)
+
+
+async def test_a_write_on_one_instance_reaches_readers_of_another(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, make_user: UserFactory
+) -> None:
+    staff = await make_user(Role.STAFF)
+    product = await create_product(client, staff, name="Desk")
+    await events_delivered(app)
+    other = create_app(settings)  # same Postgres, same Redis: a second replica
+    async with LifespanManager(other), client_for(other) as elsewhere:
+        assert (await get_product(elsewhere, product["id"]))["name"] == "Desk"
+        hits = cache_of(other).stats.hits
+        assert (await get_product(elsewhere, product["id"]))["name"] == "Desk"
+        assert cache_of(other).stats.hits == hits + 1  # the other instance reads the cache
+
+        response = await client.patch(
+            f"{PRODUCTS}/{product['id']}", json={"name": "Oak desk"}, headers=staff.headers
+        )
+        assert response.status_code == 200, response.text
+
+        await eventually(
+            lambda: shows(elsewhere, product["id"], name="Oak desk"), timeout_s=BOUND_S
+        )
+
+
+# --- Redis down ----------------------------------------------------------------------------
+
+
+async def test_redis_down_reads_come_from_postgres_and_the_cache_heals(
+    tmp_path: Path,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    make_user: UserFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    staff = await make_user(Role.STAFF)
+    product = await create_product(client, staff, name="Desk")
+    redis = start_redis(tmp_path / "redis", persist=False)
+    isolated = make_settings(
+        settings.require_database_url(),
+        redis.url,
+        cache_retry_after_s=0,
+        cache_timeout_s=0.5,
+        cache_local_ttl_s=0,  # every read goes to Redis, so the outage is what the test sees
+    )
+    app = create_app(isolated)
+    stats = cache_of(app).stats
+    try:
+        async with LifespanManager(app), client_for(app) as http:
+            assert (await get_product(http, product["id"]))["name"] == "Desk"
+            redis.stop()
+
+            down = await http.get(f"{PRODUCTS}/{product['id']}")
+            assert down.status_code == 200
+            assert down.json()["name"] == "Desk"
+            assert stats.backend_errors >= 1
+            assert "cache unavailable" in capsys.readouterr().out
+
+            # A write while Redis is down commits; its invalidation is retried later.
+            await client.patch(
+                f"{PRODUCTS}/{product['id']}", json={"name": "Oak desk"}, headers=staff.headers
+            )
+            assert (await get_product(http, product["id"]))["name"] == "Oak desk"
+
+            redis = start_redis(tmp_path / "redis", persist=False, port=redis.port)
+            assert (await get_product(http, product["id"]))["name"] == "Oak desk"
+            hits = stats.hits
+            assert (await get_product(http, product["id"]))["name"] == "Oak desk"
+            assert stats.hits == hits + 1  # served from the returned Redis again
+    finally:
+        redis.stop()
