@@ -2,7 +2,10 @@
 
 `/healthz` touches nothing: the process answers, so it is alive. `/readyz` checks what a request
 needs (Postgres, Redis, every mounted module's schema at its migration head) and answers 503 with
-the failing checks; it also turns 503 as soon as shutdown begins, so the balancer drains us first.
+the failing checks. On SIGTERM/SIGINT uvicorn stops accepting connections at once and drains
+in-flight requests (--timeout-graceful-shutdown); readiness also reports 503 from the moment the
+lifespan shutdown starts. Probes cannot see the signal itself, so on Kubernetes give the pod a
+preStop sleep longer than the endpoint propagation delay.
 """
 
 from __future__ import annotations
