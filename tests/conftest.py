@@ -9,11 +9,14 @@ import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from arq import create_pool
+from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -21,12 +24,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.bootstrap import truncate_all
+from app.bootstrap import build_runtime, truncate_all
 from app.core import migrations
 from app.core.config import ALL_MODULES, Settings
 from app.core.db import asyncpg_url
+from app.core.jobs import redis_settings
 from app.core.security.rbac import Role
 from app.main import create_app
+from app.worker import worker_settings
 from tests.mail import MailSink
 
 TEST_DATABASE = "keystone_test"
@@ -263,3 +268,27 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(interval_s)
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """A real arq worker of its own runtime (as a separate process would have), polling the
+    test Redis until the block ends, then cancelled like a stopped process."""
+    runtime = build_runtime(settings)
+    pool = await create_pool(redis_settings(settings))
+    worker = Worker(
+        **worker_settings(settings, runtime),
+        redis_pool=pool,
+        poll_delay=0.05,
+        handle_signals=False,
+    )
+    task = asyncio.create_task(worker.main())
+    try:
+        yield worker
+    finally:
+        jobs = [task, *worker.tasks.values()]
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        await pool.aclose()
+        await runtime.stop()

@@ -11,15 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from arq import create_pool
-from arq.worker import Worker
 
-from app.bootstrap import build_runtime
 from app.core.config import Settings
-from app.core.jobs import redis_settings
 from app.core.security.rbac import Role
-from app.worker import worker_settings
-from tests.conftest import TestUser, UserFactory, eventually
+from tests.conftest import TestUser, UserFactory, eventually, running_worker
 from tests.faults.conftest import RedisProcess
 from tests.helpers import assert_problem, create_product, place, read_order, stock_of
 
@@ -39,21 +34,8 @@ async def customer(make_user: UserFactory) -> TestUser:
 
 async def run_worker_until(settings: Settings, done: Any) -> None:
     """A worker started after the outage, as a supervisor would restart it."""
-    runtime = build_runtime(settings)
-    pool = await create_pool(redis_settings(settings))
-    worker = Worker(
-        **worker_settings(settings, runtime), redis_pool=pool, poll_delay=0.05, handle_signals=False
-    )
-    task = asyncio.create_task(worker.main())
-    try:
+    async with running_worker(settings):
         await eventually(done, timeout_s=20)
-    finally:
-        jobs = [task, *worker.tasks.values()]
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
-        await pool.aclose()
-        await runtime.stop()
 
 
 @pytest.mark.parametrize("outage", ["killed", "frozen"])

@@ -3,24 +3,19 @@ a database and a Redis db of their own, so the sandbox-wired app of other tests 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from arq import create_pool
 from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.bootstrap import build_runtime
 from app.core import migrations
 from app.core.config import ALL_MODULES, Settings
-from app.core.jobs import redis_settings
 from app.main import create_app
-from app.worker import worker_settings
-from tests.conftest import Servers, make_settings
+from tests.conftest import Servers, make_settings, running_worker
 from tests.fake_payment_provider import API_KEY, FakeProvider, running_provider
 
 BREAKER_THRESHOLD = 3
@@ -81,19 +76,5 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def worker(settings: Settings, _clean_state: None) -> AsyncIterator[Worker]:
     """A worker of its own (its own breaker, as a separate process would have)."""
-    runtime = build_runtime(settings)
-    pool = await create_pool(redis_settings(settings))
-    worker = Worker(
-        **worker_settings(settings, runtime),
-        redis_pool=pool,
-        poll_delay=0.05,
-        handle_signals=False,
-    )
-    task = asyncio.create_task(worker.main())
-    yield worker
-    jobs = [task, *worker.tasks.values()]
-    for job in jobs:
-        job.cancel()
-    await asyncio.gather(*jobs, return_exceptions=True)
-    await pool.aclose()
-    await runtime.stop()
+    async with running_worker(settings) as worker:
+        yield worker
