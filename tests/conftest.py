@@ -259,6 +259,17 @@ def make_user(app: FastAPI, client: httpx.AsyncClient) -> UserFactory:
     return make
 
 
+@pytest.fixture
+async def staff(make_user: UserFactory) -> TestUser:
+    """A logged-in staff member (catalog:write, orders:read_any, orders:ship)."""
+    return await make_user(Role.STAFF)
+
+
+@pytest.fixture
+async def customer(make_user: UserFactory) -> TestUser:
+    return await make_user(Role.CUSTOMER)
+
+
 async def eventually(
     check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0, interval_s: float = 0.05
 ) -> None:

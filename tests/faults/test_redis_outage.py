@@ -13,23 +13,12 @@ import httpx
 import pytest
 
 from app.core.config import Settings
-from app.core.security.rbac import Role
-from tests.conftest import TestUser, UserFactory, eventually, running_worker
+from tests.conftest import TestUser, eventually, running_worker
 from tests.faults.conftest import RedisProcess
 from tests.helpers import assert_problem, create_product, place, read_order, stock_of
 
 # A guard against hanging, far above the Redis timeouts; not a speed assertion.
 NO_HANG_S = 30
-
-
-@pytest.fixture
-async def staff(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.CUSTOMER)
 
 
 async def run_worker_until(settings: Settings, done: Any) -> None:

@@ -27,17 +27,6 @@ from tests.helpers import (
     stock_of,
 )
 
-
-@pytest.fixture
-async def staff(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.CUSTOMER)
-
-
 # --- the happy path --------------------------------------------------------------------------
 
 

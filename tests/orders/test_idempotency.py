@@ -24,16 +24,6 @@ from tests.helpers import (
 )
 
 
-@pytest.fixture
-async def staff(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.CUSTOMER)
-
-
 async def orders_in_database(client: httpx.AsyncClient) -> int:
     runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
     async with runtime.core.database().session() as session:

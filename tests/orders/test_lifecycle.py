@@ -6,7 +6,6 @@ from __future__ import annotations
 from uuid import uuid4
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -22,16 +21,6 @@ from tests.helpers import (
     statuses,
     stock_of,
 )
-
-
-@pytest.fixture
-async def staff(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.CUSTOMER)
 
 
 async def reservation(client: httpx.AsyncClient, order_id: str) -> str | None:

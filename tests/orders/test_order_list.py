@@ -14,16 +14,6 @@ from tests.conftest import TestUser, UserFactory, eventually
 from tests.helpers import ORDERS, assert_problem, create_product, finished, place_ok
 
 
-@pytest.fixture
-async def staff(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.CUSTOMER)
-
-
 async def list_all(
     client: httpx.AsyncClient, user: TestUser, query: str = ""
 ) -> list[dict[str, Any]]:

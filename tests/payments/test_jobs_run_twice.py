@@ -7,25 +7,13 @@ from __future__ import annotations
 from uuid import UUID
 
 import httpx
-import pytest
 from arq.worker import Worker
 from fastapi import FastAPI
 
-from app.core.security.rbac import Role
 from app.modules.orders.service import PaymentSaga
-from tests.conftest import TestUser, UserFactory, eventually
+from tests.conftest import TestUser, eventually
 from tests.fake_payment_provider import FakeProvider
 from tests.helpers import ORDERS, create_product, finished, place_ok, read_order
-
-
-@pytest.fixture
-async def staff(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.CUSTOMER)
 
 
 def saga(app: FastAPI) -> PaymentSaga:

@@ -12,8 +12,7 @@ import pytest
 from arq.worker import Worker
 from fastapi import FastAPI
 
-from app.core.security.rbac import Role
-from tests.conftest import TestUser, UserFactory, eventually
+from tests.conftest import TestUser, eventually
 from tests.fake_payment_provider import DROP, FAIL, OK, FakeProvider
 from tests.helpers import (
     ORDERS,
@@ -25,16 +24,6 @@ from tests.helpers import (
     stock_of,
 )
 from tests.payments.conftest import BREAKER_RESET_S, BREAKER_THRESHOLD
-
-
-@pytest.fixture
-async def staff(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(make_user: UserFactory) -> TestUser:
-    return await make_user(Role.CUSTOMER)
 
 
 async def test_an_order_is_paid_through_the_provider(
