@@ -3,6 +3,7 @@ shared through Redis, honest about the client address, and never a 500 when Redi
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -16,7 +17,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from app.core.ratelimit import RateLimiter
+from app.core.ratelimit import LEASE_MAX_HITS, LEASE_MAX_S, LEASE_SHARE, RateLimiter
 from app.devstack import free_port
 from app.main import create_app
 from tests.conftest import Servers, http_client, make_settings
@@ -100,6 +101,53 @@ async def test_the_count_is_shared_by_every_instance(limited_app: AppFactory) ->
         assert (await second.get(CATEGORIES)).status_code == 200
         assert_problem(await first.get(CATEGORIES), 429)
         assert_problem(await second.get(CATEGORIES), 429)
+
+
+async def counted_in_redis(redis: Redis) -> int:
+    """Hits Redis holds for every client and window (a window may roll over mid-test)."""
+    keys = [key async for key in redis.scan_iter("keystone:ratelimit:*")]
+    return sum(int(value) for value in await redis.mget(keys)) if keys else 0
+
+
+async def test_far_from_its_limit_a_client_is_counted_in_batches(
+    limited_app: AppFactory, redis: Redis
+) -> None:
+    async with limited_app(rate_limit_default="100000/minute") as app, http_client(app) as http:
+        remaining = []
+        for _ in range(200):
+            response = await http.get(CATEGORIES)
+            remaining.append(int(response.headers["ratelimit-remaining"]))
+        # Decided mostly in the process, yet every answer shows one hit fewer left...
+        assert remaining == list(range(99_999, 99_999 - 200, -1))
+        # ...and Redis was told of all but the last lease's hits.
+        counted = await counted_in_redis(redis)
+        assert 200 - LEASE_MAX_HITS <= counted < 200
+        await asyncio.sleep(LEASE_MAX_S)  # the lease ends: the next request reports them all
+        await http.get(CATEGORIES)
+        assert await counted_in_redis(redis) == 201
+
+
+async def test_near_its_limit_every_request_is_decided_by_redis(limited_app: AppFactory) -> None:
+    async with limited_app(rate_limit_default="160/minute") as app, http_client(app) as http:
+        statuses = [(await http.get(CATEGORIES)).status_code for _ in range(170)]
+    assert statuses == [200] * 160 + [429] * 10
+
+
+async def test_leases_of_two_instances_overshoot_a_limit_by_a_bounded_share(
+    limited_app: AppFactory,
+) -> None:
+    async with (
+        limited_app(rate_limit_default="320/minute") as one,
+        limited_app(rate_limit_default="320/minute") as other,
+        http_client(one) as first,
+        http_client(other) as second,
+    ):
+        allowed = 0
+        for _ in range(200):
+            for http in (first, second):
+                allowed += (await http.get(CATEGORIES)).status_code == 200
+    # Each instance may decide alone on at most 1/LEASE_SHARE of what remains.
+    assert 320 <= allowed <= 320 + 2 * 320 // LEASE_SHARE
 
 
 async def test_a_route_can_have_its_own_limit(limited_app: AppFactory) -> None:

@@ -8,6 +8,9 @@ benchmark showed halving the throughput of a cached read. Two layers use it:
 - `RateLimitMiddleware`: every request, per client IP, `RATE_LIMIT_DEFAULT` or the route's entry
   in `RATE_LIMIT_ROUTES`. When Redis cannot answer it fails open: the request goes through, the
   failure is counted (`RateLimiter.storage_failures`) and logged when it starts and ends.
+  A client far from its limit is not asked about on every request: after each answer from Redis
+  the process may let through a small share of what remains on its own (`Lease`), and counts
+  those hits into Redis with its next question. See `Lease` for the bound this puts on the count.
 - `auth_rate_limit(account_field)`: a dependency for endpoints that guess at credentials (login,
   register, password reset): per client IP on that route (`RATE_LIMIT_AUTH_IP`) and per account
   named in the body (`RATE_LIMIT_AUTH_ACCOUNT`), so a guesser spread over many IPs is still held.
@@ -48,24 +51,37 @@ _log = get_logger("keystone.ratelimit")
 KEY_PREFIX = "keystone:ratelimit"
 
 # KEYS: this window's counter, the previous window's. ARGV: limit, window (s), seconds elapsed in
-# this window. The previous window's count weighs in proportionally to how much of it still
-# overlaps the sliding window; a hit is counted only when it is allowed.
+# this window, hits this process already let through on a lease (counted unconditionally). The
+# previous window's count weighs in proportionally to how much of it still overlaps the sliding
+# window; the hit asked about is counted only when it is allowed.
 # Returns {allowed (0/1), remaining}.
 _SLIDING_WINDOW_HIT = """
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local elapsed = tonumber(ARGV[3])
+local served = tonumber(ARGV[4])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
-local weighted = previous * (window - elapsed) / window + current
+local weighted = previous * (window - elapsed) / window + current + served
+if weighted + 1 <= limit then
+  served = served + 1
+end
+if served > 0 and redis.call('INCRBY', KEYS[1], served) == served then
+  redis.call('EXPIRE', KEYS[1], window * 2)
+end
 if weighted + 1 > limit then
   return {0, math.max(0, math.floor(limit - weighted))}
 end
-if redis.call('INCR', KEYS[1]) == 1 then
-  redis.call('EXPIRE', KEYS[1], window * 2)
-end
 return {1, math.max(0, math.floor(limit - weighted - 1))}
 """
+# A process lets through on its own at most 1/LEASE_SHARE of what Redis said remains, at most
+# LEASE_MAX_HITS hits, for at most LEASE_MAX_S (or a tenth of the window, if shorter).
+LEASE_SHARE = 16
+LEASE_MAX_HITS = 64
+LEASE_MAX_S = 1.0
+# Past this many clients with a lease, expired leases are dropped (their unreported hits, at
+# most LEASE_MAX_HITS each, with them).
+LEASE_TABLE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +113,9 @@ class RateLimiter:
         self.storage_failures = 0
         self._storage_down_until = 0.0
 
-    async def hit(self, item: RateLimitItem, *key: str) -> Decision | None:
+    async def hit(self, item: RateLimitItem, *key: str, served: int = 0) -> Decision | None:
+        """Counts one hit on `key` if the limit allows it, plus `served` hits already let
+        through on a lease."""
         if time.monotonic() < self._storage_down_until:
             self.storage_failures += 1
             return None
@@ -108,7 +126,7 @@ class RateLimiter:
         try:
             allowed, remaining = await self._hit(
                 keys=[f"{base}:{index}", f"{base}:{index - 1}"],
-                args=[item.amount, window, now - index * window],
+                args=[item.amount, window, now - index * window, served],
             )
         except (RedisError, OSError) as exc:
             self._storage_failed(exc)
@@ -129,6 +147,73 @@ class RateLimiter:
                 error=repr(exc),
             )
         self._storage_down_until = time.monotonic() + STORAGE_RETRY_AFTER_S
+
+
+@dataclass(slots=True)
+class Lease:
+    """What one process may decide alone for one client, from Redis's last answer.
+
+    While it lasts, up to `budget` requests are allowed without asking Redis; the next question
+    carries them (`served`), so Redis's count catches up. Each process's budget is at most
+    1/LEASE_SHARE of what remained, so N processes together can let through at most
+    N/LEASE_SHARE of the remainder beyond the limit, and nothing once a client is within
+    LEASE_SHARE hits of it: near the limit every request is asked about, as without leases.
+    """
+
+    decision: Decision
+    budget: int
+    ends_at: float
+    served: int = 0
+
+    @classmethod
+    def after(cls, decision: Decision, window_s: int, served: int = 0) -> Lease:
+        budget = min(LEASE_MAX_HITS, decision.remaining // LEASE_SHARE) if decision.allowed else 0
+        ends_at = time.monotonic() + min(LEASE_MAX_S, window_s / 10)
+        return cls(decision, budget, ends_at, served)
+
+    def take(self) -> Decision | None:
+        """This request's decision if the lease covers it, else None (ask Redis)."""
+        if self.served >= self.budget or time.monotonic() >= self.ends_at:
+            return None
+        self.served += 1
+        granted = self.decision
+        remaining = max(0, granted.remaining - self.served)
+        return Decision(True, granted.limit, remaining, granted.reset_after_s)
+
+    def hand_back(self) -> int:
+        """The hits served on this lease, to report; the lease covers nothing more."""
+        served, self.served, self.budget = self.served, 0, 0
+        return served
+
+
+class Leases:
+    """The leases of this process, by limit and client."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+        self._leases: dict[str, Lease] = {}
+
+    async def hit(self, item: RateLimitItem, *key: str) -> Decision | None:
+        name = item.key_for(*key)
+        lease = self._leases.get(name)
+        if lease is not None and (decision := lease.take()) is not None:
+            return decision
+        served = lease.hand_back() if lease is not None else 0
+        decision = await self._limiter.hit(item, *key, served=served)
+        if decision is None:
+            return None
+        # Requests that met no lease went to Redis too; whichever answer comes last renews the
+        # lease, keeping the hits another renewal served meanwhile for the next question.
+        carried = self._leases[name].hand_back() if name in self._leases else 0
+        self._leases[name] = Lease.after(decision, item.get_expiry(), served=carried)
+        self._forget_expired()
+        return decision
+
+    def _forget_expired(self) -> None:
+        if len(self._leases) <= LEASE_TABLE_SIZE:
+            return
+        now = time.monotonic()
+        self._leases = {name: lease for name, lease in self._leases.items() if lease.ends_at > now}
 
 
 def client_ip(scope: Scope) -> str:
@@ -170,6 +255,7 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, limiter: RateLimiter, settings: Settings) -> None:
         self.app = app
         self.limiter = limiter
+        self.leases = Leases(limiter)
         self.routes = [
             _RouteLimit(method, compile_path(path)[0], route, parse(limit))
             for route, limit in settings.rate_limit_routes.items()
@@ -187,7 +273,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         bucket, item = self._limit_for(scope["method"], scope["path"])
-        decision = await self.limiter.hit(item, "ip", client_ip(scope), bucket)
+        decision = await self.leases.hit(item, "ip", client_ip(scope), bucket)
         if decision is not None:
             record(scope, decision)
 
