@@ -3,17 +3,47 @@
 Every line carries the request id (and the user id and correlation id when known) through
 structlog's contextvars; the stdlib loggers of uvicorn, arq and SQLAlchemy go through the same
 renderer so one process writes one format.
+
+`line_logger` serves lines written on every request (the access line): the same processors,
+stream and format, without logging's record, handler and formatter layers in between, which
+cost about a tenth of a cached read.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import FilteringBoundLogger, Processor
 
 from app.core.config import Settings
+
+
+class _Output:
+    """Where lines go: the root handler's stream (tests swap it), under logging's own lock,
+    and the processors that render a line for it."""
+
+    handler: logging.StreamHandler[TextIO] = logging.StreamHandler(sys.stdout)
+    processors: list[Processor] = []
+    level = logging.INFO
+    line_loggers: dict[str, FilteringBoundLogger] = {}
+
+
+class _StreamLine:
+    """A structlog output logger writing rendered lines to `_Output.handler`'s stream."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # for structlog's add_logger_name
+
+    def msg(self, line: str) -> None:
+        handler = _Output.handler
+        with handler.lock:  # type: ignore[union-attr]  # StreamHandler always has its lock
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+
+    debug = info = warning = error = critical = msg
 
 
 def configure_logging(settings: Settings) -> None:
@@ -44,6 +74,10 @@ def configure_logging(settings: Settings) -> None:
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
+    _Output.handler = handler
+    _Output.processors = [*shared, renderer]
+    _Output.level = logging.getLevelNamesMapping()[settings.log_level.upper()]
+    _Output.line_loggers = {}
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())
@@ -56,4 +90,17 @@ def configure_logging(settings: Settings) -> None:
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger
+
+
+def line_logger(name: str) -> FilteringBoundLogger:
+    """A logger for a line written on every request, as `configure_logging` last set them up:
+    ask for it where the line is written, not once at import."""
+    logger = _Output.line_loggers.get(name)
+    if logger is None:
+        logger = _Output.line_loggers[name] = structlog.wrap_logger(
+            _StreamLine(name),
+            processors=_Output.processors,
+            wrapper_class=structlog.make_filtering_bound_logger(_Output.level),
+        )
     return logger

@@ -10,11 +10,10 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.context import request_id_var
-from app.core.logging import get_logger
+from app.core.logging import line_logger
 
 REQUEST_ID_HEADER = b"x-request-id"
 _WELL_FORMED_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-_log = get_logger("keystone.access")
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -60,7 +59,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_request_id)
         finally:
             route = scope.get("route")
-            _log.info(
+            line_logger("keystone.access").info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
