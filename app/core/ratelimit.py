@@ -74,13 +74,14 @@ if weighted + 1 > limit then
 end
 return {1, math.max(0, math.floor(limit - weighted - 1))}
 """
-# A process lets through on its own at most 1/LEASE_SHARE of what Redis said remains, at most
-# LEASE_MAX_HITS hits, for at most LEASE_MAX_S (or a tenth of the window, if shorter).
+# A process lets through on its own at most 1/LEASE_SHARE of what Redis said remains (twice that
+# while it asks again), at most LEASE_MAX_HITS hits, for at most LEASE_MAX_S (or a tenth of the
+# window, if shorter). See `Lease`.
 LEASE_SHARE = 16
 LEASE_MAX_HITS = 64
 LEASE_MAX_S = 1.0
 # Past this many clients with a lease, expired leases are dropped (their unreported hits, at
-# most LEASE_MAX_HITS each, with them).
+# most 2 * LEASE_MAX_HITS each, with them).
 LEASE_TABLE_SIZE = 10_000
 
 
@@ -154,22 +155,27 @@ class Lease:
     """What one process may decide alone for one client, from Redis's last answer.
 
     While it lasts, up to `budget` requests are allowed without asking Redis; the next question
-    carries them (`served`), so Redis's count catches up. Each process's budget is at most
-    1/LEASE_SHARE of what remained, so N processes together can let through at most
-    N/LEASE_SHARE of the remainder beyond the limit, and nothing once a client is within
-    LEASE_SHARE hits of it: near the limit every request is asked about, as without leases.
+    carries them, so Redis's count catches up. While that question is in flight, up to `budget`
+    more are allowed on credit, carried by the question after (else every request arriving
+    meanwhile would ask Redis too). So a process lets through at most 2/LEASE_SHARE of what
+    remained beyond what Redis has counted, and nothing once the client is within LEASE_SHARE
+    hits of its limit: near the limit every request is asked about, as without leases.
     """
 
     decision: Decision
     budget: int
     ends_at: float
-    served: int = 0
+    served: int = 0  # let through, not reported yet
+    reported: int = 0  # reported by a question still in flight
 
     @classmethod
     def after(cls, decision: Decision, window_s: int, served: int = 0) -> Lease:
         budget = min(LEASE_MAX_HITS, decision.remaining // LEASE_SHARE) if decision.allowed else 0
-        ends_at = time.monotonic() + min(LEASE_MAX_S, window_s / 10)
-        return cls(decision, budget, ends_at, served)
+        return cls(decision, budget, time.monotonic() + cls.duration(window_s), served)
+
+    @staticmethod
+    def duration(window_s: int) -> float:
+        return min(LEASE_MAX_S, window_s / 10)
 
     def take(self) -> Decision | None:
         """This request's decision if the lease covers it, else None (ask Redis)."""
@@ -177,12 +183,15 @@ class Lease:
             return None
         self.served += 1
         granted = self.decision
-        remaining = max(0, granted.remaining - self.served)
+        remaining = max(0, granted.remaining - self.reported - self.served)
         return Decision(True, granted.limit, remaining, granted.reset_after_s)
 
-    def hand_back(self) -> int:
-        """The hits served on this lease, to report; the lease covers nothing more."""
-        served, self.served, self.budget = self.served, 0, 0
+    def hand_back(self, window_s: int) -> int:
+        """The hits to report with a question to Redis; the lease gives credit until the answer
+        renews it."""
+        served, self.served = self.served, 0
+        self.reported += served
+        self.ends_at = time.monotonic() + self.duration(window_s)
         return served
 
 
@@ -198,14 +207,15 @@ class Leases:
         lease = self._leases.get(name)
         if lease is not None and (decision := lease.take()) is not None:
             return decision
-        served = lease.hand_back() if lease is not None else 0
+        window_s = item.get_expiry()
+        served = lease.hand_back(window_s) if lease is not None else 0
         decision = await self._limiter.hit(item, *key, served=served)
         if decision is None:
             return None
-        # Requests that met no lease went to Redis too; whichever answer comes last renews the
-        # lease, keeping the hits another renewal served meanwhile for the next question.
-        carried = self._leases[name].hand_back() if name in self._leases else 0
-        self._leases[name] = Lease.after(decision, item.get_expiry(), served=carried)
+        # The hits let through on credit meanwhile go with the next question.
+        current = self._leases.get(name)
+        carried = current.served if current is not None else 0
+        self._leases[name] = Lease.after(decision, window_s, served=carried)
         self._forget_expired()
         return decision
 
@@ -213,7 +223,9 @@ class Leases:
         if len(self._leases) <= LEASE_TABLE_SIZE:
             return
         now = time.monotonic()
-        self._leases = {name: lease for name, lease in self._leases.items() if lease.ends_at > now}
+        live = {name: lease for name, lease in self._leases.items() if lease.ends_at > now}
+        # Still too many (a crowd of clients at once): start over rather than sweep per request.
+        self._leases = live if len(live) <= LEASE_TABLE_SIZE // 2 else {}
 
 
 def client_ip(scope: Scope) -> str:
