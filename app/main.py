@@ -34,6 +34,10 @@ Use **Authorize** with an email and password to call protected endpoints.
 """
 
 
+# FastAPI (0.16x) tries routes one at a time, a few microseconds each: the catalog's reads, most
+# of a shop's traffic, are tried first and the probes last. No two modules share a path, so the
+# order decides nothing else.
+ROUTE_ORDER = ("catalog", "users", "orders")
 RATE_LIMIT_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
 
 
@@ -67,9 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _attach(app, runtime)
     app.state.rate_limiter = RateLimiter(runtime.core.redis(), settings)
     install_error_handlers(app)
-    app.include_router(health_router(runtime.readiness))
-    for module in runtime.modules:
+    for module in sorted(runtime.modules, key=lambda module: ROUTE_ORDER.index(module.name)):
         app.include_router(module.router)
+    app.include_router(health_router(runtime.readiness))
     # Middleware runs outermost-last-added: request context, edge protection, CORS, rate limit.
     if settings.rate_limit_enabled:
         check_route_limits(settings, app)

@@ -51,19 +51,7 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-# --- products ------------------------------------------------------------------------------
-
-
-@router.post(
-    "/products",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ProductOut,
-    dependencies=[CatalogWriter, audited("catalog.product_create")],
-    summary="Create a product (staff or admin)",
-    responses={409: {"description": "SKU already used"}, **WRITE_PROBLEMS},
-)
-async def create_product(body: ProductCreate, products: Products) -> ProductOut:
-    return ProductOut.model_validate(await products.create_product(body))
+# --- products (reads first: routes are tried in this order) --------------------------------
 
 
 @router.get(
@@ -123,6 +111,18 @@ async def get_product(product_id: UUID, products: Products, request: Request) ->
     if if_none_match is not None and _matches(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return Response(body, media_type=JSON, headers=headers)
+
+
+@router.post(
+    "/products",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProductOut,
+    dependencies=[CatalogWriter, audited("catalog.product_create")],
+    summary="Create a product (staff or admin)",
+    responses={409: {"description": "SKU already used"}, **WRITE_PROBLEMS},
+)
+async def create_product(body: ProductCreate, products: Products) -> ProductOut:
+    return ProductOut.model_validate(await products.create_product(body))
 
 
 @router.patch(
