@@ -6,8 +6,9 @@ read is computed from Postgres, a warning is logged, `stats.backend_errors` grow
 is left alone for `cache_retry_after_s` (so an outage costs one warning per interval, not one per
 request); then it is tried again, which is how it heals when Redis returns.
 
-Stampede protection: concurrent misses of one key in one process share a single computation
-(single flight); so each key is recomputed at most once at a time per instance.
+Stampede protection: concurrent misses of one key in one process share a single Redis read and,
+if Redis has no copy, a single computation (single flight); so each key is read from Redis and
+recomputed at most once at a time per instance.
 
 In front of Redis sits a short-lived in-process copy (cachetools TTLCache, `cache_local_ttl_s`):
 the hottest bodies are served without a network round trip. Invalidation drops the local copy
@@ -82,19 +83,15 @@ class ResponseCache:
         if local is not None:
             self.stats.hits += 1
             return local
-        cached = await self._read(key)
-        if cached is not None:
-            self.stats.hits += 1
-            self._keep_local(key, cached)
-            return cached
-        self.stats.misses += 1
+        # One Redis read or computation per key at a time: when a hot local copy expires, the
+        # requests arriving meanwhile wait for it instead of each asking Redis.
         running = self._inflight.get(key)
         if running is not None:
             return await asyncio.shield(running)
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            body = await compute()
+            body, computed = await self._fetch(key, compute)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody waits
@@ -102,10 +99,24 @@ class ResponseCache:
         finally:
             del self._inflight[key]
         future.set_result(body)
-        if body is not None:
-            self._keep_local(key, body)
+        if computed and body is not None:
             await self._write(key, body, ttl_s)
         return body
+
+    async def _fetch(
+        self, key: str, compute: Callable[[], Awaitable[bytes | None]]
+    ) -> tuple[bytes | None, bool]:
+        """Redis's copy, else a computed body (and True: it is to be stored)."""
+        cached = await self._read(key)
+        if cached is not None:
+            self.stats.hits += 1
+            self._keep_local(key, cached)
+            return cached, False
+        self.stats.misses += 1
+        body = await compute()
+        if body is not None:
+            self._keep_local(key, body)
+        return body, True
 
     def clear_local(self) -> None:
         """Forget this process's copies (tests start each case from an empty cache)."""

@@ -105,6 +105,29 @@ async def test_concurrent_misses_compute_once(app: FastAPI) -> None:
     assert computed == 1
 
 
+async def test_concurrent_reads_of_an_expired_local_copy_ask_redis_once(
+    app: FastAPI, redis: Redis
+) -> None:
+    cache = cache_of(app)
+
+    async def compute() -> bytes:
+        return b'{"hot": true}'
+
+    await cache.get_or_compute("hot", 60, compute)  # now in Redis and in the local copy
+    cache.clear_local()  # as when the local copy expires
+    gets_before = await redis_gets(redis)
+
+    readers = [asyncio.create_task(cache.get_or_compute("hot", 60, compute)) for _ in range(20)]
+
+    assert await asyncio.gather(*readers) == [b'{"hot": true}'] * 20
+    assert await redis_gets(redis) - gets_before == 1
+
+
+async def redis_gets(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+
 async def test_a_failed_computation_fails_its_waiters_and_is_retried(app: FastAPI) -> None:
     cache = cache_of(app)
     release = asyncio.Event()
