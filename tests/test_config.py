@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import DEFAULT_JWT_SECRET, Settings
 from app.core.db import create_engine
@@ -233,7 +235,6 @@ def test_pool_and_statement_settings_reach_the_engine() -> None:
     pool = engine.pool
     assert engine.url.drivername == "postgresql+asyncpg"
     assert (pool.size(), pool._max_overflow, pool._timeout) == (7, 3, 1.5)  # type: ignore[attr-defined]
-    assert pool._pre_ping is True  # type: ignore[attr-defined]
 
 
 async def test_statement_timeout_is_set_on_every_connection(database_url: str) -> None:
@@ -250,3 +251,30 @@ async def test_statement_timeout_is_set_on_every_connection(database_url: str) -
                 await connection.execute(text("SELECT pg_sleep(2)"))
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("pre_ping", [True, False])
+async def test_a_pooled_connection_the_server_dropped_is_replaced_before_use(
+    database_url: str, pre_ping: bool
+) -> None:
+    def engine_with(**pool: Any) -> AsyncEngine:
+        settings = Settings(_env_file=None, database_url=database_url, **pool)  # type: ignore[call-arg]
+        return create_engine(settings)
+
+    engine = engine_with(db_pool_size=1, db_max_overflow=0, db_pool_pre_ping=pre_ping)
+    admin = engine_with()
+    try:
+        async with engine.connect() as connection:
+            dropped = await connection.scalar(text("SELECT pg_backend_pid()"))
+        async with admin.connect() as other:  # as a server restart would, while it is pooled
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped})
+        async with engine.connect() as connection:
+            if not pre_ping:  # without the check, the request meets the dead connection
+                with pytest.raises(DBAPIError):
+                    await connection.scalar(text("SELECT pg_backend_pid()"))
+                return
+            replacement = await connection.scalar(text("SELECT pg_backend_pid()"))
+        assert replacement != dropped
+    finally:
+        await engine.dispose()
+        await admin.dispose()
