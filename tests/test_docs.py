@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+import tomllib
 from pathlib import Path
 
 from app.core.config import Settings
@@ -55,6 +57,22 @@ def test_every_ticked_item_links_existing_code_and_a_test() -> None:
             assert any(
                 f"def {name}(" in path.read_text() for path in (ROOT / "tests").rglob("*.py")
             ), f"{name} does not exist"
+
+
+def test_the_test_command_reports_coverage_of_app_and_the_processes_it_starts() -> None:
+    pytest_line = next(line for line in _makefile_target("test") if "pytest" in line)
+    assert "--cov" in pytest_line
+    assert "--cov-report=html:reports/coverage" in pytest_line
+    coverage = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["coverage"]
+    assert coverage["run"]["source"] == ["app"]
+    assert coverage["run"]["patch"] == ["subprocess"]
+    assert "reports/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def _makefile_target(name: str) -> list[str]:
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{name}:"))
+    return list(itertools.takewhile(lambda line: line.startswith("\t"), lines[start + 1 :]))
 
 
 def test_readme_has_an_architecture_diagram() -> None:
