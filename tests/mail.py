@@ -25,9 +25,17 @@ class ReceivedMail:
 
 
 class _Keep:
-    def __init__(self, inbox: list[ReceivedMail], reply: str) -> None:
+    def __init__(self, inbox: list[ReceivedMail], reply: str, recipient_reply: str) -> None:
         self._inbox = inbox
         self._reply = reply
+        self._recipient_reply = recipient_reply
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self._recipient_reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return self._recipient_reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if self._reply.startswith("250"):
@@ -45,13 +53,14 @@ def _free_port() -> int:
 
 class MailSink:
     """`reply` is the server's answer to each message: "250 OK" keeps it; a 4xx/5xx refuses it,
-    to test how the adapter and the job behave when the provider says no."""
+    to test how the adapter and the job behave when the provider says no. `recipient_reply`
+    answers each recipient the same way."""
 
-    def __init__(self, reply: str = "250 OK") -> None:
+    def __init__(self, reply: str = "250 OK", recipient_reply: str = "250 OK") -> None:
         self.received: list[ReceivedMail] = []
         self.port = _free_port()
         self._controller = Controller(
-            _Keep(self.received, reply), hostname="127.0.0.1", port=self.port
+            _Keep(self.received, reply, recipient_reply), hostname="127.0.0.1", port=self.port
         )
 
     def start(self) -> None:
