@@ -70,9 +70,12 @@ class SmtpMailer:
                 timeout=settings.smtp_timeout_s,
             )
         except aiosmtplib.SMTPRecipientsRefused as refused:
-            if all(_permanent(error.code) for error in refused.recipients):
-                raise MailRefusedError(str(refused)) from refused
-            raise MailUnavailableError(str(refused)) from refused
+            # The codes only: the server's text names the address, which logs must not keep.
+            codes = [error.code for error in refused.recipients]
+            reason = f"recipient refused ({', '.join(map(str, codes))})"
+            if all(_permanent(code) for code in codes):
+                raise MailRefusedError(reason) from refused
+            raise MailUnavailableError(reason) from refused
         except aiosmtplib.SMTPDataError as refused:
             if _permanent(refused.code):
                 raise MailRefusedError(str(refused)) from refused
