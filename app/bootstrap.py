@@ -1,7 +1,8 @@
 """The composition root shared by the API and the worker: settings in, wired modules out.
 
 This is the only place that knows every module. A module reaches another only through the
-contract it is handed here (orders gets a `CatalogFacade`), never by importing it.
+contract it is handed here (orders gets a `CatalogFacade` and a `UsersFacade`), never by
+importing it.
 """
 
 from __future__ import annotations
@@ -95,12 +96,20 @@ def _build_modules(settings: Settings, core: CoreContainer) -> list[Module]:
     if "catalog" in mounted:
         modules.append(catalog.build(core))
     if "orders" in mounted:
-        if "catalog" not in mounted:
+        missing = [name for name in ("catalog", "users") if name not in mounted]
+        if missing:
             raise RuntimeError(
-                "APP_MODULES mounts orders without catalog; orders needs the catalog in process"
+                f"APP_MODULES mounts orders without {' and '.join(missing)};"
+                " orders needs catalog and users in process"
             )
-        catalog_facade = catalog.facade(next(m for m in modules if m.name == "catalog"))
-        modules.append(orders.build(core, catalog=catalog_facade))
+        mounted_module = {module.name: module for module in modules}
+        modules.append(
+            orders.build(
+                core,
+                catalog=catalog.facade(mounted_module["catalog"]),
+                users=users.facade(mounted_module["users"]),
+            )
+        )
     return modules
 
 

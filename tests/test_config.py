@@ -223,6 +223,13 @@ def test_orders_without_catalog_fails_at_startup(servers: Servers, database_url:
         create_app(settings)
 
 
+def test_orders_without_users_fails_at_startup(servers: Servers, database_url: str) -> None:
+    # Orders emails its customers at the address the users module gives it.
+    settings = make_settings(database_url, servers.redis_url, app_modules=["catalog", "orders"])
+    with pytest.raises(RuntimeError, match=r"orders without users"):
+        create_app(settings)
+
+
 def test_pool_and_statement_settings_reach_the_engine() -> None:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]

@@ -13,7 +13,12 @@ from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from app.core.security.rbac import Permission, Principal, Role
 from app.modules.orders.exceptions import IllegalTransitionError
 from app.modules.orders.models import Order, OrderStatus
-from app.modules.orders.service import TRANSITIONS, move
+from app.modules.orders.service import (
+    EMAILED_STATUSES,
+    SEND_ORDER_EMAIL_JOB,
+    TRANSITIONS,
+    move,
+)
 from app.modules.users.schemas import normalise_email
 
 
@@ -75,6 +80,9 @@ def test_every_order_transition_outside_the_table_is_refused_naming_the_state() 
                 assert order.status == target
                 assert [(c.status, c.cause) for c in order.history] == [(target, "because")]
                 assert [(e.status, e.version) for e in tx.events] == [(target, 1)]  # type: ignore[attr-defined]
+                emailed = [(SEND_ORDER_EMAIL_JOB, (str(order.id), target))]
+                expected_jobs = emailed if target in EMAILED_STATUSES else []
+                assert [(job.name, job.args) for job in tx.jobs] == expected_jobs
             else:
                 with pytest.raises(IllegalTransitionError, match=f"The order is '{current}'"):
                     move(tx, order, target, "because")

@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     payment_job_retry_base_s: float = Field(default=5.0, ge=0)
     payment_redrive_after_s: int = Field(default=60, ge=1)
 
+    order_email_max_tries: int = Field(default=5, ge=1, le=50)
+    order_email_retry_base_s: float = Field(default=5.0, ge=0)
+    order_email_redrive_after_s: int = Field(default=300, ge=1)
+
     # The Redis response cache. A write is visible to every reader within
     # cache_product_ttl_s / cache_listing_ttl_s at worst; event-driven invalidation makes it
     # the relay's delay (well under a second) in practice.

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from app.core.security.rbac import Role
+from app.modules.users.contracts import Contact, UsersFacade
+from app.modules.users.module import facade as users_facade
 from tests.conftest import UserFactory
 from tests.helpers import assert_problem, error_fields
 
@@ -159,3 +163,20 @@ async def test_password_change_refuses_the_email_local_part(
 async def test_password_change_needs_a_token(client: httpx.AsyncClient) -> None:
     body = {"current_password": "whatever-it-is", "new_password": NEW_PASSWORD}
     assert_problem(await client.post(PASSWORD, json=body), 401)
+
+
+async def test_the_contract_gives_other_modules_an_active_account_contact_only(
+    client: httpx.AsyncClient, make_user: UserFactory, app: FastAPI
+) -> None:
+    admin = await make_user(Role.ADMIN)
+    active, disabled = await make_user(), await make_user()
+    await client.post(f"/api/v1/users/{disabled.id}/disable", headers=admin.headers)
+    users: UsersFacade = users_facade(app.state.runtime.module("users"))
+
+    contact = await users.contact(UUID(active.id))
+
+    assert contact == Contact(
+        user_id=UUID(active.id), email=active.email, full_name="Test customer"
+    )
+    assert await users.contact(UUID(disabled.id)) is None
+    assert await users.contact(uuid4()) is None

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory, eventually
-from tests.helpers import ADDRESS, assert_problem, create_product, place_ok, settled
+from tests.helpers import ADDRESS, ORDERS, assert_problem, create_product, place_ok, settled
 
 EXPORT = "/api/v1/users/me/export"
 ME = "/api/v1/users/me"
@@ -146,6 +146,10 @@ async def test_erasure_forgets_the_person_everywhere(
     assert ADDRESS["name"] not in text_export
     assert ADDRESS["line1"] not in text_export
     assert exported["orders"]["orders"][0]["total"] == "12.50"
+    # Staff still see the order, without the address.
+    seen = await client.get(f"{ORDERS}/{order['id']}", headers=staff.headers)
+    assert seen.status_code == 200, seen.text
+    assert (seen.json()["total"], seen.json()["shipping_address"]) == ("12.50", None)
 
 
 async def test_the_last_admin_cannot_erase_themselves(

@@ -7,11 +7,13 @@ from dependency_injector import containers, providers
 from app.core.config import Settings
 from app.core.container import unit_of_work
 from app.modules.catalog.contracts import CatalogFacade
+from app.modules.orders.emails import OrderEmails
 from app.modules.orders.models import inbox, outbox
 from app.modules.orders.payments.http import HttpPayments
 from app.modules.orders.payments.port import PaymentGateway
 from app.modules.orders.payments.sandbox import SandboxPayments
 from app.modules.orders.service import OrderProjection, OrderService, PaymentSaga
+from app.modules.users.contracts import UsersFacade
 
 
 def payment_gateway(settings: Settings) -> PaymentGateway:
@@ -24,6 +26,7 @@ def payment_gateway(settings: Settings) -> PaymentGateway:
 class OrdersContainer(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
     catalog: providers.Dependency[CatalogFacade] = providers.Dependency()
+    users: providers.Dependency[UsersFacade] = providers.Dependency()
     uow = unit_of_work(core, outbox, inbox)
     payments = providers.Singleton(payment_gateway, settings=core.settings)
     orders = providers.Singleton(
@@ -40,3 +43,10 @@ class OrdersContainer(containers.DeclarativeContainer):
         redrive_after_s=core.settings.provided.payment_redrive_after_s,
     )
     projection = providers.Singleton(OrderProjection)
+    emails = providers.Singleton(
+        OrderEmails,
+        uow=uow,
+        users=users,
+        mailer=core.mailer,
+        redrive_after_s=core.settings.provided.order_email_redrive_after_s,
+    )

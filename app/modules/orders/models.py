@@ -115,6 +115,33 @@ class StatusChange(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class EmailOutcome(StrEnum):
+    SENT = "sent"
+    NO_RECIPIENT = "no_recipient"  # the customer was erased or disabled meanwhile
+    REFUSED = "refused"  # the mail server refused the message for good
+
+
+class OrderEmail(Base):
+    """An email the customer is owed about a status their order reached: written in the
+    transaction of the status change, settled by the job once sent (or known unsendable). The
+    job does nothing for a settled row, and the redrive re-sends unsettled ones."""
+
+    __tablename__ = "order_emails"
+    __table_args__ = (
+        Index("ix_order_emails_unsettled", "requested_at", postgresql_where="settled_at IS NULL"),
+    )
+
+    order_id: Mapped[UUID] = mapped_column(
+        ForeignKey("orders.orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(20))
+
+
 class IdempotencyKey(Base):
     """A checkout request already seen: its body's hash and the order it created. The primary
     key makes a concurrent duplicate wait for the first request's transaction, then see it."""

@@ -6,18 +6,21 @@ from app.core.container import CoreContainer
 from app.core.module import Module
 from app.modules.catalog.contracts import CatalogFacade
 from app.modules.orders.container import OrdersContainer
+from app.modules.orders.emails import OrderEmails
 from app.modules.orders.handlers import subscriptions
 from app.modules.orders.jobs import cron_jobs, jobs
 from app.modules.orders.payments.port import PaymentGateway
 from app.modules.orders.privacy import OrdersPersonalData
 from app.modules.orders.router import router
 from app.modules.orders.service import OrderService, PaymentSaga
+from app.modules.users.contracts import UsersFacade
 
 
-def build(core: CoreContainer, catalog: CatalogFacade) -> Module:
-    container = OrdersContainer(core=core, catalog=catalog)
+def build(core: CoreContainer, catalog: CatalogFacade, users: UsersFacade) -> Module:
+    container = OrdersContainer(core=core, catalog=catalog, users=users)
     orders: OrderService = container.orders()
     saga: PaymentSaga = container.saga()
+    emails: OrderEmails = container.emails()
     payments: PaymentGateway = container.payments()
     return Module(
         name="orders",
@@ -25,8 +28,8 @@ def build(core: CoreContainer, catalog: CatalogFacade) -> Module:
         router=router,
         uow=container.uow(),
         subscriptions=subscriptions(container.uow(), orders, container.projection()),
-        jobs=jobs(orders, saga, core.settings()),
-        cron_jobs=cron_jobs(orders, saga),
+        jobs=jobs(orders, saga, emails, core.settings()),
+        cron_jobs=cron_jobs(orders, saga, emails),
         personal_data=OrdersPersonalData(container.uow()),
         on_stop=(payments.close,),
     )

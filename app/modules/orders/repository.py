@@ -7,7 +7,14 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.modules.orders.models import IdempotencyKey, Order, OrderStatus, OrderSummary
+from app.modules.orders.models import (
+    EmailOutcome,
+    IdempotencyKey,
+    Order,
+    OrderEmail,
+    OrderStatus,
+    OrderSummary,
+)
 
 
 class OrderRepository:
@@ -56,6 +63,37 @@ class OrderRepository:
             .values(shipping_address={}, payment_method="")
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+class OrderEmailRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def request(self, order_id: UUID, status: OrderStatus) -> None:
+        self._session.add(OrderEmail(order_id=order_id, status=status))
+
+    async def get(self, order_id: UUID, status: str) -> OrderEmail | None:
+        return await self._session.get(OrderEmail, (order_id, status))
+
+    async def settle(self, order_id: UUID, status: str, outcome: EmailOutcome) -> None:
+        await self._session.execute(
+            update(OrderEmail)
+            .where(
+                OrderEmail.order_id == order_id,
+                OrderEmail.status == status,
+                OrderEmail.settled_at.is_(None),
+            )
+            .values(settled_at=func.now(), outcome=outcome)
+        )
+
+    async def unsettled_since_before(self, cutoff: datetime, limit: int) -> list[tuple[UUID, str]]:
+        query = (
+            select(OrderEmail.order_id, OrderEmail.status)
+            .where(OrderEmail.settled_at.is_(None), OrderEmail.requested_at < cutoff)
+            .order_by(OrderEmail.requested_at)
+            .limit(limit)
+        )
+        return [(order_id, status) for order_id, status in await self._session.execute(query)]
 
 
 class IdempotencyKeyRepository:

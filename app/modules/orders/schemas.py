@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import pycountry
@@ -99,9 +99,15 @@ class OrderOut(BaseModel):
     total: Decimal
     currency: str
     created_at: datetime
-    shipping_address: ShippingAddressOut
+    # None once the customer was erased: the order keeps its amounts, not where it went.
+    shipping_address: ShippingAddressOut | None
     lines: list[OrderLineOut]
     history: list[StatusChangeOut]
+
+    @field_validator("shipping_address", mode="before")
+    @classmethod
+    def _forgotten_is_none(cls, address: dict[str, Any]) -> dict[str, Any] | None:
+        return address or None
 
 
 class OrderSummaryOut(BaseModel):

@@ -52,6 +52,7 @@ from app.modules.orders.payments.port import (
 )
 from app.modules.orders.repository import (
     IdempotencyKeyRepository,
+    OrderEmailRepository,
     OrderRepository,
     OrderSummaryRepository,
 )
@@ -59,6 +60,7 @@ from app.modules.orders.repository import (
 EXPIRE_ORDER_JOB = "orders.expire_order"
 TAKE_PAYMENT_JOB = "orders.take_payment"
 REFUND_PAYMENT_JOB = "orders.refund_payment"
+SEND_ORDER_EMAIL_JOB = "orders.send_order_email"
 # orders.total is NUMERIC(14, 2): fifty lines of a hundred units at the highest product price
 # add up to more, which Postgres would refuse with a 500.
 MAX_TOTAL = Decimal(10) ** 12
@@ -80,11 +82,14 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.CANCELLED: frozenset({S.REFUNDED}),
     S.REFUNDED: frozenset(),
 }
+# The statuses the customer is told about by email (app/modules/orders/emails.py).
+EMAILED_STATUSES = frozenset({S.CONFIRMED, S.PAYMENT_FAILED, S.REFUNDED})
 
 
 def move(tx: Transaction, order: Order, target: OrderStatus, cause: str) -> None:
     """The only way an order changes status: checked against TRANSITIONS, recorded with its
-    cause and time, and announced (the read side follows `OrderStatusChanged`)."""
+    cause and time, announced (the read side follows `OrderStatusChanged`), and for
+    EMAILED_STATUSES an email to the customer owed in the same transaction."""
     if target not in TRANSITIONS[OrderStatus(order.status)]:
         raise IllegalTransitionError(order.status, target)
     order.status = target
@@ -98,6 +103,9 @@ def move(tx: Transaction, order: Order, target: OrderStatus, cause: str) -> None
             version=len(order.history),
         )
     )
+    if target in EMAILED_STATUSES:
+        OrderEmailRepository(tx.session).request(order.id, target)
+        enqueue_order_email(tx, order.id, target)
 
 
 @dataclass(frozen=True)
@@ -563,6 +571,12 @@ def _enqueue_payment(tx: Transaction, order_id: UUID) -> None:
 
 def _enqueue_refund(tx: Transaction, order_id: UUID) -> None:
     tx.enqueue_after_commit(REFUND_PAYMENT_JOB, str(order_id), job_id=f"refund:{order_id}")
+
+
+def enqueue_order_email(tx: Transaction, order_id: UUID, status: str) -> None:
+    tx.enqueue_after_commit(
+        SEND_ORDER_EMAIL_JOB, str(order_id), str(status), job_id=f"order-email:{order_id}:{status}"
+    )
 
 
 def _decode_order_cursor(cursor: str) -> tuple[datetime, UUID]:

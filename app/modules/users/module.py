@@ -6,8 +6,10 @@ from app.core.audit import AuditTrail
 from app.core.container import CoreContainer
 from app.core.module import Module
 from app.modules.users.container import UsersContainer
+from app.modules.users.contracts import UsersFacade
 from app.modules.users.jobs import cron_jobs, jobs
 from app.modules.users.router import router
+from app.modules.users.service import AccountService
 
 
 def build(core: CoreContainer) -> Module:
@@ -27,3 +29,9 @@ def audit_trail(module: Module) -> AuditTrail:
     """The audit table, as the core port other modules record their admin actions through."""
     trail: AuditTrail = module.container.audit()
     return trail
+
+
+def facade(module: Module) -> UsersFacade:
+    """What users offers other modules in this process."""
+    accounts: AccountService = module.container.accounts()
+    return accounts

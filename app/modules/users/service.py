@@ -31,7 +31,7 @@ from app.core.security.passwords import PasswordHasher
 from app.core.security.rbac import Principal, Role
 from app.core.security.revocation import TokenRevocations
 from app.core.security.tokens import AccessToken, TokenService
-from app.modules.users.contracts import UserErased, UserRegistered
+from app.modules.users.contracts import Contact, UserErased, UserRegistered
 from app.modules.users.exceptions import (
     EmailTakenError,
     InvalidCredentialsError,
@@ -260,6 +260,14 @@ class AccountService:
         if user is None or not user.is_active:
             raise UserNotFoundError
         return user
+
+    async def contact(self, user_id: UUID) -> Contact | None:
+        """`UsersFacade.contact`: an erased account is disabled too, so it has none."""
+        async with self._uow.begin() as tx:
+            user = await UserRepository(tx.session).get(user_id)
+        if user is None or not user.is_active:
+            return None
+        return Contact(user_id=user.id, email=user.email, full_name=user.full_name)
 
     async def update_profile(self, user_id: UUID, full_name: str) -> User:
         async with self._uow.begin() as tx:
