@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 from arq import create_pool
+from arq.jobs import Job, JobStatus
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -94,9 +95,10 @@ async def becomes(
 
 async def payment_job_done(settings: Settings, order_id: str) -> None:
     pool = await create_pool(redis_settings(settings))
+    job = Job(f"take-payment:{order_id}", pool)
 
-    async def gone() -> bool:
-        return f"take-payment:{order_id}" not in {job.job_id for job in await pool.queued_jobs()}
+    async def gone() -> bool:  # payment jobs keep no result: done is not found
+        return await job.status() in (JobStatus.complete, JobStatus.not_found)
 
     try:
         await eventually(gone)
