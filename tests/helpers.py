@@ -172,6 +172,21 @@ async def outbox_events(app: FastAPI, event_type: str) -> list[dict[str, Any]]:
         return [dict(row.payload) for row in rows]
 
 
+async def held_or_sold(app: FastAPI, product_id: str) -> int:
+    """Units of a product that reservations hold or have sold: with the stock on sale, what
+    the product started with."""
+    async with app.state.runtime.core.database().session() as session:
+        units = await session.scalar(
+            text(
+                "SELECT coalesce(sum(l.quantity), 0) FROM catalog.reservation_lines l "
+                "JOIN catalog.reservations r USING (order_id) "
+                "WHERE l.product_id = :id AND r.status IN ('reserved', 'committed')"
+            ),
+            {"id": product_id},
+        )
+    return int(units or 0)
+
+
 async def events_delivered(app: FastAPI) -> None:
     """Wait until the relay has delivered every catalog event written so far (so a cache
     invalidation still in flight cannot race what the test does next)."""

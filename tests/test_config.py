@@ -126,6 +126,30 @@ def test_refusal_does_not_echo_the_secret(monkeypatch: pytest.MonkeyPatch) -> No
     assert "TAILMARK" not in message
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param({"RESERVATION_TTL_S": "900"}, id="as-long-as-the-order-timeout"),
+        pytest.param({"ORDER_PENDING_TIMEOUT_S": "3600"}, id="order-timeout-raised-alone"),
+    ],
+)
+def test_reservations_must_outlive_unanswered_orders(
+    monkeypatch: pytest.MonkeyPatch, values: dict[str, str]
+) -> None:
+    # The catalog's expiry is the safety net behind orders' own timeout, never ahead of it.
+    set_env(monkeypatch, values)
+    with pytest.raises(ValidationError) as caught:
+        load()
+    message = str(caught.value)
+    assert "RESERVATION_TTL_S" in message
+    assert "ORDER_PENDING_TIMEOUT_S" in message
+
+
+def test_a_longer_reservation_hold_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {"ORDER_PENDING_TIMEOUT_S": "3600", "RESERVATION_TTL_S": "3601"})
+    assert load().reservation_ttl_s == 3601
+
+
 def test_app_modules_from_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_MODULES", "catalog, users")
     assert load().app_modules == ["catalog", "users"]

@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     event_retry_base_s: float = Field(default=1.0, ge=0)
 
     order_pending_timeout_s: int = Field(default=900, ge=1)
+    reservation_ttl_s: int = Field(default=1_800, ge=1)
     idempotency_key_ttl_s: int = Field(default=86_400, ge=60)
 
     payment_provider: Literal["sandbox", "http"] = "sandbox"
@@ -181,6 +182,17 @@ class Settings(BaseSettings):
     def _signing_key_is_not_retired(self) -> Settings:
         if self.jwt_key_id in self.jwt_previous_keys:
             raise ValueError("JWT_KEY_ID must not also be listed in JWT_PREVIOUS_KEYS")
+        return self
+
+    @model_validator(mode="after")
+    def _reservations_outlive_unanswered_orders(self) -> Settings:
+        # The catalog's expiry is the safety net for when orders never answers; expiring first
+        # would take stock from orders that orders itself is still settling.
+        if self.reservation_ttl_s <= self.order_pending_timeout_s:
+            raise ValueError(
+                f"RESERVATION_TTL_S ({self.reservation_ttl_s}) must be longer than "
+                f"ORDER_PENDING_TIMEOUT_S ({self.order_pending_timeout_s})"
+            )
         return self
 
     @field_validator("app_modules")

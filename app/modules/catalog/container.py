@@ -6,7 +6,13 @@ from dependency_injector import containers, providers
 
 from app.core.container import unit_of_work
 from app.modules.catalog.models import inbox, outbox
-from app.modules.catalog.service import CacheTtl, CategoryService, ProductService, StockService
+from app.modules.catalog.service import (
+    CacheTtl,
+    CategoryService,
+    ProductService,
+    ReservationExpiry,
+    StockService,
+)
 
 
 class CatalogContainer(containers.DeclarativeContainer):
@@ -21,3 +27,6 @@ class CatalogContainer(containers.DeclarativeContainer):
     products = providers.Singleton(ProductService, uow=uow, cache=core.cache, ttl=ttl)
     categories = providers.Singleton(CategoryService, uow=uow)
     stock = providers.Singleton(StockService)
+    expiry = providers.Singleton(
+        ReservationExpiry, uow=uow, ttl_s=core.settings.provided.reservation_ttl_s
+    )

@@ -86,10 +86,15 @@ class Product(Base):
 
 
 class Reservation(Base):
-    """Stock held for one order. `released` without lines is a tombstone: the order was
+    """Stock held for one order: `reserved`, then `committed` (sold), `released` (given back)
+    or `expired` (given back by the expiry cron, nobody having settled the order); `rejected`
+    when there was not enough. `released` without lines is a tombstone: the order was
     cancelled before its reservation arrived, so a late `OrderPlaced` must not take stock."""
 
     __tablename__ = "reservations"
+    __table_args__ = (
+        Index("ix_reservations_open", "created_at", postgresql_where="status = 'reserved'"),
+    )
 
     order_id: Mapped[UUID] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(16))

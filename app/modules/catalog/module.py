@@ -7,6 +7,7 @@ from app.core.module import Module
 from app.modules.catalog.container import CatalogContainer
 from app.modules.catalog.contracts import CatalogFacade
 from app.modules.catalog.handlers import subscriptions
+from app.modules.catalog.jobs import cron_jobs
 from app.modules.catalog.router import router
 from app.modules.catalog.service import ProductService
 
@@ -19,6 +20,7 @@ def build(core: CoreContainer) -> Module:
         router=router,
         uow=container.uow(),
         subscriptions=subscriptions(container.uow(), container.stock(), container.products()),
+        cron_jobs=cron_jobs(container.expiry()),
     )
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -230,6 +231,32 @@ class StockRepository:
             select(ReservationLine)
             .where(ReservationLine.order_id == order_id)
             .order_by(ReservationLine.product_id)
+        )
+        return list((await self._session.execute(query)).scalars())
+
+    async def overdue(self, held_for: timedelta, limit: int) -> list[Reservation]:
+        """Up to `limit` reservations still open `held_for` after they were made, oldest first,
+        locked. Rows another transaction holds (a release or commit under way) are skipped,
+        not waited for: that transaction settles them, or the next sweep takes them."""
+        query = (
+            select(Reservation)
+            .where(
+                Reservation.status == "reserved",
+                Reservation.created_at < func.now() - held_for,
+            )
+            .order_by(Reservation.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self._session.execute(query)).scalars())
+
+    async def lines_of(self, order_ids: Sequence[UUID]) -> list[ReservationLine]:
+        """The lines of several reservations in product order, the order every stock writer
+        locks product rows in."""
+        query = (
+            select(ReservationLine)
+            .where(ReservationLine.order_id.in_(order_ids))
+            .order_by(ReservationLine.product_id, ReservationLine.order_id)
         )
         return list((await self._session.execute(query)).scalars())
 

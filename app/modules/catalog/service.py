@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core.cache import CacheUnavailableError, ResponseCache
 from app.core.events.outbox import Transaction, UnitOfWork
+from app.core.logging import get_logger
 from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from app.modules.catalog.contracts import (
     CategoryChanged,
@@ -25,7 +26,9 @@ from app.modules.catalog.contracts import (
     ProductSnapshot,
     ProductUpdated,
     StockChanged,
+    StockCommitFailed,
     StockReleased,
+    StockReservationExpired,
     StockReservationFailed,
     StockReserved,
 )
@@ -42,7 +45,7 @@ from app.modules.catalog.exceptions import (
     UnknownCategoryError,
     UnknownParentCategoryError,
 )
-from app.modules.catalog.models import Category, Product
+from app.modules.catalog.models import Category, Product, Reservation
 from app.modules.catalog.repository import (
     SORT_KEYS,
     CategoryRepository,
@@ -65,6 +68,9 @@ _CURSOR_KEYS = frozenset({"sort", "key", "id"})
 _PRICE_KEY = re.compile(r"^\d{1,10}\.\d{2}$")
 _NAME_KEY_MAX = 200
 LISTING_KEYS = "catalog:list:*"
+# Reservations expired per transaction: a backlog is worked through in short transactions.
+EXPIRY_BATCH = 200
+_log = get_logger("keystone.catalog")
 
 
 def product_cache_key(product_id: UUID) -> str:
@@ -434,6 +440,26 @@ class _ShortageError(Exception):
         self.product_id = product_id
 
 
+async def _take_all(
+    tx: Transaction, stock: StockRepository, lines: Sequence[tuple[UUID, int]]
+) -> dict[UUID, int]:
+    """Take every line or none: the units left per product, or `_ShortageError` naming the
+    first product short, with whatever was taken before it given back."""
+    left: dict[UUID, int] = {}
+    async with tx.savepoint():
+        # A fixed lock order keeps concurrent multi-line takers and givers from deadlocking.
+        for product_id, quantity in sorted(lines):
+            remaining = await stock.take(product_id, quantity)
+            if remaining is None:
+                raise _ShortageError(product_id)
+            left[product_id] = remaining
+    return left
+
+
+async def _shortage_reason(stock: StockRepository, shortage: _ShortageError) -> str:
+    return "unavailable" if await stock.is_archived(shortage.product_id) else "out_of_stock"
+
+
 class StockService:
     """Holds stock for orders. Each call runs inside the caller's transaction (an event
     handler's), so the stock change, the reservation record and the event it emits commit
@@ -445,22 +471,14 @@ class StockService:
         stock = StockRepository(tx.session)
         if await stock.reservation(order_id) is not None:
             return
-        left: dict[UUID, int] = {}
         try:
-            async with tx.savepoint():
-                # A fixed lock order keeps concurrent multi-line reservations from deadlocking.
-                for product_id, quantity in sorted(lines):
-                    remaining = await stock.take(product_id, quantity)
-                    if remaining is None:
-                        raise _ShortageError(product_id)
-                    left[product_id] = remaining
+            left = await _take_all(tx, stock, lines)
         except _ShortageError as shortage:
-            archived = await stock.is_archived(shortage.product_id)
             await stock.record(order_id, "rejected")
             tx.publish(
                 StockReservationFailed(
                     order_id=order_id,
-                    reason="unavailable" if archived else "out_of_stock",
+                    reason=await _shortage_reason(stock, shortage),
                     product_ids=[shortage.product_id],
                 )
             )
@@ -481,7 +499,7 @@ class StockService:
             await stock.record(order_id, "released")
             return
         # Committed stock is still on the shelf until the order ships, so a cancelled
-        # confirmed order gives it back too.
+        # confirmed order gives it back too. Expired stock was given back already.
         if reservation.status not in ("reserved", "committed"):
             return
         for line in await stock.reservation_lines(order_id):
@@ -499,7 +517,99 @@ class StockService:
 
     async def commit_for_order(self, tx: Transaction, order_id: UUID) -> None:
         """The order is paid for: its reserved stock is sold. The stock count already excludes
-        it; the reservation stops being releasable by expiry or a failed payment."""
-        reservation = await StockRepository(tx.session).reservation(order_id)
-        if reservation is not None and reservation.status == "reserved":
+        it; the reservation stops being releasable by expiry or a failed payment.
+
+        The order may have been paid after its reservation expired (orders was down, or the
+        capture was retried past RESERVATION_TTL_S): the stock is on sale again and may be gone.
+        Then it is taken again, every line or none, under the same row locks as any reservation;
+        if it is not all there, nothing is sold and `StockCommitFailed` makes orders cancel and
+        refund the order. So stock is never sold twice, and a paid order ends confirmed with its
+        stock or refunded."""
+        stock = StockRepository(tx.session)
+        reservation = await stock.reservation(order_id)
+        if reservation is None:
+            return
+        if reservation.status == "reserved":
             reservation.status = "committed"
+        elif reservation.status == "expired":
+            await self._retake(tx, stock, reservation)
+
+    @staticmethod
+    async def _retake(tx: Transaction, stock: StockRepository, reservation: Reservation) -> None:
+        order_id = reservation.order_id
+        lines = [
+            (line.product_id, line.quantity) for line in await stock.reservation_lines(order_id)
+        ]
+        try:
+            left = await _take_all(tx, stock, lines)
+        except _ShortageError as shortage:
+            tx.publish(
+                StockCommitFailed(
+                    order_id=order_id,
+                    reason=await _shortage_reason(stock, shortage),
+                    product_ids=[shortage.product_id],
+                )
+            )
+            _log.warning("expired stock not there for a paid order", order_id=str(order_id))
+            return
+        reservation.status = "committed"
+        for product_id, available in left.items():
+            tx.publish(
+                StockChanged(
+                    product_id=product_id, available=available, cause="retaken", order_id=order_id
+                )
+            )
+        _log.info("expired stock taken again for a paid order", order_id=str(order_id))
+
+
+class ReservationExpiry:
+    """Gives back stock held for orders nobody settled within RESERVATION_TTL_S: the safety net
+    for when orders never answers (its process down, lifted out and unreachable). Orders expires
+    its own unanswered orders sooner (ORDER_PENDING_TIMEOUT_S, which the TTL must exceed), so in
+    a healthy system this finds nothing.
+
+    Each batch is one transaction: the overdue reservations are locked with SKIP LOCKED (a
+    release or commit holding one is left to finish), their lines are put back in product order
+    (the lock order of every stock writer, so no deadlock), and each reservation turns
+    `expired` with `StockReservationExpired` and the `StockChanged` events in the outbox.
+    Orders cancels an order still waiting for payment; a payment that lands anyway is handled
+    when the order is confirmed (`StockService.commit_for_order`)."""
+
+    def __init__(self, uow: UnitOfWork, ttl_s: int, batch_size: int = EXPIRY_BATCH) -> None:
+        self._uow = uow
+        self._ttl = timedelta(seconds=ttl_s)
+        self._batch_size = batch_size
+
+    async def expire_overdue(self) -> int:
+        """Expire every overdue reservation, a batch at a time; how many were expired."""
+        expired = 0
+        while True:
+            batch = await self._expire_batch()
+            expired += batch
+            if batch < self._batch_size:
+                return expired
+
+    async def _expire_batch(self) -> int:
+        async with self._uow.begin() as tx:
+            stock = StockRepository(tx.session)
+            overdue = await stock.overdue(self._ttl, self._batch_size)
+            for line in await stock.lines_of([r.order_id for r in overdue]):
+                available = await stock.put_back(line.product_id, line.quantity)
+                tx.publish(
+                    StockChanged(
+                        product_id=line.product_id,
+                        available=available,
+                        cause="expired",
+                        order_id=line.order_id,
+                    )
+                )
+            for reservation in overdue:
+                reservation.status = "expired"
+                tx.publish(
+                    StockReservationExpired(
+                        order_id=reservation.order_id, reserved_at=reservation.created_at
+                    )
+                )
+        if overdue:
+            _log.info("reservations expired", orders=[str(r.order_id) for r in overdue])
+        return len(overdue)

@@ -5,6 +5,9 @@ The saga is choreographed through integration events and jobs:
 (`paid`) and captures (`confirmed`, the catalog commits the stock). Each failure compensates:
 no stock -> `rejected`; a declined or unreachable payment -> `payment_failed` and the catalog
 releases the stock; a cancelled order releases its stock and refunds what was paid.
+Should this module stay silent past RESERVATION_TTL_S, the catalog gives the stock back itself
+(`StockReservationExpired`): an order still awaiting payment is cancelled, and one confirmed
+regardless is refunded if the catalog cannot take its stock again (`StockCommitFailed`).
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 # The statuses the customer is told about by email (app/modules/orders/emails.py).
 EMAILED_STATUSES = frozenset({S.CONFIRMED, S.PAYMENT_FAILED, S.REFUNDED})
+AWAITING_PAYMENT = (S.PENDING, S.STOCK_RESERVED)
+RESERVATION_EXPIRED = "reservation expired"
 
 
 def move(tx: Transaction, order: Order, target: OrderStatus, cause: str) -> None:
@@ -290,10 +295,7 @@ class OrderService:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
             if order is None or order.customer_id != owner.user_id:
                 raise OrderNotFoundError
-            move(tx, order, OrderStatus.CANCELLED, "cancelled by the customer")
-            tx.publish(OrderCancelled(order_id=order.id, reason="cancelled by the customer"))
-            if order.may_hold_money:
-                _enqueue_refund(tx, order.id)
+            _cancel(tx, order, "cancelled by the customer")
         _log.info("order cancelled", order_id=str(order_id), refund=order.may_hold_money)
         return order
 
@@ -330,17 +332,43 @@ class OrderService:
             move(tx, order, OrderStatus.REJECTED, cause)
             tx.publish(OrderRejected(order_id=order_id, reason=cause))
 
+    async def reservation_expired(self, tx: Transaction, order_id: UUID) -> None:
+        """The catalog gave the order's stock back: nobody settled it within RESERVATION_TTL_S
+        (this module was down, or its events were held up). An order still waiting for stock or
+        payment is cancelled, and a hold already requested is released by the refund job. A
+        paid order is left to finish: its confirmation makes the catalog take the stock again,
+        or answer `StockCommitFailed` (see `stock_not_retaken`)."""
+        order = await OrderRepository(tx.session).get(order_id, for_update=True)
+        if order is None or order.status not in AWAITING_PAYMENT:
+            _log.info("reservation expiry ignored", order_id=str(order_id))
+            return
+        _cancel(tx, order, RESERVATION_EXPIRED)
+        _log.info("order cancelled: its reservation expired", order_id=str(order_id))
+
+    async def stock_not_retaken(self, tx: Transaction, order_id: UUID, reason: str) -> None:
+        """The order was confirmed after its reservation expired, and the stock was gone by
+        then: the catalog sold nothing, so the order is cancelled and what was paid refunded."""
+        order = await OrderRepository(tx.session).get(order_id, for_update=True)
+        if order is None or order.status != S.CONFIRMED:
+            # Cancelled meanwhile: its refund is under way. Shipped: the warehouse found units
+            # the stock count did not have, which an operator must reconcile.
+            _log.warning(
+                "stock lost after confirmation; order left as it is",
+                order_id=str(order_id),
+                status=None if order is None else order.status,
+            )
+            return
+        _cancel(tx, order, f"{RESERVATION_EXPIRED}: {reason}")
+        _log.warning("paid order cancelled: its expired stock was gone", order_id=str(order_id))
+
     async def expire_if_unanswered(self, order_id: UUID) -> bool:
         """Cancel an order still waiting for stock or payment past its timeout; the catalog
         releases whatever it holds, and a payment that lands later is refunded."""
         async with self._uow.begin() as tx:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
-            if order is None or order.status not in (S.PENDING, S.STOCK_RESERVED):
+            if order is None or order.status not in AWAITING_PAYMENT:
                 return False
-            move(tx, order, OrderStatus.CANCELLED, "expired")
-            tx.publish(OrderCancelled(order_id=order_id, reason="expired"))
-            if order.may_hold_money:
-                _enqueue_refund(tx, order_id)
+            _cancel(tx, order, "expired")
         _log.info("unanswered order expired", order_id=str(order_id))
         return True
 
@@ -348,7 +376,7 @@ class OrderService:
         cutoff = (now or datetime.now(UTC)) - self._pending_timeout
         async with self._uow.begin() as tx:
             stale = await OrderRepository(tx.session).in_status_since_before(
-                [S.PENDING, S.STOCK_RESERVED], cutoff, SWEEP_BATCH
+                list(AWAITING_PAYMENT), cutoff, SWEEP_BATCH
             )
         return sum([await self.expire_if_unanswered(order_id) for order_id in stale])
 
@@ -563,6 +591,15 @@ class OrderProjection:
             # OrderPlaced has not been projected yet: fail, and the relay delivers this again.
             raise LookupError(f"order {event.order_id} is not in the read side yet")
         await summaries.advance(event.order_id, event.status, event.version, event.occurred_at)
+
+
+def _cancel(tx: Transaction, order: Order, cause: str) -> None:
+    """Cancel and compensate: the catalog releases what it holds on `OrderCancelled`, and the
+    refund job gives back any money held or taken."""
+    move(tx, order, S.CANCELLED, cause)
+    tx.publish(OrderCancelled(order_id=order.id, reason=cause))
+    if order.may_hold_money:
+        _enqueue_refund(tx, order.id)
 
 
 def _enqueue_payment(tx: Transaction, order_id: UUID) -> None:

@@ -6,7 +6,9 @@ from app.modules.catalog.contracts.events import (
     ProductCreated,
     ProductUpdated,
     StockChanged,
+    StockCommitFailed,
     StockReleased,
+    StockReservationExpired,
     StockReservationFailed,
     StockReserved,
 )
@@ -20,7 +22,9 @@ __all__ = [
     "ProductSnapshot",
     "ProductUpdated",
     "StockChanged",
+    "StockCommitFailed",
     "StockReleased",
+    "StockReservationExpired",
     "StockReservationFailed",
     "StockReserved",
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 from uuid import UUID
@@ -27,6 +28,28 @@ class StockReleased(IntegrationEvent):
     event_type: ClassVar[str] = "catalog.StockReleased"
 
     order_id: UUID
+
+
+class StockReservationExpired(IntegrationEvent):
+    """Nobody confirmed or released the order within RESERVATION_TTL_S of `reserved_at`: its
+    stock is back on sale. An order still waiting for payment can no longer count on it."""
+
+    event_type: ClassVar[str] = "catalog.StockReservationExpired"
+
+    order_id: UUID
+    reserved_at: datetime
+
+
+class StockCommitFailed(IntegrationEvent):
+    """The order was confirmed after its reservation expired and its stock could not be taken
+    again: `reason` is "out_of_stock", or "unavailable" when a product was archived meanwhile.
+    Nothing was sold; the order's payment must be given back."""
+
+    event_type: ClassVar[str] = "catalog.StockCommitFailed"
+
+    order_id: UUID
+    reason: str
+    product_ids: list[UUID]
 
 
 class ProductCreated(IntegrationEvent):
@@ -57,7 +80,8 @@ class ProductArchived(IntegrationEvent):
 
 class StockChanged(IntegrationEvent):
     """`available` is what can still be ordered; `cause` is "set" (by staff, `changed_by`
-    names them), "reserved" or "released" (for `order_id`)."""
+    names them), or for `order_id`: "reserved", "released", "expired" (the hold ran out) or
+    "retaken" (an expired hold taken again when the order was confirmed)."""
 
     event_type: ClassVar[str] = "catalog.StockChanged"
 
