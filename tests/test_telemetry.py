@@ -56,7 +56,9 @@ def app_with(servers: Servers, database_url: str, app: FastAPI) -> AppFactory:
 
 @pytest.fixture
 async def traced(app_with: AppFactory, receiver: OtlpReceiver) -> AsyncIterator[FastAPI]:
-    async with app_with(otel_exporter_otlp_endpoint=receiver.url + "/") as application:
+    async with app_with(
+        otel_exporter_otlp_endpoint=receiver.url + "/", tracing_sample_ratio=1
+    ) as application:
         yield application
 
 

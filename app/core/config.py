@@ -129,8 +129,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     # The standard OpenTelemetry variable: traces go to {endpoint}/v1/traces (OTLP/HTTP) when set.
     otel_exporter_otlp_endpoint: str | None = None
-    # Share of new traces recorded; a trace begun upstream keeps the caller's decision.
-    tracing_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    # Share of new traces recorded; a trace begun upstream keeps the caller's decision. A recorded
+    # trace costs the API far more than an unrecorded one (README "Metrics and tracing").
+    tracing_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
 
     worker_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
 
