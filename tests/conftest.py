@@ -5,7 +5,9 @@ each test starts from empty tables and an empty Redis database."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -29,6 +31,7 @@ from app.core import migrations
 from app.core.config import ALL_MODULES, Settings
 from app.core.db import asyncpg_url
 from app.core.jobs import redis_settings
+from app.core.logging import configure_logging
 from app.core.security.rbac import Role
 from app.main import create_app
 from app.worker import worker_settings
@@ -303,3 +306,27 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         await asyncio.gather(*jobs, return_exceptions=True)
         await pool.aclose()
         await runtime.stop()
+
+
+@pytest.fixture
+def log_lines(settings: Settings) -> Iterator[io.StringIO]:
+    configure_logging(
+        make_settings(
+            settings.require_database_url(),
+            settings.require_redis_url(),
+            log_level="INFO",
+            log_json=True,
+        )
+    )
+    buffer = io.StringIO()
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)
+    configure_logging(settings)
+
+
+def access_lines(buffer: io.StringIO) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    return [line for line in lines if line.get("logger") == "keystone.access"]

@@ -80,6 +80,12 @@ def test_valid_production_config_is_accepted(monkeypatch: pytest.MonkeyPatch) ->
         pytest.param({"TRUSTED_HOSTS": "*"}, "TRUSTED_HOSTS", id="any-host"),
         pytest.param({"PAYMENT_PROVIDER": "sandbox"}, "PAYMENT_PROVIDER", id="sandbox-payments"),
         pytest.param({"PAYMENT_API_URL": None}, "PAYMENT_API_URL", id="no-payment-api-url"),
+        pytest.param({"METRICS_ENABLED": "true"}, "METRICS_TOKEN", id="metrics-without-token"),
+        pytest.param(
+            {"METRICS_ENABLED": "true", "METRICS_TOKEN": STRONG_SECRET[:31]},
+            "METRICS_TOKEN",
+            id="short-metrics-token",
+        ),
     ],
 )
 @pytest.mark.parametrize("environment", ["prod", "staging"])
@@ -113,6 +119,19 @@ def test_the_same_values_are_fine_outside_production(
     # The refusals are about prod; dev must keep working with its defaults.
     set_env(monkeypatch, {**VALID_PROD, "APP_ENV": "dev", **change})
     assert load().app_env == "dev"
+
+
+def test_metrics_with_a_token_are_accepted_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {**VALID_PROD, "METRICS_ENABLED": "true", "METRICS_TOKEN": STRONG_SECRET})
+    assert load().metrics_enabled is True
+
+
+@pytest.mark.parametrize("endpoint", ["collector:4318", "ftp://collector", "http://"])
+def test_otlp_endpoint_must_be_an_http_url(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    with pytest.raises(ValidationError) as caught:
+        load()
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in str(caught.value)
 
 
 def test_refusal_does_not_echo_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,40 +3,10 @@
 from __future__ import annotations
 
 import io
-import json
-import logging
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from app.core.config import Settings
-from app.core.logging import configure_logging
-from tests.conftest import UserFactory, make_settings
-
-
-@pytest.fixture
-def log_lines(settings: Settings) -> Iterator[io.StringIO]:
-    configure_logging(
-        make_settings(
-            settings.require_database_url(),
-            settings.require_redis_url(),
-            log_level="INFO",
-            log_json=True,
-        )
-    )
-    buffer = io.StringIO()
-    handler = logging.getLogger().handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    previous = handler.setStream(buffer)
-    yield buffer
-    handler.setStream(previous)
-    configure_logging(settings)
-
-
-def access_lines(buffer: io.StringIO) -> list[dict[str, object]]:
-    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
-    return [line for line in lines if line.get("logger") == "keystone.access"]
+from tests.conftest import UserFactory, access_lines
 
 
 async def test_access_line_is_json_with_request_and_user(

@@ -10,6 +10,7 @@ import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -121,6 +122,16 @@ class Settings(BaseSettings):
 
     sentry_dsn: str | None = None
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    # Metrics and tracing (app/core/telemetry.py). GET /metrics answers only with
+    # `Authorization: Bearer <metrics_token>` when a token is set (staging/prod require one).
+    metrics_enabled: bool = False
+    metrics_token: SecretStr | None = None
+    # The standard OpenTelemetry variable: traces go to {endpoint}/v1/traces (OTLP/HTTP) when set.
+    otel_exporter_otlp_endpoint: str | None = None
+    # Share of new traces recorded; a trace begun upstream keeps the caller's decision. A recorded
+    # trace costs the API far more than an unrecorded one (README "Metrics and tracing").
+    tracing_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
 
     worker_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
 
@@ -238,6 +249,18 @@ class Settings(BaseSettings):
             _check_rate_limit(limit)
         return value
 
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _otlp_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(
+                "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL, e.g. http://collector:4318"
+            )
+        return value.rstrip("/")
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         # Staging too: it is reachable, and the dev secret is public in this repository.
@@ -266,7 +289,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PAYMENT_PROVIDER=http and PAYMENT_API_URL must be set in staging/prod"
             )
+        if self.metrics_enabled and (
+            self.metrics_token is None or len(self.metrics_token.get_secret_value()) < 32
+        ):
+            raise ValueError(
+                "METRICS_TOKEN must be a random value of at least 32 characters in staging/prod "
+                "while METRICS_ENABLED is true"
+            )
         return self
+
+    @property
+    def tracing_enabled(self) -> bool:
+        return self.otel_exporter_otlp_endpoint is not None
 
     @property
     def behind_tls(self) -> bool:

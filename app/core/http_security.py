@@ -22,9 +22,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.core.config import Settings
 from app.core.errors import RESPONSE_HEADERS_STATE_KEY, problem
 
-# Probes come from the platform straight to the container (plain HTTP, Host = the pod's IP):
-# they are neither redirected nor host-checked nor rate limited.
-PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+# Probes and metric scrapes come from the platform straight to the container (plain HTTP,
+# Host = the pod's IP): they are neither redirected nor host-checked nor rate limited.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
 
 # The API serves JSON only: nothing may be loaded, framed or run from its responses.

@@ -7,6 +7,7 @@ import secrets
 import time
 
 import structlog
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.context import request_id_var
@@ -27,11 +28,17 @@ class RequestContextMiddleware:
     """Accepts a well-formed incoming X-Request-ID or makes one, echoes it, logs the request.
 
     The user id is read back from `scope["state"]["user_id"]`, where the auth dependency puts it,
-    so the access line names who made the request.
+    so the access line names who made the request. With `tracing`, every line of the request
+    carries the id of the trace its server span belongs to (the span is opened outside the
+    middleware stack, by FastAPI).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, tracing: bool = False) -> None:
         self.app = app
+        self.tracing = tracing
+        self.context_keys = (
+            ("request_id", "user_id", "trace_id") if tracing else ("request_id", "user_id")
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,6 +50,10 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        if self.tracing:
+            span_context = trace.get_current_span().get_span_context()
+            if span_context.is_valid:
+                structlog.contextvars.bind_contextvars(trace_id=f"{span_context.trace_id:032x}")
         started = time.perf_counter()
         status = 500
 
@@ -69,5 +80,5 @@ class RequestContextMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 user_id=scope["state"].get("user_id"),
             )
-            structlog.contextvars.unbind_contextvars("request_id", "user_id")
+            structlog.contextvars.unbind_contextvars(*self.context_keys)
             request_id_var.reset(token)

@@ -43,7 +43,7 @@ from app.core.errors import ServiceUnavailableError, TooManyRequestsError, probl
 from app.core.logging import get_logger
 
 DECISION_STATE_KEY = "rate_limit"
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # After a storage failure, skip Redis for this long: a hung Redis must not add its timeout to
 # every request.
 STORAGE_RETRY_AFTER_S = 1.0

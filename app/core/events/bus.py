@@ -60,6 +60,25 @@ async def dead_letters(uow: UnitOfWork) -> list[DeadLetter]:
 
 
 @dataclass(frozen=True)
+class EventBacklog:
+    undelivered: int  # outbox rows the relay has not delivered yet
+    dead_letters: int
+
+
+async def event_backlog(uow: UnitOfWork) -> EventBacklog:
+    """What this module still owes and what it gave up on, in one round trip (both counts are
+    served by partial indexes)."""
+    outbox, inbox = uow.outbox, uow.inbox
+    undelivered = select(func.count()).where(outbox.c.dispatched_at.is_(None))
+    dead = select(func.count()).where(inbox.c.status == "dead")
+    async with uow.database.session() as session:
+        row = (
+            await session.execute(select(undelivered.scalar_subquery(), dead.scalar_subquery()))
+        ).one()
+    return EventBacklog(undelivered=row[0], dead_letters=row[1])
+
+
+@dataclass(frozen=True)
 class Subscription:
     event: type[IntegrationEvent]
     name: str
