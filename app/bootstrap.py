@@ -8,6 +8,7 @@ importing it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from dependency_injector import providers
@@ -35,6 +36,7 @@ class Runtime:
     relay: EventRelay
     readiness: Readiness
     _relay_task: asyncio.Task[None] | None = field(default=None, init=False)
+    _mirror_task: asyncio.Task[None] | None = field(default=None, init=False)
 
     def module(self, name: str) -> Module:
         for module in self.modules:
@@ -49,8 +51,14 @@ class Runtime:
         modules it does not mount. Split deployments need a broker (not built yet)."""
         return {m.name for m in self.modules} == set(ALL_MODULES)
 
-    async def start(self) -> None:
+    async def start(self, *, checks_tokens: bool = True) -> None:
+        """`checks_tokens`: this process serves authenticated requests (the API, not the
+        worker), so it mirrors the token deny-list when `REVOCATION_MIRROR` is on."""
         await self.core.cache().start()
+        if checks_tokens and self.settings.revocation_mirror:
+            self._mirror_task = asyncio.create_task(
+                self.core.revocation_mirror().run(), name="revocation-mirror"
+            )
         if self.relays_events:
             self.start_relay()
         else:
@@ -72,7 +80,17 @@ class Runtime:
         except TimeoutError:
             _log.warning("relay did not stop in time; cancelled", grace_s=grace_s)
 
+    async def stop_mirror(self) -> None:
+        """The mirror only reads: cancelled wherever it is, it closes its subscription."""
+        task, self._mirror_task = self._mirror_task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def stop(self) -> None:
+        await self.stop_mirror()
         await self.stop_relay()
         for module in self.modules:
             for close in module.on_stop:

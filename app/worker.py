@@ -78,7 +78,7 @@ def worker_settings(settings: Settings, runtime: Runtime | None = None) -> dict[
     runtime = runtime or build_runtime(settings)
 
     async def startup(_ctx: dict[str, Any]) -> None:
-        await runtime.start()
+        await runtime.start(checks_tokens=False)
 
     async def shutdown(_ctx: dict[str, Any]) -> None:
         await runtime.stop()

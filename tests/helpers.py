@@ -1,4 +1,4 @@
-"""Small helpers shared by the HTTP-level tests of the catalog and orders modules."""
+"""Small helpers shared by the HTTP-level tests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import httpx
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from tests.conftest import TestUser, eventually
@@ -17,6 +18,8 @@ PROBLEM_TYPES = "https://keystone.dev/problems/"
 PRODUCTS = "/api/v1/catalog/products"
 CATEGORIES = "/api/v1/catalog/categories"
 ORDERS = "/api/v1/orders"
+ME = "/api/v1/users/me"
+LOGOUT = "/api/v1/auth/logout"
 
 _skus = itertools.count(1)
 
@@ -199,3 +202,25 @@ async def events_delivered(app: FastAPI) -> None:
         return left == 0
 
     await eventually(drained)
+
+
+async def mget_calls(redis: Redis) -> int:
+    """How many MGETs the Redis server has run (the per-request token deny-list check)."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+
+async def checked_in_memory(
+    client: httpx.AsyncClient, headers: dict[str, str], redis: Redis
+) -> bool:
+    """A few authenticated requests all succeed and none of them asked Redis for revocations:
+    the instance behind `client` answers from its mirror of the deny-list."""
+    before = await mget_calls(redis)
+    for _ in range(3):
+        response = await client.get(ME, headers=headers)
+        assert response.status_code == 200, response.text
+    return await mget_calls(redis) == before
+
+
+async def answers(client: httpx.AsyncClient, headers: dict[str, str], status: int) -> bool:
+    return (await client.get(ME, headers=headers)).status_code == status

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     # Keys that no longer sign but still verify, during a rotation: "kid:secret,kid:secret".
     jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    # Each API process mirrors the token deny-list in memory, kept current through Redis
+    # pub/sub (app/core/security/revocation.py); off, every request asks Redis. The mirror is
+    # trusted only while a PING over its subscription came back within 2 x the heartbeat.
+    revocation_mirror: bool = True
+    revocation_heartbeat_s: float = Field(default=0.5, gt=0, le=10)
     refresh_token_ttl_s: int = Field(default=1_209_600, ge=60, le=31_536_000)
 
     password_reset_ttl_s: int = Field(default=1_800, ge=60, le=86_400)

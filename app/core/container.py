@@ -20,7 +20,7 @@ from app.core.jobs import JobQueue
 from app.core.mail import SmtpMailer
 from app.core.privacy import PersonalDataRegistry
 from app.core.security.passwords import PasswordHasher
-from app.core.security.revocation import TokenRevocations
+from app.core.security.revocation import RevocationMirror, TokenRevocations
 from app.core.security.tokens import TokenService
 
 
@@ -62,6 +62,15 @@ class CoreContainer(containers.DeclarativeContainer):
     # The composition root overrides this with the users module's table when users is mounted.
     audit = providers.Singleton(LogAuditTrail)
     personal_data = providers.Singleton(PersonalDataRegistry)
+    revocation_mirror = providers.Singleton(
+        RevocationMirror,
+        redis=redis,
+        heartbeat_s=settings.provided.revocation_heartbeat_s,
+        timeout_s=settings.provided.redis_timeout_s,
+    )
     revocations = providers.Singleton(
-        TokenRevocations, redis=redis, access_ttl_s=settings.provided.access_token_ttl_s
+        TokenRevocations,
+        redis=redis,
+        mirror=revocation_mirror,
+        access_ttl_s=settings.provided.access_token_ttl_s,
     )

@@ -1,8 +1,10 @@
 """Redis down or frozen during checkout. An authenticated request truly needs Redis: the
 token deny-list (logout, disabled accounts) lives there, and trusting a token that may be
-revoked is not an option. So checkout answers a clear 503 problem+json within its timeouts
-(never hangs), /readyz says 503 naming Redis, and everything recovers by itself: once Redis is
-back, the same request succeeds and the order is paid and confirmed."""
+revoked is not an option. The in-process mirror of that list answers only while Redis keeps
+confirming it, so once the outage is noticed (within 2 x REVOCATION_HEARTBEAT_S) checkout
+answers a clear 503 problem+json within its timeouts (never hangs), /readyz says 503 naming
+Redis, and everything recovers by itself: once Redis is back, the same request succeeds and the
+order is paid and confirmed."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from app.core.config import Settings
 from tests.conftest import TestUser, eventually, running_worker
 from tests.faults.conftest import RedisProcess
-from tests.helpers import assert_problem, create_product, place, read_order, stock_of
+from tests.helpers import answers, assert_problem, create_product, place, read_order, stock_of
 
 # A guard against hanging, far above the Redis timeouts; not a speed assertion.
 NO_HANG_S = 30
@@ -38,6 +40,7 @@ async def test_checkout_during_a_redis_outage_is_a_clear_503_and_recovers_by_its
 ) -> None:
     lamp = await create_product(client, staff, stock=5)
     fault_redis.kill() if outage == "killed" else fault_redis.freeze()
+    await eventually(lambda: answers(client, customer.headers, 503), timeout_s=NO_HANG_S)
 
     during = await asyncio.wait_for(place(client, customer, (lamp["id"], 1), key="k-1"), NO_HANG_S)
     ready = await asyncio.wait_for(client.get("/readyz"), NO_HANG_S)

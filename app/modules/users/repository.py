@@ -2,14 +2,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import any_, delete, exists, func, literal, select, text, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.audit import AuditEntry
 from app.core.security.rbac import Role
-from app.modules.users.models import AuditRecord, PasswordResetToken, RefreshToken, User
+from app.modules.users.models import (
+    SCHEMA,
+    AuditRecord,
+    PasswordResetToken,
+    RefreshToken,
+    User,
+)
+
+# What the account holder sees of their account.
+PROFILE_COLUMNS = (User.id, User.email, User.full_name, User.roles, User.created_at)
+# Every authenticated page of a client reads this: it runs on the driver itself, because
+# SQLAlchemy would wrap the one-row SELECT in BEGIN/ROLLBACK and build an ORM object around it,
+# several times the cost of the query.
+_ACTIVE_PROFILE = (
+    f"SELECT {', '.join(column.key for column in PROFILE_COLUMNS)} "  # noqa: S608 - our columns
+    f"FROM {SCHEMA}.{User.__tablename__} WHERE id = $1 AND is_active"
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +41,20 @@ class AuditQuery:
 def _like_escaped(fragment: str) -> str:
     escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+class UserReader:
+    """Reads of one account on a pooled connection outside any transaction: no session, no
+    identity map, no ORM objects."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def active_profile(self, user_id: UUID) -> dict[str, Any] | None:
+        """The `PROFILE_COLUMNS` of an active account; None when it is missing or disabled."""
+        raw = await self._connection.get_raw_connection()
+        row = await raw.driver_connection.fetchrow(_ACTIVE_PROFILE, user_id)  # type: ignore[union-attr]
+        return None if row is None else dict(row)
 
 
 class UserRepository:

@@ -61,6 +61,7 @@ CallerToken = Annotated[AccessToken, Depends(current_token)]
 UserManager = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 AuditReader = Depends(require(Permission.AUDIT_READ))
 
+JSON = "application/json"
 Responses = dict[int | str, dict[str, Any]]
 INVALID: Responses = {422: {"description": "Invalid input (problem+json naming each field)"}}
 UNAUTHENTICATED: Responses = {401: {"description": "Missing, invalid, expired or revoked token"}}
@@ -190,8 +191,11 @@ async def confirm_password_reset(
     summary="The signed-in user's account",
     responses={**UNAUTHENTICATED},
 )
-async def me(principal: Caller, accounts: Accounts) -> UserOut:
-    return UserOut.model_validate(await accounts.get(principal.user_id))
+async def me(token: CallerToken, accounts: Accounts) -> Response:
+    # The hot read of every signed-in client: serialised once here, not validated again against
+    # the response model, and one dependency (the token) rather than two.
+    profile = UserOut.model_validate(await accounts.profile(token.principal.user_id))
+    return Response(profile.model_dump_json(), media_type=JSON)
 
 
 @router.patch(

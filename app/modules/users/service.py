@@ -49,6 +49,7 @@ from app.modules.users.repository import (
     PasswordResetRepository,
     RefreshTokenRepository,
     RetentionRepository,
+    UserReader,
     UserRepository,
 )
 
@@ -254,6 +255,15 @@ class AccountService:
             raise EmailTakenError from exc
         return user
 
+    async def profile(self, user_id: UUID) -> dict[str, Any]:
+        """What an active account's holder sees of it (`PROFILE_COLUMNS`), read without a
+        transaction or ORM objects: the hot path of every signed-in client."""
+        async with self._uow.database.engine.connect() as connection:
+            profile = await UserReader(connection).active_profile(user_id)
+        if profile is None:
+            raise UserNotFoundError
+        return profile
+
     async def get(self, user_id: UUID) -> User:
         async with self._uow.begin() as tx:
             user = await UserRepository(tx.session).get(user_id)
@@ -302,7 +312,7 @@ class AccountService:
 
     async def export(self, user_id: UUID) -> dict[str, dict[str, Any]]:
         """Everything Keystone holds about the person, each module contributing its part."""
-        await self.get(user_id)
+        await self.profile(user_id)
         return await self._personal_data.export(user_id)
 
     async def erase(self, token: AccessToken, password: str, origin: Origin = NO_ORIGIN) -> None:
