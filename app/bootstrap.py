@@ -85,6 +85,7 @@ class Runtime:
         task, self._mirror_task = self._mirror_task, None
         if task is None:
             return
+        self.core.revocation_mirror().stop()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

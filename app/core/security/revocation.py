@@ -75,6 +75,7 @@ class RevocationMirror:
         self._revoked: TLRUCache[str, float] = TLRUCache(math.inf, _expires_at)
         # When the last PING that came back was sent (time.monotonic).
         self._confirmed_at = -math.inf
+        self._stopping = False
 
     def is_current(self) -> bool:
         return time.monotonic() - self._confirmed_at < self._trusted_s
@@ -85,10 +86,15 @@ class RevocationMirror:
     def add(self, key: str, ttl_s: float) -> None:
         self._revoked[key] = ttl_s
 
+    def stop(self) -> None:
+        """Ends `run` at its next read. Cancelling alone is not enough on Python 3.11: a cancel
+        that lands as redis-py's read timeout expires is turned into that timeout."""
+        self._stopping = True
+
     async def run(self) -> None:
-        """Follow the revocations until cancelled; after any failure, start again from an empty
+        """Follow the revocations until stopped; after any failure, start again from an empty
         mirror (requests check Redis meanwhile)."""
-        while True:
+        while not self._stopping:
             try:
                 await self._follow()
             except (RedisError, OSError, MirrorStaleError) as exc:
@@ -111,7 +117,7 @@ class RevocationMirror:
             self._revoked.clear()
             await self._load()
             _log.info("revocation mirror following", entries=len(self._revoked))
-            while True:
+            while not self._stopping:
                 sent_at = time.monotonic()
                 await pubsub.ping(repr(sent_at))
                 await self._apply_until(pubsub, sent_at + self._heartbeat_s)
@@ -121,7 +127,7 @@ class RevocationMirror:
     async def _until_subscribed(self, pubsub: PubSub) -> None:
         """Redis has registered the subscription: nothing published from now on is missed."""
         deadline = time.monotonic() + self._timeout_s
-        while (left := deadline - time.monotonic()) > 0:
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
             message = await pubsub.get_message(timeout=left)
             if message is not None and message["type"] == "subscribe":
                 return
@@ -147,7 +153,7 @@ class RevocationMirror:
                 self._revoked[key.decode()] = math.inf if ttl_ms == -1 else ttl_ms / 1000
 
     async def _apply_until(self, pubsub: PubSub, deadline: float) -> None:
-        while (left := deadline - time.monotonic()) > 0:
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
             message = await pubsub.get_message(timeout=left)
             if message is not None:
                 self._apply(message)
