@@ -95,10 +95,17 @@ async def test_concurrent_misses_compute_once(app: FastAPI) -> None:
         await release.wait()
         return b'{"slow": true}'
 
+    misses = cache.stats.misses
     readers = [
         asyncio.create_task(cache.get_or_compute("stampede", 60, compute)) for _ in range(20)
     ]
-    await asyncio.sleep(0.05)
+
+    async def all_missed() -> bool:
+        return cache.stats.misses - misses == 20
+
+    # Released once every reader is past its Redis read: a fixed sleep let a slow Redis (a
+    # loaded machine) finish the first computation before the others had looked.
+    await eventually(all_missed)
     release.set()
 
     assert await asyncio.gather(*readers) == [b'{"slow": true}'] * 20

@@ -33,8 +33,8 @@ _SUBJECTS = {
 _NEWS = {
     OrderStatus.CONFIRMED: "thank you for your order {id}: the payment went through and the "
     "order is confirmed.",
-    OrderStatus.PAYMENT_FAILED: "the payment for your order {id} did not go through, so the "
-    "order is not placed. Anything held or taken for it is given back.",
+    OrderStatus.PAYMENT_FAILED: "the payment for your order {id} did not go through, so it "
+    "will not be shipped. Anything held or taken for it is given back.",
     OrderStatus.REFUNDED: "we have refunded your order {id}: {total} goes back to the payment "
     "method you used.",
 }
