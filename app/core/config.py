@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     sentry_dsn: str | None = None
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
+    # On SIGTERM/SIGINT: how long in-flight requests (`python -m app.cli serve`) and running jobs
+    # (the worker) may finish before they are cut off. Keep them below the platform's kill timeout.
+    api_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
     worker_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
 
     outbox_poll_interval_s: float = Field(default=2.0, gt=0)
