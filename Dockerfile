@@ -24,7 +24,8 @@ ENV PATH=/srv/.venv/bin:$PATH \
     APP_ENV=prod
 USER keystone
 EXPOSE 8000
-# Fly sends SIGINT, Kubernetes SIGTERM: uvicorn drains in-flight requests on both, within
-# --timeout-graceful-shutdown (keep it under the platform's kill timeout).
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", \
-     "--forwarded-allow-ips", "*", "--timeout-graceful-shutdown", "20", "--no-access-log"]
+# Fly sends SIGINT, Kubernetes SIGTERM: on both the API refuses new connections at once and lets
+# in-flight requests finish within API_SHUTDOWN_GRACE_S (keep it under the kill timeout).
+# The client address comes from X-Forwarded-For only via TRUSTED_PROXIES (set it to the platform
+# proxy's network); uvicorn's own --proxy-headers would believe any client that sends one.
+CMD ["python", "-m", "app.cli", "serve", "--host", "0.0.0.0", "--port", "8000"]

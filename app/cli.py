@@ -2,6 +2,8 @@
 
 dev           embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), migrations,
               demo data, then the API with --reload and the worker; Ctrl-C stops all of it
+serve         run the API as deployed; on SIGTERM/SIGINT it refuses new connections at once and
+              lets in-flight requests finish within API_SHUTDOWN_GRACE_S
 migrate       upgrade every module's schema to its head
 seed          add the demo data (idempotent)
 create-admin  create an admin account
@@ -97,6 +99,39 @@ def cmd_worker(settings: Settings) -> None:
     from app.worker import worker_settings
 
     run_worker(worker_settings(settings))
+
+
+def cmd_serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=host,
+            port=port,
+            lifespan="on",
+            # On SIGTERM/SIGINT uvicorn closes the listener at once (new connections are refused,
+            # so readiness fails from the signal on), lets in-flight requests finish for this long,
+            # cancels the rest, then runs the lifespan shutdown (relay stopped, pools closed).
+            timeout_graceful_shutdown=settings.api_shutdown_grace_s,
+            # app.core.logging routes uvicorn's loggers; RequestContextMiddleware logs each request.
+            log_config=None,
+            access_log=False,
+            # X-Forwarded-* are believed only from TRUSTED_PROXIES (app.core.http_security).
+            proxy_headers=False,
+        )
+    )
+    # Once drained, uvicorn raises the signal again under the handlers it found, for the process
+    # to die of it. The drain was the answer to the signal: end with 0, as the worker does.
+    for drained in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(drained, _answered_by_the_drain)
+    server.run()
+
+
+def _answered_by_the_drain(_signum: int, _frame: FrameType | None) -> None:
+    return None
 
 
 class _DevStack:
@@ -229,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("dev", "migrate", "seed", "worker", "openapi", "dead-letters"):
         commands.add_parser(name)
+    serve = commands.add_parser("serve")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
     admin = commands.add_parser("create-admin")
     admin.add_argument("--email", required=True)
     admin.add_argument("--password", required=True)
@@ -244,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd_migrate(settings)
     elif args.command == "seed":
         cmd_seed(settings)
+    elif args.command == "serve":
+        cmd_serve(settings, args.host, args.port)
     elif args.command == "worker":
         cmd_worker(settings)
     elif args.command == "openapi":

@@ -169,6 +169,15 @@ def test_a_longer_reservation_hold_is_accepted(monkeypatch: pytest.MonkeyPatch) 
     assert load().reservation_ttl_s == 3601
 
 
+@pytest.mark.parametrize("value", ["-1", "601", "soon"])
+def test_a_shutdown_grace_period_out_of_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("API_SHUTDOWN_GRACE_S", value)
+    with pytest.raises(ValidationError, match="api_shutdown_grace_s"):
+        load()
+
+
 def test_app_modules_from_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_MODULES", "catalog, users")
     assert load().app_modules == ["catalog", "users"]

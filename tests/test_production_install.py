@@ -83,7 +83,7 @@ def test_api_and_worker_start_from_the_runtime_set(
 
     port = free_port()
     api = subprocess.Popen(
-        [python, "-m", "uvicorn", "app.main:app", "--port", str(port)],
+        [python, "-m", "app.cli", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -37,8 +37,8 @@ NO_ORIGIN = Origin()
 
 
 def request_origin(request: Request) -> Origin:
-    """A FastAPI dependency. The client address is the ASGI peer; behind a proxy, run uvicorn
-    with --proxy-headers and --forwarded-allow-ips so it is the real client's."""
+    """A FastAPI dependency. The client address is the ASGI peer, which behind a proxy listed in
+    TRUSTED_PROXIES is the client X-Forwarded-For names (app.core.http_security)."""
     return Origin(
         ip=request.client.host if request.client else None,
         request_id=request.scope.get("state", {}).get("request_id"),

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # trace costs the API far more than an unrecorded one (README "Metrics and tracing").
     tracing_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
 
+    # On SIGTERM/SIGINT: how long in-flight requests (`python -m app.cli serve`) and running jobs
+    # (the worker) may finish before they are cut off. Keep them below the platform's kill timeout.
+    api_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
     worker_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
 
     outbox_poll_interval_s: float = Field(default=2.0, gt=0)

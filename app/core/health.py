@@ -2,9 +2,13 @@
 
 `/healthz` touches nothing: the process answers, so it is alive. `/readyz` checks what a request
 needs (Postgres, Redis, every mounted module's schema at its migration head) and answers 503 with
-the failing checks. On SIGTERM/SIGINT uvicorn stops accepting connections at once and drains
-in-flight requests (--timeout-graceful-shutdown); readiness also reports 503 from the moment the
-lifespan shutdown starts. Probes cannot see the signal itself, so on Kubernetes give the pod a
+the failing checks.
+
+Readiness flips at the signal: on SIGTERM/SIGINT `python -m app.cli serve` closes its listener at
+once, so from then on a probe's connection is refused (it fails) while the requests in flight
+finish within API_SHUTDOWN_GRACE_S (tests/faults/test_api_shutdown.py). For servers that keep
+answering during shutdown, /readyz also reports 503 from the moment the lifespan shutdown starts.
+A refused probe still takes the platform a moment to act on, so on Kubernetes give the pod a
 preStop sleep longer than the endpoint propagation delay.
 """
 
