@@ -66,6 +66,7 @@ def test_the_test_command_reports_coverage_of_app_and_the_processes_it_starts() 
     coverage = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["coverage"]
     assert coverage["run"]["source"] == ["app"]
     assert coverage["run"]["patch"] == ["subprocess"]
+    assert coverage["report"]["fail_under"] >= 90
     assert "reports/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
