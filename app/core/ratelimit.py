@@ -23,6 +23,7 @@ Every response that a limit was checked for carries `RateLimit-Limit`, `RateLimi
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import re
@@ -156,8 +157,8 @@ class Lease:
 
     While it lasts, up to `budget` requests are allowed without asking Redis; the next question
     carries them, so Redis's count catches up. While that question is in flight, up to `budget`
-    more are allowed on credit, carried by the question after (else every request arriving
-    meanwhile would ask Redis too). So a process lets through at most 2/LEASE_SHARE of what
+    more are allowed on credit, carried by the question after; requests beyond the credit wait
+    for the answer (else every request arriving meanwhile would ask Redis too). So a process lets through at most 2/LEASE_SHARE of what
     remained beyond what Redis has counted, and nothing once the client is within LEASE_SHARE
     hits of its limit: near the limit every request is asked about, as without leases.
     """
@@ -167,6 +168,7 @@ class Lease:
     ends_at: float
     served: int = 0  # let through, not reported yet
     reported: int = 0  # reported by a question still in flight
+    renewal: asyncio.Future[None] | None = None  # that question, while in flight
 
     @classmethod
     def after(cls, decision: Decision, window_s: int, served: int = 0) -> Lease:
@@ -204,20 +206,37 @@ class Leases:
 
     async def hit(self, item: RateLimitItem, *key: str) -> Decision | None:
         name = item.key_for(*key)
-        lease = self._leases.get(name)
-        if lease is not None and (decision := lease.take()) is not None:
-            return decision
+        while True:
+            lease = self._leases.get(name)
+            if lease is not None and (decision := lease.take()) is not None:
+                return decision
+            if lease is None or lease.renewal is None:
+                return await self._renew(item, key, name, lease)
+            # Credit spent while another request asks Redis: wait for its answer rather than
+            # each asking too (on a loaded Redis that storm made every answer slower).
+            await asyncio.shield(lease.renewal)
+
+    async def _renew(
+        self, item: RateLimitItem, key: tuple[str, ...], name: str, lease: Lease | None
+    ) -> Decision | None:
         window_s = item.get_expiry()
-        served = lease.hand_back(window_s) if lease is not None else 0
-        decision = await self._limiter.hit(item, *key, served=served)
-        if decision is None:
-            return None
-        # The hits let through on credit meanwhile go with the next question.
-        current = self._leases.get(name)
-        carried = current.served if current is not None else 0
-        self._leases[name] = Lease.after(decision, window_s, served=carried)
-        self._forget_expired()
-        return decision
+        served = 0
+        if lease is not None:
+            served = lease.hand_back(window_s)
+            lease.renewal = asyncio.get_running_loop().create_future()
+        try:
+            decision = await self._limiter.hit(item, *key, served=served)
+            if decision is not None:
+                # The hits let through on credit meanwhile go with the next question.
+                current = self._leases.get(name)
+                carried = current.served if current is not None else 0
+                self._leases[name] = Lease.after(decision, window_s, served=carried)
+                self._forget_expired()
+            return decision
+        finally:
+            if lease is not None and lease.renewal is not None:
+                lease.renewal.set_result(None)
+                lease.renewal = None
 
     def _forget_expired(self) -> None:
         if len(self._leases) <= LEASE_TABLE_SIZE:
