@@ -158,9 +158,10 @@ class Lease:
     While it lasts, up to `budget` requests are allowed without asking Redis; the next question
     carries them, so Redis's count catches up. While that question is in flight, up to `budget`
     more are allowed on credit, carried by the question after; requests beyond the credit wait
-    for the answer (else every request arriving meanwhile would ask Redis too). So a process lets through at most 2/LEASE_SHARE of what
-    remained beyond what Redis has counted, and nothing once the client is within LEASE_SHARE
-    hits of its limit: near the limit every request is asked about, as without leases.
+    for the answer (else every request arriving meanwhile would ask Redis too). So a process
+    lets through at most 2/LEASE_SHARE of what remained beyond what Redis has counted, and
+    nothing once the client is within LEASE_SHARE hits of its limit: near the limit every
+    request is asked about, as without leases.
     """
 
     decision: Decision

@@ -93,6 +93,21 @@ def _tokens(issued: IssuedTokens) -> TokenOut:
     )
 
 
+# The signed-in user's read first: FastAPI tries routes in the order they are declared.
+@router.get(
+    "/users/me",
+    response_model=UserOut,
+    tags=["users"],
+    summary="The signed-in user's account",
+    responses={**UNAUTHENTICATED},
+)
+async def me(token: CallerToken, accounts: Accounts) -> Response:
+    # The hot read of every signed-in client: serialised once here, not validated again against
+    # the response model, and one dependency (the token) rather than two.
+    profile = UserOut.model_validate(await accounts.profile(token.principal.user_id))
+    return Response(profile.model_dump_json(), media_type=JSON)
+
+
 @router.post(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
@@ -182,20 +197,6 @@ async def confirm_password_reset(
 ) -> Response:
     await resets.confirm(body.token, body.new_password, origin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-@router.get(
-    "/users/me",
-    response_model=UserOut,
-    tags=["users"],
-    summary="The signed-in user's account",
-    responses={**UNAUTHENTICATED},
-)
-async def me(token: CallerToken, accounts: Accounts) -> Response:
-    # The hot read of every signed-in client: serialised once here, not validated again against
-    # the response model, and one dependency (the token) rather than two.
-    profile = UserOut.model_validate(await accounts.profile(token.principal.user_id))
-    return Response(profile.model_dump_json(), media_type=JSON)
 
 
 @router.patch(
