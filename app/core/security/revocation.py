@@ -75,6 +75,7 @@ class RevocationMirror:
         self._revoked: TLRUCache[str, float] = TLRUCache(math.inf, _expires_at)
         # When the last PING that came back was sent (time.monotonic).
         self._confirmed_at = -math.inf
+        self._stopping = False
 
     def is_current(self) -> bool:
         return time.monotonic() - self._confirmed_at < self._trusted_s
@@ -85,17 +86,25 @@ class RevocationMirror:
     def add(self, key: str, ttl_s: float) -> None:
         self._revoked[key] = ttl_s
 
+    def stop(self) -> None:
+        """`run` returns at its next step even if a cancellation is lost inside redis-py (its
+        zero-timeout readiness check on a pooled connection can swallow one; redis-py#4063)."""
+        self._stopping = True
+
     async def run(self) -> None:
-        """Follow the revocations until cancelled; after any failure, start again from an empty
+        """Follow the revocations until stopped; after any failure, start again from an empty
         mirror (requests check Redis meanwhile)."""
-        while True:
+        while not self._stopping:
             try:
                 await self._follow()
             except (RedisError, OSError, MirrorStaleError) as exc:
-                self._lost(str(exc) or type(exc).__name__)
+                error = str(exc) or type(exc).__name__
             except Exception as exc:  # a bug must not leave the mirror trusted
                 _log.exception("revocation mirror failed")
-                self._lost(type(exc).__name__)
+                error = type(exc).__name__
+            else:
+                return  # stopped
+            self._lost(error)
             await asyncio.sleep(self._heartbeat_s)
 
     def _lost(self, error: str) -> None:
@@ -111,7 +120,7 @@ class RevocationMirror:
             self._revoked.clear()
             await self._load()
             _log.info("revocation mirror following", entries=len(self._revoked))
-            while True:
+            while not self._stopping:
                 sent_at = time.monotonic()
                 await pubsub.ping(repr(sent_at))
                 await self._apply_until(pubsub, sent_at + self._heartbeat_s)
