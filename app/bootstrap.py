@@ -81,7 +81,7 @@ class Runtime:
             _log.warning("relay did not stop in time; cancelled", grace_s=grace_s)
 
     async def stop_mirror(self) -> None:
-        """The mirror only reads: cancelled wherever it is, it closes its subscription."""
+        """The mirror only reads: stopped wherever it is, it closes its subscription."""
         task, self._mirror_task = self._mirror_task, None
         if task is None:
             return

@@ -147,6 +147,7 @@ async def test_a_revocation_leaves_the_mirror_when_it_leaves_redis(redis: Redis)
         assert mirror.is_current()
         assert await mget_calls(redis) == mgets
     finally:
+        mirror.stop()
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)
 
@@ -167,3 +168,14 @@ async def test_a_message_the_mirror_cannot_read_makes_it_reload_rather_than_gues
     await eventually(gave_up)
     assert (await client.get(ME, headers=customer.headers)).status_code == 200
     await eventually(lambda: checked_in_memory(client, customer.headers, redis))
+
+
+async def test_an_instance_stops_promptly_whatever_its_mirror_is_doing(settings: Settings) -> None:
+    """Stopped while it subscribes, loads or follows (a cancellation redis-py loses must not
+    keep the process alive): shutdown stays well inside a platform's grace period."""
+    for pause_s in (0, 0.001, 0.005, 0.02, 0.05, 0.2, 1.0):
+        instance = replica(settings)
+        async with LifespanManager(instance, shutdown_timeout=30):
+            await asyncio.sleep(pause_s)
+            stopping = asyncio.get_running_loop().time()
+        assert asyncio.get_running_loop().time() - stopping < 2.0, pause_s

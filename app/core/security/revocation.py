@@ -87,8 +87,8 @@ class RevocationMirror:
         self._revoked[key] = ttl_s
 
     def stop(self) -> None:
-        """Ends `run` at its next read. Cancelling alone is not enough on Python 3.11: a cancel
-        that lands as redis-py's read timeout expires is turned into that timeout."""
+        """`run` returns at its next step even if a cancellation is lost inside redis-py (its
+        zero-timeout readiness check on a pooled connection can swallow one; redis-py#4063)."""
         self._stopping = True
 
     async def run(self) -> None:
@@ -98,10 +98,13 @@ class RevocationMirror:
             try:
                 await self._follow()
             except (RedisError, OSError, MirrorStaleError) as exc:
-                self._lost(str(exc) or type(exc).__name__)
+                error = str(exc) or type(exc).__name__
             except Exception as exc:  # a bug must not leave the mirror trusted
                 _log.exception("revocation mirror failed")
-                self._lost(type(exc).__name__)
+                error = type(exc).__name__
+            else:
+                return  # stopped
+            self._lost(error)
             await asyncio.sleep(self._heartbeat_s)
 
     def _lost(self, error: str) -> None:
