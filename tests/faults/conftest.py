@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.bootstrap import Runtime, build_runtime, truncate_all
 from app.core import migrations
 from app.core.config import ALL_MODULES, Settings
 from app.devstack import free_port
@@ -124,3 +126,23 @@ async def client(app: FastAPI, redis_is_up: None) -> AsyncIterator[httpx.AsyncCl
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+async def settings_on_own_database(servers: Servers, database: str, redis_db: int) -> Settings:
+    """Settings for tests that start real API or worker processes: a migrated database and a
+    Redis database of their own, so the processes' state is theirs alone."""
+    url = await servers.recreate_database(database)
+    engine = create_async_engine(url)
+    await migrations.upgrade(engine, ALL_MODULES)
+    await engine.dispose()
+    return make_settings(url, f"{servers.redis_url.rsplit('/', 1)[0]}/{redis_db}")
+
+
+@asynccontextmanager
+async def emptied_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The test's own view of that database and Redis, emptied first."""
+    runtime = build_runtime(settings)
+    await truncate_all(runtime)
+    await runtime.core.redis().flushdb()
+    yield runtime
+    await runtime.stop()

@@ -27,13 +27,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from app.bootstrap import Runtime, build_runtime, truncate_all
-from app.core import migrations
-from app.core.config import ALL_MODULES, Settings
+from app.bootstrap import Runtime
+from app.core.config import Settings
 from app.core.security.rbac import Role
 from app.devstack import free_port
 from app.modules.catalog.schemas import ProductCreate
-from tests.conftest import Servers, eventually, make_settings
+from tests.conftest import Servers, eventually
+from tests.faults.conftest import emptied_runtime, settings_on_own_database
 
 ROOT = Path(__file__).resolve().parents[2]
 API_NAME = "keystone-api-under-shutdown"  # the API process's Postgres application_name
@@ -47,20 +47,13 @@ SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGIN
 
 @pytest.fixture(scope="module")
 async def settings(servers: Servers) -> Settings:
-    url = await servers.recreate_database("keystone_api_shutdown")
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
-    return make_settings(url, servers.redis_url.rsplit("/", 1)[0] + "/9")
+    return await settings_on_own_database(servers, "keystone_api_shutdown", redis_db=9)
 
 
 @pytest.fixture
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(settings)
-    await truncate_all(runtime)
-    await runtime.core.redis().flushdb()
-    yield runtime
-    await runtime.stop()
+    async with emptied_runtime(settings) as runtime:
+        yield runtime
 
 
 @pytest.fixture

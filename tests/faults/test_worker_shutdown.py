@@ -14,15 +14,14 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.bootstrap import Runtime, build_runtime, truncate_all
-from app.core import migrations
-from app.core.config import ALL_MODULES, Settings
+from app.bootstrap import Runtime
+from app.core.config import Settings
 from app.core.security.rbac import Principal, Role
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.orders.service import Checkout
-from tests.conftest import Servers, eventually, make_settings
+from tests.conftest import Servers, eventually
+from tests.faults.conftest import emptied_runtime, settings_on_own_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW_PAYMENT_S = 3
@@ -30,20 +29,13 @@ SLOW_PAYMENT_S = 3
 
 @pytest.fixture(scope="module")
 async def settings(servers: Servers) -> Settings:
-    url = await servers.recreate_database("keystone_shutdown")
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
-    return make_settings(url, servers.redis_url.rsplit("/", 1)[0] + "/7")
+    return await settings_on_own_database(servers, "keystone_shutdown", redis_db=7)
 
 
 @pytest.fixture
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    runtime = build_runtime(settings)
-    await truncate_all(runtime)
-    await runtime.core.redis().flushdb()
-    yield runtime
-    await runtime.stop()
+    async with emptied_runtime(settings) as runtime:
+        yield runtime
 
 
 async def order_paying_slowly(runtime: Runtime) -> UUID:
