@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -58,10 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        _freeze_startup_objects()
         try:
             yield
         finally:
             runtime.readiness.shutting_down = True
+            gc.unfreeze()
             await runtime.stop()
             await telemetry.shutdown()
 
@@ -103,6 +106,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_edge_protection(app, settings)
     app.add_middleware(RequestContextMiddleware, tracing=settings.tracing_enabled)
     return app
+
+
+def _freeze_startup_objects() -> None:
+    """Keeps what start-up built (the app, its models, routes, pools: ~180,000 objects) out of
+    the garbage collector's full passes. Scanning them took ~100 ms, several times a second
+    under load: the p99 of a cached read was 110 ms with it, 20 ms without (docs/performance.md,
+    item 13). They live as long as the process; shutdown unfreezes them."""
+    gc.collect()
+    gc.freeze()
 
 
 def _attach(app: FastAPI, runtime: Runtime) -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -16,8 +17,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import DEFAULT_JWT_SECRET, Settings
-from app.core.db import create_engine
+from app.core.db import Database, create_engine
 from app.core.module import API_PREFIX
+from app.devstack import free_port
 from app.main import create_app
 from tests.conftest import Servers, make_settings
 
@@ -337,3 +339,52 @@ async def test_a_pooled_connection_the_server_dropped_is_replaced_before_use(
     finally:
         await engine.dispose()
         await admin.dispose()
+
+
+async def test_one_row_reads_get_the_same_connection_settings(database_url: str) -> None:
+    database = Database(
+        Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=database_url,
+            db_statement_timeout_ms=1234,
+            app_name="keystone-reads",
+        )
+    )
+    try:
+        row = await database.read_row(
+            "SELECT current_setting('statement_timeout') AS timeout, "
+            "current_setting('application_name') AS name"
+        )
+        assert row == {"timeout": "1234ms", "name": "keystone-reads"}
+        with pytest.raises(asyncpg.QueryCanceledError, match="statement timeout"):
+            await database.read_row("SELECT pg_sleep(2)")
+    finally:
+        await database.dispose()
+
+
+async def test_a_one_row_read_on_a_connection_the_server_dropped_is_read_again(
+    database_url: str,
+) -> None:
+    settings = Settings(_env_file=None, database_url=database_url, db_read_pool_size=1)  # type: ignore[call-arg]
+    database, admin = Database(settings), create_engine(settings)
+    try:
+        dropped = await database.read_row("SELECT pg_backend_pid() AS pid")
+        assert dropped is not None
+        async with admin.connect() as other:  # as a server restart would, while it is pooled
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped["pid"]})
+        replacement = await database.read_row("SELECT pg_backend_pid() AS pid")
+        assert replacement is not None
+        assert replacement["pid"] != dropped["pid"]
+    finally:
+        await database.dispose()
+        await admin.dispose()
+
+
+async def test_a_one_row_read_with_the_database_unreachable_is_a_connection_error() -> None:
+    unreachable = f"postgresql+asyncpg://keystone@127.0.0.1:{free_port()}/keystone"
+    database = Database(Settings(_env_file=None, database_url=unreachable))  # type: ignore[call-arg]
+    try:
+        with pytest.raises(ConnectionError, match="database unreachable"):
+            await database.read_row("SELECT 1")
+    finally:
+        await database.dispose()

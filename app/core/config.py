@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     db_pool_pre_ping: bool = True
+    # The driver-level pool of `Database.read_row`, the one-row reads on hot paths.
+    db_read_pool_size: int = Field(default=10, ge=1, le=200)
     db_statement_timeout_ms: int = Field(default=5_000, ge=0)
     # 0 disables asyncpg's prepared-statement cache, needed behind PgBouncer/Supavisor in
     # transaction-pooling mode.

@@ -6,10 +6,12 @@ module's schema therefore fails at DDL time, which is what keeps modules extract
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -45,6 +47,18 @@ def asyncpg_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _connect_args(settings: Settings) -> dict[str, Any]:
+    """What every connection of either pool is opened with (asyncpg.connect's arguments)."""
+    return {
+        "statement_cache_size": settings.db_statement_cache_size,
+        "timeout": settings.db_pool_timeout_s,
+        "server_settings": {
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "application_name": settings.app_name,
+        },
+    }
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         asyncpg_url(settings.require_database_url()),
@@ -53,14 +67,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_s,
         # DB_POOL_PRE_PING is honoured by `_ping_on_checkout`, in one round trip.
         pool_pre_ping=False,
-        connect_args={
-            "statement_cache_size": settings.db_statement_cache_size,
-            "timeout": settings.db_pool_timeout_s,
-            "server_settings": {
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "application_name": settings.app_name,
-            },
-        },
+        connect_args=_connect_args(settings),
     )
     if settings.db_pool_pre_ping:
         event.listen(engine.sync_engine, "checkout", _ping_on_checkout)
@@ -79,12 +86,83 @@ def _ping_on_checkout(_: Any, __: Any, connection: Any) -> None:
         raise DisconnectionError(f"pooled connection is gone: {exc!r}") from exc
 
 
+# A pooled connection the server closed (restart, failover, idle kill) surfaces as one of these
+# on first use: closed, reset, or (when the server's farewell arrived before the socket closed)
+# asyncpg's protocol refusing the query. The Postgres side of "unavailable" (starting up,
+# shutting down, too many clients) is a PostgresConnectionError or CannotConnectNowError.
+_CONNECTION_LOST = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
+_UNREACHABLE = (
+    *_CONNECTION_LOST,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+_READ_POOL_CLOSE_S = 5.0
+
+
 class Database:
-    """The process-wide engine and session factory; one per process, shared by every module."""
+    """The process-wide engine and session factory; one per process, shared by every module.
+
+    Beside SQLAlchemy's pool sits a small asyncpg pool for `read_row`: the one-row reads every
+    request of a hot path makes (a product, the signed-in account). Through SQLAlchemy such a
+    read costs a checkout in a greenlet, the pre-ping round trip and the checkin; on the driver's
+    pool it is one round trip, which took a third off the uncached product read
+    (docs/performance.md, item 12).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._read_pool_size = settings.db_read_pool_size
+        self._read_connect_args = _connect_args(settings)
+        self._acquire_timeout_s = settings.db_pool_timeout_s
+        self._read_pool: asyncpg.Pool | None = None
+        self._read_pool_opening = asyncio.Lock()
+
+    async def read_row(self, query: str, *args: object) -> dict[str, Any] | None:
+        """One row of a statement outside any transaction (committed data), or None.
+
+        A pooled connection the server dropped is not an error: the read is tried once more, on
+        a connection the pool opens afresh. A database that cannot be reached raises
+        ConnectionError, which the API answers with a 503 problem."""
+        pool = await self._opened_read_pool()
+        try:
+            try:
+                return await self._read_row(pool, query, args)
+            except _CONNECTION_LOST:
+                return await self._read_row(pool, query, args)
+        except _UNREACHABLE as exc:
+            raise ConnectionError(f"database unreachable: {exc!r}") from exc
+
+    async def _read_row(
+        self, pool: asyncpg.Pool, query: str, args: tuple[object, ...]
+    ) -> dict[str, Any] | None:
+        async with pool.acquire(timeout=self._acquire_timeout_s) as connection:
+            row = await connection.fetchrow(query, *args)
+        return None if row is None else dict(row)
+
+    async def _opened_read_pool(self) -> asyncpg.Pool:
+        if self._read_pool is None:
+            async with self._read_pool_opening:
+                if self._read_pool is None:
+                    self._read_pool = await self._open_read_pool()
+        return self._read_pool
+
+    async def _open_read_pool(self) -> asyncpg.Pool:
+        _, address = self.engine.dialect.create_connect_args(self.engine.url)
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            **address,
+            **self._read_connect_args,
+            min_size=0,  # connections are opened when reads need them, as SQLAlchemy's are
+            max_size=self._read_pool_size,
+        )
+        return pool
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -97,4 +175,10 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        pool, self._read_pool = self._read_pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), _READ_POOL_CLOSE_S)
+            except TimeoutError:
+                pool.terminate()
         await self.engine.dispose()

@@ -18,7 +18,7 @@ from app.core.security.rbac import Role
 from app.main import create_app
 from tests.conftest import Servers, make_settings
 from tests.faults.tcp_proxy import TcpProxy
-from tests.helpers import ORDERS, assert_problem
+from tests.helpers import ME, ORDERS, PRODUCTS, assert_problem
 
 NO_HANG_S = 30
 
@@ -54,17 +54,27 @@ async def test_postgres_restart_is_a_fast_503_then_recovers(
             assert (await http.get("/readyz")).status_code == 200
             assert (await http.get(ORDERS, headers=headers)).status_code == 200
 
+            # One-row reads go through their own pool (`Database.read_row`): open it too.
+            assert (await http.get(ME, headers=headers)).status_code == 404  # no such account
+            assert (await http.get(f"{PRODUCTS}/{uuid4()}")).status_code == 404
+
             await proxied.cut()  # Postgres is gone
             ready = await asyncio.wait_for(http.get("/readyz"), NO_HANG_S)
             listing = await asyncio.wait_for(http.get(ORDERS, headers=headers), NO_HANG_S)
+            profile = await asyncio.wait_for(http.get(ME, headers=headers), NO_HANG_S)
+            product = await asyncio.wait_for(http.get(f"{PRODUCTS}/{uuid4()}"), NO_HANG_S)
 
             assert ready.status_code == 503
             assert ready.json()["checks"]["postgres"].startswith("failed")
             body = assert_problem(listing, 503, "database-unavailable")
             assert "try again" in body["detail"]
             assert listing.headers["retry-after"] == "2"
+            for read in (profile, product):
+                assert_problem(read, 503, "database-unavailable")
 
             await proxied.start()  # back
             assert (await http.get("/readyz")).status_code == 200
             for _ in range(3):  # every pooled connection is fresh or re-checked
                 assert (await http.get(ORDERS, headers=headers)).status_code == 200
+                assert (await http.get(ME, headers=headers)).status_code == 404
+                assert (await http.get(f"{PRODUCTS}/{uuid4()}")).status_code == 404

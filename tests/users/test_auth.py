@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -168,6 +169,19 @@ async def test_hostile_tokens_get_401(
     response = await client.get(ME, headers={"Authorization": f"Bearer {tokens[case]()}"})
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # Verified tokens are remembered by their text; the expiry is still checked on every use.
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    headers = {"Authorization": f"Bearer {_forge(settings, exp=expires)}"}
+    assert (await client.get(ME, headers=headers)).status_code == 404  # accepted: no such user
+    await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 0.1)
+    response = await client.get(ME, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Invalid or expired access token"
 
 
 async def test_valid_token_for_a_deleted_account_is_404(

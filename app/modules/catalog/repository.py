@@ -8,8 +8,9 @@ from typing import Any, TypeAlias
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Row, Select, func, or_, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import Database
 from app.modules.catalog.models import (
     SCHEMA,
     SEARCH_CONFIG,
@@ -99,20 +100,18 @@ _PUBLIC_BY_ID = (
 
 
 class ProductReader:
-    """Public reads on a pooled connection outside any transaction: no session, no identity
-    map, no ORM objects."""
+    """Public reads outside any transaction: no session, no identity map, no ORM objects."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def public(self, product_id: UUID) -> dict[str, Any] | None:
-        raw = await self._connection.get_raw_connection()
-        row = await raw.driver_connection.fetchrow(_PUBLIC_BY_ID, product_id)  # type: ignore[union-attr]
-        return None if row is None else dict(row)
+        return await self._database.read_row(_PUBLIC_BY_ID, product_id)
 
     async def page(self, listing: Listing, limit: int) -> Sequence[Row[*tuple[Any, ...]]]:
         query = _ordered(_filtered(select(*PUBLIC_COLUMNS), listing), listing, limit)
-        return (await self._connection.execute(query)).all()
+        async with self._database.engine.connect() as connection:
+            return (await connection.execute(query)).all()
 
 
 class ProductRepository:

@@ -184,8 +184,7 @@ class ProductService:
         """The public JSON of one product, from the cache when it is there."""
 
         async def load() -> bytes | None:
-            async with self._uow.database.engine.connect() as connection:
-                row = await ProductReader(connection).public(product_id)
+            row = await ProductReader(self._uow.database).public(product_id)
             return (
                 None if row is None else ProductOut.model_validate(row).model_dump_json().encode()
             )
@@ -202,8 +201,7 @@ class ProductService:
         listing = _listing(request)
 
         async def load() -> bytes:
-            async with self._uow.database.engine.connect() as connection:
-                rows = await ProductReader(connection).page(listing, request.limit + 1)
+            rows = await ProductReader(self._uow.database).page(listing, request.limit + 1)
             items, more = rows[: request.limit], len(rows) > request.limit
             next_cursor = None
             if more:

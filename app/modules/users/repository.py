@@ -6,9 +6,10 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import any_, delete, exists, func, literal, select, text, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.audit import AuditEntry
+from app.core.db import Database
 from app.core.security.rbac import Role
 from app.modules.users.models import (
     SCHEMA,
@@ -47,14 +48,12 @@ class UserReader:
     """Reads of one account on a pooled connection outside any transaction: no session, no
     identity map, no ORM objects."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def active_profile(self, user_id: UUID) -> dict[str, Any] | None:
         """The `PROFILE_COLUMNS` of an active account; None when it is missing or disabled."""
-        raw = await self._connection.get_raw_connection()
-        row = await raw.driver_connection.fetchrow(_ACTIVE_PROFILE, user_id)  # type: ignore[union-attr]
-        return None if row is None else dict(row)
+        return await self._database.read_row(_ACTIVE_PROFILE, user_id)
 
 
 class UserRepository:

@@ -258,8 +258,7 @@ class AccountService:
     async def profile(self, user_id: UUID) -> dict[str, Any]:
         """What an active account's holder sees of it (`PROFILE_COLUMNS`), read without a
         transaction or ORM objects: the hot path of every signed-in client."""
-        async with self._uow.database.engine.connect() as connection:
-            profile = await UserReader(connection).active_profile(user_id)
+        profile = await UserReader(self._uow.database).active_profile(user_id)
         if profile is None:
             raise UserNotFoundError
         return profile
