@@ -18,8 +18,26 @@ async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None
     assert body["instance"] == "/api/v1/nowhere"
 
 
-async def test_wrong_method_is_a_405_problem(client: httpx.AsyncClient) -> None:
-    assert_problem(await client.delete("/api/v1/catalog/products"), 405)
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/v1/catalog/products", "GET, POST"),
+        (
+            "PUT",
+            "/api/v1/catalog/products/0b6c1a8e-8f0b-4d8e-9a51-3c2f3e1d7a10",
+            "DELETE, GET, PATCH",
+        ),
+        ("OPTIONS", "/api/v1/users/me", "DELETE, GET, PATCH"),
+        ("DELETE", "/api/v1/orders", "GET, POST"),
+    ],
+)
+async def test_wrong_method_is_a_405_problem_naming_every_allowed_method(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    # Each method of a path is its own route; the Allow header still lists all of them.
+    response = await client.request(method, path)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == allowed
 
 
 async def test_validation_errors_name_each_field(client: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ request id. A 500 never shows a stack trace: the traceback goes to the log.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from app.core.logging import get_logger
 
@@ -123,7 +126,28 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return problem(request, exc.status_code, detail, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return problem(request, exc.status_code, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path answers to. Starlette's 405 names only the methods of
+    the first route whose path matched, one of several when each method has its own route."""
+    path = request.scope["path"]
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "route_methods", None
+    )
+    if table is None:
+        table = request.app.state.route_methods = [
+            (compile_path(route.path)[0], route.methods)
+            for route in iter_route_contexts(request.app.routes)
+            if route.path is not None and route.methods
+        ]
+    return sorted(
+        {method for pattern, methods in table if pattern.match(path) for method in methods}
+    )
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
