@@ -22,6 +22,7 @@ from app.core.http_security import install_edge_protection
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.observability import init_sentry
+from app.core.openapi import document_problems
 from app.core.ratelimit import RateLimiter, RateLimitMiddleware, check_route_limits
 from app.core.telemetry import Telemetry, metrics_router
 
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router(runtime.readiness))
     if settings.metrics_enabled:
         app.include_router(metrics_router(telemetry, settings.metrics_token))
+    document_problems(app, rate_limited=settings.rate_limit_enabled)
     # Middleware runs outermost-last-added: request context, edge protection, CORS, rate limit.
     if settings.rate_limit_enabled:
         check_route_limits(settings, app)

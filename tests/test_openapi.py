@@ -10,6 +10,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from app.core.openapi import Problem
 from app.main import create_app
 from tests.conftest import Servers, make_settings
 
@@ -121,3 +122,40 @@ async def test_cors_allows_only_listed_origins(servers: Servers, database_url: s
     assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
     refused = await _preflight(servers, database_url, "https://evil.example")
     assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_every_error_response_is_documented_as_problem_json(
+    openapi: dict[str, Any],
+) -> None:
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    undocumented = [
+        f"{method} {path} {status}"
+        for method, path, op in operations(openapi)
+        for status, response in op["responses"].items()
+        if status[0] in "45"
+        and response.get("content") != {"application/problem+json": {"schema": problem_ref}}
+    ]
+    assert undocumented == []
+    # FastAPI's own validation-error schemas describe a body the API never sends.
+    assert "HTTPValidationError" not in openapi["components"]["schemas"]
+
+
+async def test_operations_declare_the_errors_any_request_can_get(openapi: dict[str, Any]) -> None:
+    api = [(m, p, op) for m, p, op in operations(openapi) if p.startswith("/api/")]
+    with_body = [(m, p, op) for m, p, op in api if "requestBody" in op]
+    assert len(with_body) >= 10
+    assert [f"{m} {p}" for m, p, op in with_body if "400" not in op["responses"]] == []
+    assert [f"{m} {p}" for m, p, op in api if "429" not in op["responses"]] == []
+
+
+async def test_a_real_problem_matches_the_documented_schema(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/auth/register", json={"email": "nope"})
+    assert response.status_code == 422
+    problem = Problem.model_validate_json(response.content)
+    assert problem.errors is not None
+    assert {error.field for error in problem.errors} >= {"body.email", "body.password"}
+    malformed = await client.post(  # not even text: FastAPI answers 400, not 422
+        "/api/v1/auth/register", content=b"\xc3\x28", headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    assert Problem.model_validate_json(malformed.content).status == 400

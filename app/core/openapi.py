@@ -1,0 +1,79 @@
+"""The OpenAPI document as the API answers: every error response is problem+json.
+
+FastAPI documents a 422 as `application/json` with its own `HTTPValidationError`, and an error
+response declared by a route (`responses={404: ...}`) without any body. The API answers every
+error with the RFC 9457 body `app.core.errors.problem` builds; `document_problems` rewrites the
+generated document so that generated clients and schema-driven tests (schemathesis, in
+tests/test_api_fuzz.py) see what really comes back, including the 400 any request body can get
+when it is not the JSON it claims to be, and the 429 of the rate limiter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from app.core.errors import PROBLEM_CONTENT_TYPE
+
+_REF = "#/components/schemas/{model}"
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+_MALFORMED_BODY = "Malformed body: not valid JSON, or not the declared content type"
+_RATE_LIMITED = "Too many requests: wait for Retry-After seconds (RateLimit-* headers)"
+_INVALID_INPUT = "Invalid input (problem+json naming each field)"
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where: `body.price`, `query.limit`, `path.product_id`")
+    message: str
+    type: str = Field(description="A stable code for the rule broken, e.g. `string_too_long`")
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    type: str = Field(description="A URI naming the kind of problem; stable, safe to switch on")
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong, for a human")
+    instance: str = Field(description="The path of the request")
+    request_id: str | None = Field(description="Quote it to support: it names the log lines")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="On a 422: each field that failed, and why"
+    )
+
+
+def document_problems(app: FastAPI, *, rate_limited: bool) -> None:
+    """Makes `app.openapi()` describe error responses as the API sends them."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        _describe_problems(document, rate_limited=rate_limited)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _describe_problems(document: dict[str, Any], *, rate_limited: bool) -> None:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    problem = Problem.model_json_schema(ref_template=_REF)
+    schemas.update(problem.pop("$defs"))
+    schemas["Problem"] = problem
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    body = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}}
+    for path, item in document.get("paths", {}).items():
+        for operation in item.values():
+            responses: dict[str, dict[str, Any]] = operation["responses"]
+            if "requestBody" in operation:
+                responses.setdefault("400", {"description": _MALFORMED_BODY})
+            if rate_limited and path.startswith("/api/"):
+                responses.setdefault("429", {"description": _RATE_LIMITED})
+            if responses.get("422", {}).get("description") == "Validation Error":
+                responses["422"]["description"] = _INVALID_INPUT
+            for status, response in responses.items():
+                if status[0] in "45":
+                    response["content"] = body
