@@ -9,10 +9,18 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
+_ISO_8601_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 def _no_control_characters(value: str) -> str:
@@ -36,6 +44,16 @@ LongText = Annotated[
     str, StringConstraints(max_length=5_000), AfterValidator(_no_control_except_newlines)
 ]
 PG_INT_MAX = 2**31 - 1
+
+
+def _iso_8601_only(value: object) -> object:
+    # Pydantic also reads "0.5" as a Unix time; the documented format is an ISO 8601 date-time.
+    if isinstance(value, str) and not _ISO_8601_DATE.match(value):
+        raise ValueError("must be an ISO 8601 date-time with a time zone")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 
 class InputModel(BaseModel):

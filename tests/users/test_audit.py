@@ -187,6 +187,8 @@ async def test_the_log_pages_newest_first_and_filters(
         ({"actor": "not-a-uuid"}, 422),
         ({"since": "yesterday"}, 422),
         ({"since": "2026-01-01T00:00:00"}, 422),  # no offset: ambiguous
+        ({"until": "0.5"}, 422),  # a Unix time is not the documented format
+        ({"until": "1767225600"}, 422),
         ({"action": ""}, 422),
         ({"limit": 1000}, 422),
         ({"cursor": "bogus"}, 400),

@@ -5,7 +5,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Form, Query, Response, status
-from pydantic import AwareDatetime
 
 from app.core.audit import Origin
 from app.core.module import API_PREFIX
@@ -14,6 +13,7 @@ from app.core.ratelimit import auth_rate_limit
 from app.core.security.dependencies import current_principal, current_token, require
 from app.core.security.rbac import Permission, Principal, Role
 from app.core.security.tokens import AccessToken
+from app.core.validation import Instant
 from app.modules.users.dependencies import (
     account_service,
     admin_service,
@@ -325,8 +325,8 @@ async def audit_log(
     audit: Audit,
     actor: UUID | None = None,
     action: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="inclusive")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="exclusive")] = None,
+    since: Annotated[Instant | None, Query(description="inclusive")] = None,
+    until: Annotated[Instant | None, Query(description="exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Page[AuditEntryOut]:
