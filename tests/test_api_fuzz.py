@@ -14,23 +14,25 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
-import httpx
 import pytest
 
 from app.core.config import Settings
 from app.core.security.rbac import Role
 from app.devstack import free_port
 from tests.conftest import Servers
-from tests.faults.conftest import emptied_runtime, settings_on_own_database
+from tests.faults.conftest import (
+    emptied_runtime,
+    settings_on_own_database,
+    wait_until_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 60
+
 FUZZ_TIMEOUT_S = 600
 CHECKS = ",".join(
     [
@@ -108,21 +110,8 @@ def serving(settings: Settings, log: Path) -> Iterator[str]:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, process, log)
+        wait_until_ready(base, process, log)
         yield base
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the API exited early:\n{log.read_text()}"
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the API did not become ready:\n{log.read_text()}")

@@ -146,3 +146,20 @@ async def emptied_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     await runtime.core.redis().flushdb()
     yield runtime
     await runtime.stop()
+
+
+API_START_TIMEOUT_S = 60
+
+
+def wait_until_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Waits for a started API process to answer /readyz with 200; fails with its log."""
+    deadline = time.monotonic() + API_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the API exited early:\n{log.read_text()}"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the API did not become ready:\n{log.read_text()}")

@@ -33,12 +33,16 @@ from app.core.security.rbac import Role
 from app.devstack import free_port
 from app.modules.catalog.schemas import ProductCreate
 from tests.conftest import Servers, eventually
-from tests.faults.conftest import emptied_runtime, settings_on_own_database
+from tests.faults.conftest import (
+    API_START_TIMEOUT_S,
+    emptied_runtime,
+    settings_on_own_database,
+    wait_until_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 API_NAME = "keystone-api-under-shutdown"  # the API process's Postgres application_name
 STAFF_PASSWORD = "counting-the-shelves-twice"
-START_TIMEOUT_S = 60
 # The lifespan shutdown and the interpreter's own exit: 1-4 s on a busy two-core CI machine; the
 # test holds its lock far longer than grace + margin.
 EXIT_MARGIN_S = 6.0
@@ -106,25 +110,12 @@ def serving(
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, process, log)
+        wait_until_ready(base, process, log)
         yield base, process
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the API exited early:\n{log.read_text()}"
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the API did not become ready:\n{log.read_text()}")
 
 
 async def _staff_headers(base: str, email: str) -> dict[str, str]:
@@ -277,7 +268,7 @@ def test_serve_exits_non_zero_when_its_port_is_taken(settings: Settings, tmp_pat
         }
         command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
         result = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=API_START_TIMEOUT_S
         )
     assert result.returncode != 0
     assert "address already in use" in result.stdout + result.stderr
