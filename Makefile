@@ -4,7 +4,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: run test install lint typecheck imports pytest migrate seed worker openapi load bench clean
+.PHONY: run test install lint typecheck imports pytest migrate seed worker openapi load stress bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -43,6 +43,11 @@ load: install ## headless locust against a running service; reports in load/repo
 	$(UV) run --frozen --group load locust -f load/locustfile.py --headless \
 		--host $(LOAD_HOST) -u $(LOAD_USERS) -r 10 -t $(LOAD_TIME) \
 		--csv load/reports/keystone --html load/reports/keystone.html
+
+stress: install ## users added in steps until the service saturates; table on stdout
+	mkdir -p load/reports
+	$(UV) run --frozen --group load locust -f load/stressfile.py --headless \
+		--host $(LOAD_HOST) --csv load/reports/stress --html load/reports/stress.html
 
 bench: install ## Keystone vs bare Starlette+asyncpg; results in docs/performance.md
 	$(UV) run --frozen python -m bench.run

@@ -116,6 +116,7 @@ def cmd_serve(settings: Settings, host: str, port: int) -> None:
             # so readiness fails from the signal on), lets in-flight requests finish for this long,
             # cancels the rest, then runs the lifespan shutdown (relay stopped, pools closed).
             timeout_graceful_shutdown=settings.api_shutdown_grace_s,
+            timeout_keep_alive=settings.api_keep_alive_s,
             # app.core.logging routes uvicorn's loggers; RequestContextMiddleware logs each request.
             log_config=None,
             access_log=False,

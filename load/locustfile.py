@@ -146,11 +146,14 @@ class Staff(HttpUser):
     @task(1)
     def count_stock(self) -> None:
         if self.added:
-            self.client.put(
+            with self.client.put(
                 f"{API}/catalog/products/{random.choice(self.added)}/stock",
                 json={"on_hand": random.randint(0, 80)},
                 name=f"{API}/catalog/products/{{id}}/stock",
-            )
+                catch_response=True,
+            ) as response:
+                if response.status_code == 409:  # below what open orders hold: refused, rightly
+                    response.success()
 
     @task(1)
     def add_product(self) -> None:

@@ -11,11 +11,8 @@ another shape, undeclared 400s and 429s, and Unix times accepted as ISO date-tim
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
@@ -23,12 +20,11 @@ import pytest
 
 from app.core.config import Settings
 from app.core.security.rbac import Role
-from app.devstack import free_port
 from tests.conftest import Servers
 from tests.faults.conftest import (
     emptied_runtime,
+    serving_api,
     settings_on_own_database,
-    wait_until_ready,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +69,15 @@ async def test_generated_requests_get_only_documented_answers(
             )
         )
         token = runtime.core.tokens().issue_access_token(admin.id, frozenset({Role.ADMIN}), uuid4())
-    with serving(settings, tmp_path / "api.log") as base:
+    with serving_api(
+        settings,
+        tmp_path / "api.log",
+        APP_ENV="test",
+        LOG_LEVEL="WARNING",
+        RATE_LIMIT_DEFAULT=LIMITS,
+        RATE_LIMIT_AUTH_IP=LIMITS,
+        RATE_LIMIT_AUTH_ACCOUNT=LIMITS,
+    ) as (base, _):
         run = await asyncio.to_thread(
             subprocess.run,
             [
@@ -90,28 +94,3 @@ async def test_generated_requests_get_only_documented_answers(
         )
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
     assert "Tested: " in run.stdout  # it did reach the operations
-
-
-@contextmanager
-def serving(settings: Settings, log: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "APP_ENV": "test",
-        "DATABASE_URL": settings.require_database_url(),
-        "REDIS_URL": settings.require_redis_url(),
-        "LOG_LEVEL": "WARNING",
-        "RATE_LIMIT_DEFAULT": LIMITS,
-        "RATE_LIMIT_AUTH_IP": LIMITS,
-        "RATE_LIMIT_AUTH_ACCOUNT": LIMITS,
-    }
-    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(base, process, log)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

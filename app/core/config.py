@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     # On SIGTERM/SIGINT: how long in-flight requests (`python -m app.cli serve`) and running jobs
     # (the worker) may finish before they are cut off. Keep them below the platform's kill timeout.
     api_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
+    # How long `serve` keeps an idle keep-alive connection open. Above the load balancer's own
+    # idle timeout (60 s on most), or the balancer reuses connections the API has just closed
+    # and answers 502; uvicorn's default is 5 s.
+    api_keep_alive_s: int = Field(default=75, ge=1, le=3600)
     worker_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
 
     outbox_poll_interval_s: float = Field(default=2.0, gt=0)

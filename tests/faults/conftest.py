@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,8 @@ from app.core.config import ALL_MODULES, Settings
 from app.devstack import free_port
 from app.main import create_app
 from tests.conftest import Servers, make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class RedisProcess:
@@ -163,3 +166,35 @@ def wait_until_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> 
             pass
         time.sleep(0.2)
     raise AssertionError(f"the API did not become ready:\n{log.read_text()}")
+
+
+@contextmanager
+def serving_api(
+    settings: Settings, log: Path, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m app.cli serve`, as deployed, on the settings' database and Redis with `env`
+    on top of the environment; its output goes to `log`. Yields its base URL and process."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": settings.require_database_url(),
+        "REDIS_URL": settings.require_redis_url(),
+        **env,
+    }
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base, process, log)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)

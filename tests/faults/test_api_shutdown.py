@@ -30,14 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from app.bootstrap import Runtime
 from app.core.config import Settings
 from app.core.security.rbac import Role
-from app.devstack import free_port
 from app.modules.catalog.schemas import ProductCreate
 from tests.conftest import Servers, eventually
 from tests.faults.conftest import (
     API_START_TIMEOUT_S,
     emptied_runtime,
+    serving_api,
     settings_on_own_database,
-    wait_until_ready,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,28 +93,16 @@ async def postgres(settings: Settings) -> AsyncIterator[AsyncEngine]:
 def serving(
     settings: Settings, grace_s: int, log: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.require_database_url(),
-        "REDIS_URL": settings.require_redis_url(),
-        "APP_NAME": API_NAME,
-        "API_SHUTDOWN_GRACE_S": str(grace_s),
+    with serving_api(
+        settings,
+        log,
+        APP_NAME=API_NAME,
+        API_SHUTDOWN_GRACE_S=str(grace_s),
         # The lock wait is the request's work here: the statement timeout must not end it first.
-        "DB_STATEMENT_TIMEOUT_MS": "120000",
-        "LOG_LEVEL": "INFO",
-    }
-    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(base, process, log)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        DB_STATEMENT_TIMEOUT_MS="120000",
+        LOG_LEVEL="INFO",
+    ) as served:
+        yield served
 
 
 async def _staff_headers(base: str, email: str) -> dict[str, str]:
@@ -272,3 +259,33 @@ def test_serve_exits_non_zero_when_its_port_is_taken(settings: Settings, tmp_pat
         )
     assert result.returncode != 0
     assert "address already in use" in result.stdout + result.stderr
+
+
+def _exchange(connection: socket.socket) -> bytes:
+    """One request on an open connection: the whole answer, or b"" once the API closed it."""
+    try:
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+            chunk = connection.recv(4096)
+            if not chunk:
+                return answer
+            answer += chunk
+        return answer
+    except (BrokenPipeError, ConnectionResetError):
+        return b""
+
+
+async def test_idle_connections_stay_open_for_api_keep_alive_s(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Behind a load balancer the API must not close an idle connection before the balancer
+    # does (it would answer 502): API_KEEP_ALIVE_S decides, not uvicorn's 5 s default.
+    with serving_api(settings, tmp_path / "api.log", API_KEEP_ALIVE_S="3") as (base, _):
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as connection:
+            assert _exchange(connection).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(1.5)  # idle, but within API_KEEP_ALIVE_S
+            assert _exchange(connection).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(4.5)  # idle past it: the API closed the connection
+            assert _exchange(connection) == b""
