@@ -40,13 +40,13 @@ LOAD_USERS ?= 50
 LOAD_TIME ?= 60s
 load: install ## headless locust against a running service; reports in load/reports/
 	mkdir -p load/reports
-	$(UV) run --frozen --group load locust -f load/locustfile.py --headless \
+	$(UV) run --frozen locust -f load/locustfile.py --headless \
 		--host $(LOAD_HOST) -u $(LOAD_USERS) -r 10 -t $(LOAD_TIME) \
 		--csv load/reports/keystone --html load/reports/keystone.html
 
 stress: install ## users added in steps until the service saturates; table on stdout
 	mkdir -p load/reports
-	$(UV) run --frozen --group load locust -f load/stressfile.py --headless \
+	$(UV) run --frozen locust -f load/stressfile.py --headless \
 		--host $(LOAD_HOST) --csv load/reports/stress --html load/reports/stress.html
 
 bench: install ## Keystone vs bare Starlette+asyncpg; results in docs/performance.md
