@@ -3,6 +3,7 @@ port, and a database of their own."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -198,3 +199,31 @@ def serving_api(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+# A load or fuzzing tool sends every request from one address: limits it cannot reach, while the
+# limiter still runs on every request.
+_UNREACHABLE_LIMITS = {
+    name: "100000/minute"
+    for name in ("RATE_LIMIT_DEFAULT", "RATE_LIMIT_AUTH_IP", "RATE_LIMIT_AUTH_ACCOUNT")
+}
+
+
+@contextmanager
+def serving_api_to_a_tool(settings: Settings, log: Path) -> Iterator[str]:
+    """`serving_api` for a tool run from the test (schemathesis, locust): yields the base URL."""
+    with serving_api(settings, log, APP_ENV="test", LOG_LEVEL="WARNING", **_UNREACHABLE_LIMITS) as (
+        base,
+        _,
+    ):
+        yield base
+
+
+async def run_tool(command: list[str], cwd: Path, timeout_s: float) -> str:
+    """Runs a tool's command line off the event loop; fails with its output unless it exits 0,
+    else returns what it printed."""
+    run = await asyncio.to_thread(
+        subprocess.run, command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s
+    )
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-4000:]
+    return run.stdout
