@@ -59,6 +59,18 @@ class Servers:
         await engine.dispose()
         return self.database_url(name)
 
+    async def migrated_database(self, name: str) -> str:
+        """A fresh database with every module's schema at its head."""
+        url = await self.recreate_database(name)
+        engine = create_async_engine(url)
+        await migrations.upgrade(engine, ALL_MODULES)
+        await engine.dispose()
+        return url
+
+    def redis_database(self, number: int) -> str:
+        """The URL of another numbered database of the same Redis."""
+        return f"{self.redis_url.rsplit('/', 1)[0]}/{number}"
+
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
@@ -108,11 +120,7 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
 
 @pytest.fixture(scope="session")
 async def database_url(servers: Servers) -> str:
-    url = await servers.recreate_database(TEST_DATABASE)
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
-    return url
+    return await servers.migrated_database(TEST_DATABASE)
 
 
 @pytest.fixture(scope="session")

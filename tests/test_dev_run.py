@@ -144,7 +144,7 @@ async def test_run_command_uses_given_servers_and_starts_nothing_embedded(
     tmp_path: Path, servers: Servers
 ) -> None:
     database_url = await servers.recreate_database("keystone_dev_run")
-    redis_url = servers.redis_url.rsplit("/", 1)[0] + "/5"
+    redis_url = servers.redis_database(5)
     env = _env(tmp_path, free_port(), DATABASE_URL=database_url, REDIS_URL=redis_url)
     with dev_stack(env) as (base, _):
         assert _login(base)

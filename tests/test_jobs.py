@@ -12,11 +12,9 @@ import pytest
 from arq import create_pool
 from arq.worker import Worker
 from sqlalchemy import text, update
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.bootstrap import Runtime, build_runtime, truncate_all
-from app.core import migrations
-from app.core.config import ALL_MODULES, Settings
+from app.core.config import Settings
 from app.core.jobs import JobQueue, JobRequest, redis_settings
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.catalog.service import ProductService
@@ -32,12 +30,8 @@ PENDING_TIMEOUT_S = 3
 @pytest.fixture(scope="module")
 async def settings(servers: Servers) -> Settings:
     """A database and a Redis db of their own, so no other relay or test touches these jobs."""
-    url = await servers.recreate_database("keystone_jobs")
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
-    redis_url = servers.redis_url.rsplit("/", 1)[0] + "/3"
-    return make_settings(url, redis_url, order_pending_timeout_s=PENDING_TIMEOUT_S)
+    url = await servers.migrated_database("keystone_jobs")
+    return make_settings(url, servers.redis_database(3), order_pending_timeout_s=PENDING_TIMEOUT_S)
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def test_api_and_worker_start_from_the_runtime_set(
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "REDIS_URL": servers.redis_url.rsplit("/", 1)[0] + "/10",  # a Redis db no other test uses
+        "REDIS_URL": servers.redis_database(10),  # a Redis db no other test uses
         "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"),
     }
     subprocess.run(

@@ -11,11 +11,9 @@ from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.bootstrap import Runtime, build_runtime, truncate_all
-from app.core import migrations
-from app.core.config import ALL_MODULES, Settings
+from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.events.base import IntegrationEvent
 from app.core.events.bus import Subscription, dead_letters
@@ -33,10 +31,7 @@ class SomethingHappened(IntegrationEvent):
 @pytest.fixture(scope="module")
 async def settings(servers: Servers) -> Settings:
     """A database of its own: the shared app's relay must not deliver these tests' events."""
-    url = await servers.recreate_database("keystone_events")
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
+    url = await servers.migrated_database("keystone_events")
     return make_settings(url, servers.redis_url, event_max_attempts=3)
 
 

@@ -20,11 +20,9 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.bootstrap import Runtime, build_runtime, truncate_all
-from app.core import migrations
-from app.core.config import ALL_MODULES, Settings
+from app.core.config import Settings
 from app.devstack import free_port
 from app.main import create_app
 from tests.conftest import Servers, make_settings
@@ -111,10 +109,7 @@ def redis_is_up(fault_redis: RedisProcess) -> None:
 
 @pytest.fixture(scope="package")
 async def settings(servers: Servers, fault_redis: RedisProcess) -> Settings:
-    url = await servers.recreate_database("keystone_faults")
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
+    url = await servers.migrated_database("keystone_faults")
     return make_settings(url, fault_redis.url, redis_timeout_s=0.5, payment_redrive_after_s=1)
 
 
@@ -135,11 +130,8 @@ async def client(app: FastAPI, redis_is_up: None) -> AsyncIterator[httpx.AsyncCl
 async def settings_on_own_database(servers: Servers, database: str, redis_db: int) -> Settings:
     """Settings for tests that start real API or worker processes: a migrated database and a
     Redis database of their own, so the processes' state is theirs alone."""
-    url = await servers.recreate_database(database)
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
-    return make_settings(url, f"{servers.redis_url.rsplit('/', 1)[0]}/{redis_db}")
+    url = await servers.migrated_database(database)
+    return make_settings(url, servers.redis_database(redis_db))
 
 
 @asynccontextmanager

@@ -21,11 +21,9 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.bootstrap import Runtime, build_runtime
-from app.core import migrations
-from app.core.config import ALL_MODULES, Settings
+from app.core.config import Settings
 from app.core.security.rbac import Role
 from app.devstack import free_port
 from app.modules.catalog.schemas import ProductCreate
@@ -94,11 +92,8 @@ def provider() -> Iterator[FakeProvider]:
 
 @pytest.fixture(scope="module")
 async def settings(servers: Servers) -> Settings:
-    url = await servers.recreate_database("keystone_crash")
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
-    return make_settings(url, servers.redis_url.rsplit("/", 1)[0] + "/6")
+    url = await servers.migrated_database("keystone_crash")
+    return make_settings(url, servers.redis_database(6))
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ async def test_postgres_restart_is_a_fast_503_then_recovers(
     app = create_app(
         make_settings(
             url.render_as_string(hide_password=False),
-            servers.redis_url.rsplit("/", 1)[0] + "/8",
+            servers.redis_database(8),
             db_pool_timeout_s=1,
         )
     )

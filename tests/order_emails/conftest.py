@@ -10,10 +10,8 @@ import pytest
 from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core import migrations
-from app.core.config import ALL_MODULES, Settings
+from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import Servers, make_settings, running_worker
 from tests.mail import MailSink
@@ -43,13 +41,9 @@ def mail(mail_server: MailSink) -> MailSink:
 
 @pytest.fixture(scope="package")
 async def settings(servers: Servers, mail_server: MailSink) -> Settings:
-    url = await servers.recreate_database("keystone_order_emails")
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
     return make_settings(
-        url,
-        servers.redis_url.rsplit("/", 1)[0] + "/9",
+        await servers.migrated_database("keystone_order_emails"),
+        servers.redis_database(9),
         smtp_port=mail_server.port,
         smtp_security="none",
         smtp_timeout_s=2,

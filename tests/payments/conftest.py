@@ -10,10 +10,8 @@ import pytest
 from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.core import migrations
-from app.core.config import ALL_MODULES, Settings
+from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import Servers, make_settings, running_worker
 from tests.fake_payment_provider import API_KEY, FakeProvider, running_provider
@@ -37,13 +35,9 @@ def provider(fake_provider: FakeProvider) -> FakeProvider:
 
 @pytest.fixture(scope="package")
 async def settings(servers: Servers, fake_provider: FakeProvider) -> Settings:
-    url = await servers.recreate_database("keystone_payments")
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ALL_MODULES)
-    await engine.dispose()
     return make_settings(
-        url,
-        servers.redis_url.rsplit("/", 1)[0] + "/4",
+        await servers.migrated_database("keystone_payments"),
+        servers.redis_database(4),
         payment_provider="http",
         payment_api_url=fake_provider.url,
         payment_api_key=API_KEY,
