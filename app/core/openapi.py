@@ -59,6 +59,8 @@ def document_problems(app: FastAPI, *, rate_limited: bool) -> None:
 
 def _describe_problems(document: dict[str, Any], *, rate_limited: bool) -> None:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    if "Problem" in schemas:  # FastAPI hands back the document it made before: done already
+        return
     problem = Problem.model_json_schema(ref_template=_REF)
     schemas.update(problem.pop("$defs"))
     schemas["Problem"] = problem
