@@ -19,9 +19,16 @@ def test_readme_opens_with_the_run_and_test_commands() -> None:
 
 
 def test_ci_runs_the_readme_test_command() -> None:
+    """CI may install system packages first, but what it tests with is the README's command,
+    exactly as written, and nothing runs after it."""
+    readme = (ROOT / "README.md").read_text().splitlines()[:6]
+    test_command = next(line.split("#")[0].strip() for line in readme if "make test" in line)
     script = (ROOT / ".ci/run").read_text().splitlines()
-    commands = [line for line in script if line.strip() and not re.match(r"\s*(#|set |cd )", line)]
-    assert commands == ["make test"]
+    commands = [
+        line.strip() for line in script if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert commands[-1] == test_command
+    assert commands.count(test_command) == 1
 
 
 def test_env_example_documents_every_setting() -> None:
