@@ -16,7 +16,7 @@ from app.modules.catalog.schemas import ProductCreate
 from app.modules.users.exceptions import EmailTakenError
 
 DEFAULT_ADMIN_EMAIL = "admin@keystone.local"
-DEFAULT_ADMIN_PASSWORD = "keystone-ada-demo"  # noqa: S105 - demo data, printed at start
+DEFAULT_ADMIN_PASSWORD = "ada-roasts-coffee"  # noqa: S105 - demo data, printed at start
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,8 @@ def demo_accounts() -> list[DemoAccount]:
             "Ada Admin",
             Role.ADMIN,
         ),
-        DemoAccount("staff@keystone.local", "keystone-sam-demo", "Sam Staff", Role.STAFF),
-        DemoAccount(
-            "customer@keystone.local", "keystone-cleo-demo", "Cleo Customer", Role.CUSTOMER
-        ),
+        DemoAccount("staff@keystone.local", "sam-grinds-beans", "Sam Staff", Role.STAFF),
+        DemoAccount("customer@keystone.local", "cleo-pours-v60", "Cleo Customer", Role.CUSTOMER),
     ]
 
 

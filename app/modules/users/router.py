@@ -67,8 +67,10 @@ INVALID: Responses = {422: {"description": "Invalid input (problem+json naming e
 UNAUTHENTICATED: Responses = {401: {"description": "Missing, invalid, expired or revoked token"}}
 WEAK_PASSWORD: Responses = {
     422: {
-        "description": "Invalid input, or a password the policy refuses (problem type "
-        "password-length, password-too-common or password-contains-email)"
+        "description": "Invalid input, or a password the policy refuses; the problem type "
+        "names the rule: password-length, password-too-common, password-contains-email, "
+        "password-contains-personal-info, password-repetitive, password-sequence, "
+        "password-keyboard-pattern or password-too-guessable"
     }
 }
 AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {

@@ -236,7 +236,7 @@ class AccountService:
     async def register(
         self, email: str, password: str, full_name: str, roles: frozenset[Role] = frozenset()
     ) -> User:
-        check_password(password, email)
+        check_password(password, email, full_name)
         password_hash = await self._passwords.hash(password)
         user = User(
             email=email,
@@ -298,7 +298,7 @@ class AccountService:
         if not ok:
             await self._audit.record(replace(entry, outcome=Outcome.FAILURE))
             raise WrongPasswordError
-        check_password(new, user.email)
+        check_password(new, user.email, user.full_name)
         new_hash = await self._passwords.hash(new)
         async with self._uow.begin() as tx:
             locked = await UserRepository(tx.session).get_for_update(user.id)
@@ -548,7 +548,8 @@ class PasswordResetService:
         try:
             async with self._uow.begin() as tx:
                 user = await self._user_of_valid_token(tx, digest)
-            check_password(new_password, user.email)  # a weak password does not use the token
+            # A weak password does not use the token.
+            check_password(new_password, user.email, user.full_name)
             new_hash = await self._passwords.hash(new_password)
             async with self._uow.begin() as tx:
                 user = await self._user_of_valid_token(tx, digest)  # again, under the row lock
