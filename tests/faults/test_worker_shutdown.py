@@ -48,12 +48,17 @@ async def order_paying_slowly(runtime: Runtime) -> UUID:
             )
         )
     )
+    customer = await (
+        runtime.module("users")
+        .container.accounts()
+        .register("slow@example.com", "correct-horse-battery", "Slow Payer", email_verified=True)
+    )
     placed = (
         await runtime.module("orders")
         .container.orders()
         .place_order(
             Checkout(
-                customer_id=UUID(int=5),
+                customer_id=customer.id,
                 idempotency_key="slow",
                 items=[(product.id, 1)],
                 shipping_address={"name": "A", "line1": "B", "postal_code": "1", "city": "C"},

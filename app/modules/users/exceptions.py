@@ -123,3 +123,21 @@ class InvalidResetTokenError(DomainError):
 
     def __init__(self) -> None:
         super().__init__("The reset token is invalid, expired or already used; ask for a new one")
+
+
+class InvalidVerificationTokenError(DomainError):
+    status = 400
+    code = "invalid-verification-token"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The verification token is invalid, expired or already used; sign in and ask "
+            "for a new email with POST /api/v1/users/me/verification-email"
+        )
+
+
+class EmailAlreadyVerifiedError(ConflictError):
+    code = "email-already-verified"
+
+    def __init__(self) -> None:
+        super().__init__("This account's email address is verified already")
