@@ -188,9 +188,9 @@ def _dev_urls(stack: DevStack) -> tuple[str, str]:
     database_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
     if not database_url:
+        stack.tell_watchdog("postgres", str(DATA_DIR / "postgres"))  # even if killed starting it
         postgres = start_postgres(DATA_DIR / "postgres")
         stack.stoppers.append(postgres.stop)
-        stack.tell_watchdog("postgres", str(DATA_DIR / "postgres"))
         postgres.create_database(DEV_DATABASE)
         database_url = postgres.url(DEV_DATABASE)
         print(f"embedded Postgres: {DATA_DIR / 'postgres'}")

@@ -128,9 +128,13 @@ def terminal_foreground() -> Iterator[None]:
             yield
             return
         _set_foreground(tty, os.getpgrp())
+        # Ctrl-Z would stop the runner alone, which the shell (waiting for make) never notices:
+        # the terminal would stay with a stopped group. Ctrl-C is the way out.
+        suspend = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
         try:
             yield
         finally:
+            signal.signal(signal.SIGTSTP, suspend)
             _set_foreground(tty, previous)
     finally:
         os.close(tty)

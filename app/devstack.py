@@ -104,19 +104,28 @@ def start_redis(data_dir: Path, *, persist: bool = True, port: int | None = None
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    try:
+        _wait_for_redis(process, port)
+    except BaseException:  # a timeout, or a signal while waiting: nothing is left running
+        process.kill()
+        raise
+    return EmbeddedRedis(process=process, port=port)
+
+
+def _wait_for_redis(process: subprocess.Popen[bytes], port: int) -> None:
     deadline = time.monotonic() + REDIS_START_TIMEOUT_S
     client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
-    while True:
-        try:
-            client.ping()
-            break
-        except (OSError, RedisError) as exc:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"embedded Redis did not start on port {port}") from exc
-            time.sleep(0.05)
-    client.close()
-    return EmbeddedRedis(process=process, port=port)
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except (OSError, RedisError) as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"embedded Redis did not start on port {port}") from exc
+                time.sleep(0.05)
+    finally:
+        client.close()
 
 
 @dataclass

@@ -234,6 +234,7 @@ async def _verification_email_limit(request: Request, principal: Caller) -> None
 @router.post(
     "/users/me/verification-email",
     status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,  # an empty 202, documented without a body
     tags=["users"],
     summary="Send another email to verify the signed-in account's address",
     responses={

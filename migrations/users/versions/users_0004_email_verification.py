@@ -50,9 +50,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_email_verification_tokens")),
-        sa.UniqueConstraint(
-            "token_digest", name=op.f("uq_email_verification_tokens_token_digest")
-        ),
+        sa.UniqueConstraint("token_digest", name=op.f("uq_email_verification_tokens_token_digest")),
         schema="users",
     )
     op.create_index(
