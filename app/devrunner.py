@@ -57,7 +57,8 @@ class DevStack:
         self._orders = os.fdopen(write_end, "wb", buffering=0)
 
     def tell_watchdog(self, what: str, value: str | int) -> None:
-        """What the watchdog must stop if the runner dies: `group`, `pid` or `postgres`."""
+        """What the watchdog must stop if the runner dies: a process `group`, or the `postgres`
+        of a data folder."""
         if self._orders is not None:
             self._orders.write(f"{what} {value}\n".encode())
 
