@@ -269,18 +269,33 @@ def test_a_killed_runners_children_are_stopped_by_its_watchdog(dev_data: Path) -
     port = free_port()
     log = dev_data / "SIGKILL.log"
     process = _spawn_dev(_env(dev_data, port), log)
-    _wait_ready_logged(f"http://127.0.0.1:{port}", process, log)
-    started = _everything_it_started(process.pid)
+    started: list[psutil.Process] = []
+    try:
+        _wait_ready_logged(f"http://127.0.0.1:{port}", process, log)
+        started = psutil.Process(process.pid).children(recursive=True)
+        _everything_it_started(process.pid)
 
-    process.kill()  # nothing of the runner runs: no handler, no finally
-    process.wait()
+        process.kill()  # nothing of the runner runs: no handler, no finally
+        process.wait()
 
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while not _all_gone(started, dev_data, port) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _still_running(started) == []
-    assert not _postgres_running(dev_data)
-    assert not _port_open(port)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not _all_gone(started, dev_data, port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _still_running(started) == []
+        assert not _postgres_running(dev_data)
+        assert not _port_open(port)
+    finally:  # a failed run must not leave a dev stack running on the machine
+        _kill_all([psutil.Process(process.pid), *started] if process.poll() is None else started)
+        postmaster = dev_data / "postgres" / "postmaster.pid"
+        if postmaster.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(postmaster.read_text().split()[0]), signal.SIGINT)
+
+
+def _kill_all(processes: list[psutil.Process]) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def test_make_run_exits_0_after_ctrl_c_at_a_terminal(
