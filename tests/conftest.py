@@ -254,13 +254,20 @@ class TestUser:
 
 @pytest.fixture
 def make_user(app: FastAPI, client: httpx.AsyncClient) -> UserFactory:
-    """A registered account with the given role, logged in through the HTTP API."""
+    """A registered account with the given role, logged in through the HTTP API. Its email is
+    verified (the service's own way, as for the demo accounts) unless `verified=False`; the
+    verification flow itself is tested through the API in tests/users/test_email_verification.py.
+    """
     counter = iter(range(1_000_000))
 
-    async def make(role: Role = Role.CUSTOMER, password: str = "correct-horse-battery") -> TestUser:
+    async def make(
+        role: Role = Role.CUSTOMER, password: str = "correct-horse-battery", verified: bool = True
+    ) -> TestUser:
         email = f"{role.value}{next(counter)}@example.com"
         accounts = app.state.runtime.module("users").container.accounts()
-        user = await accounts.register(email, password, f"Test {role.value}", frozenset({role}))
+        user = await accounts.register(
+            email, password, f"Test {role.value}", frozenset({role}), email_verified=verified
+        )
         response = await client.post(
             "/api/v1/auth/login", data={"username": email, "password": password}
         )

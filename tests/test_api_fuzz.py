@@ -62,6 +62,7 @@ async def test_generated_requests_get_only_documented_answers(
                 "a-long-fuzzing-passphrase",
                 "Fuzz Admin",
                 frozenset({Role.ADMIN}),
+                email_verified=True,
             )
         )
         token = runtime.core.tokens().issue_access_token(admin.id, frozenset({Role.ADMIN}), uuid4())

@@ -31,7 +31,13 @@ PENDING_TIMEOUT_S = 3
 async def settings(servers: Servers) -> Settings:
     """A database and a Redis db of their own, so no other relay or test touches these jobs."""
     url = await servers.migrated_database("keystone_jobs")
-    return make_settings(url, servers.redis_database(3), order_pending_timeout_s=PENDING_TIMEOUT_S)
+    return make_settings(
+        url,
+        servers.redis_database(3),
+        order_pending_timeout_s=PENDING_TIMEOUT_S,
+        # The orders here belong to made-up customers: the checkout rule is tested elsewhere.
+        require_verified_email_for_orders=False,
+    )
 
 
 @pytest.fixture
@@ -209,6 +215,35 @@ async def test_cron_resends_a_lost_payment_job(settings: Settings, runtime: Runt
 
     assert (await order_state(runtime, order_id))[0] == "confirmed"
     assert await reservation_status(runtime, order_id) == "committed"
+
+
+async def test_a_payment_retried_after_a_crash_replays_the_sandbox_intent(
+    runtime: Runtime,
+) -> None:
+    """The worker authorised at the sandbox, then died before saving the payment id: the retry
+    asks again with the same idempotency key and gets the same intent, which it captures. One
+    payment exists for the order, and it is the one the order keeps."""
+    order_id = await reserve_and_lose_the_payment_job(runtime, "JOB-5")
+    order = await order_service(runtime).get_order(order_id, _any_reader())
+    sandbox = runtime.module("orders").container.payments()
+    held_before_the_crash = await sandbox.authorise(
+        idempotency_key=str(order_id),  # what the saga sends (PaymentSaga._authorise_at_provider)
+        reference=str(order_id),
+        amount=order.total,
+        currency=order.currency,
+        payment_method=order.payment_method,
+    )
+
+    saga = runtime.module("orders").container.saga()
+    assert await saga.take_payment(order_id) == "confirmed"
+
+    async with runtime.core.database().session() as session:
+        kept = await session.scalar(
+            text("SELECT payment_id FROM orders.orders WHERE id = :id"), {"id": order_id}
+        )
+    assert kept == held_before_the_crash
+    [payment] = await sandbox.payments(limit=10, reference=str(order_id))
+    assert (payment["id"], payment["status"], payment["amount"]) == (kept, "succeeded", 900)
 
 
 async def test_cron_purges_expired_idempotency_keys(settings: Settings, runtime: Runtime) -> None:

@@ -239,3 +239,24 @@ async def test_alembic_command_line_upgrades_one_module(servers: Servers, driver
     current = _alembic("-n", "catalog", "current", database_url=cli_url)
     assert current.returncode == 0, current.stderr
     assert f"{head} (head)" in current.stdout
+
+
+async def test_accounts_made_before_verification_existed_count_as_verified(
+    empty_engine: AsyncEngine,
+) -> None:
+    """Otherwise they could no longer order, and the retention cron would delete them all."""
+    await migrations.upgrade(empty_engine, ["users"], "users_0003")
+    async with empty_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO users.users (id, email, password_hash, full_name, roles) VALUES "
+                "(gen_random_uuid(), 'old@example.com', 'x', 'Old Timer', '{customer}')"
+            )
+        )
+    await migrations.upgrade(empty_engine, ["users"])
+
+    async with empty_engine.connect() as connection:
+        verified = await connection.scalar(
+            text("SELECT email_verified_at IS NOT NULL FROM users.users")
+        )
+    assert verified is True

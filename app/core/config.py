@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     # The page of the front end that reads ?token=...; the email shows the link and the token.
     password_reset_url: str = "http://127.0.0.1:8000/reset-password"  # noqa: S105 - a URL
 
+    # Email verification: a self-registered account verifies its address before it may order
+    # (unless REQUIRE_VERIFIED_EMAIL_FOR_ORDERS is false); one never verified is deleted after
+    # UNVERIFIED_RETENTION_DAYS. The email shows EMAIL_VERIFICATION_URL?token=... and the token.
+    require_verified_email_for_orders: bool = True
+    email_verification_ttl_s: int = Field(default=172_800, ge=300, le=2_592_000)
+    email_verification_url: str = "http://127.0.0.1:8000/verify-email"
+    unverified_retention_days: int = Field(default=30, ge=1, le=3_650)
+    # Per account: how often a signed-in user may ask for another verification email.
+    rate_limit_verification_email: str = "3/hour"
+
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=1025, ge=1, le=65_535)
     smtp_username: str | None = None
@@ -244,7 +254,12 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("rate_limit_default", "rate_limit_auth_ip", "rate_limit_auth_account")
+    @field_validator(
+        "rate_limit_default",
+        "rate_limit_auth_ip",
+        "rate_limit_auth_account",
+        "rate_limit_verification_email",
+    )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         _check_rate_limit(value)

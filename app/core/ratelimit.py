@@ -378,16 +378,26 @@ def auth_rate_limit(account_field: str) -> Callable[[Request], Awaitable[None]]:
         if account is not None:
             keys.append((limiter.auth_account, ("auth-account", _account_key(account), route)))
         for item, key in keys:
-            decision = await limiter.hit(item, *key)
-            if decision is None:
-                if limiter.auth_fail_closed:
-                    raise ServiceUnavailableError(
-                        "Sign-in protection is unavailable; try again shortly",
-                        headers={"Retry-After": "5"},
-                    )
-                continue
-            record(request.scope, decision)
-            if not decision.allowed:
-                raise _too_many(decision)
+            await enforce(request, item, *key)
 
     return check
+
+
+async def enforce(request: Request, item: RateLimitItem, *key: str) -> None:
+    """Count one hit of `key` against `item`: a 429 past it, a 503 when Redis cannot answer
+    (unless `RATE_LIMIT_AUTH_FAIL_CLOSED=false`). For limits a route keeps on its own callers,
+    e.g. per account: `await enforce(request, parse("3/hour"), "what", str(user_id))`."""
+    limiter = cast(RateLimiter, request.app.state.rate_limiter)
+    if not limiter.enabled:
+        return
+    decision = await limiter.hit(item, *key)
+    if decision is None:
+        if limiter.auth_fail_closed:
+            raise ServiceUnavailableError(
+                "Sign-in protection is unavailable; try again shortly",
+                headers={"Retry-After": "5"},
+            )
+        return
+    record(request.scope, decision)
+    if not decision.allowed:
+        raise _too_many(decision)

@@ -160,6 +160,14 @@ async def test_no_order_is_lost_or_charged_twice_when_processes_are_killed(
     settings: Settings, runtime: Runtime, provider: FakeProvider, tmp_path: Path
 ) -> None:
     product_ids = await make_products(runtime)
+    shoppers = [
+        await runtime.module("users")
+        .container.accounts()
+        .register(
+            f"shopper{n}@example.com", "correct-horse-battery", "Shopper", email_verified=True
+        )
+        for n in range(3)
+    ]
     port = free_port()
     env = {
         **os.environ,
@@ -186,11 +194,13 @@ async def test_no_order_is_lost_or_charged_twice_when_processes_are_killed(
             checkouts = asyncio.gather(
                 *(
                     client.checkout(
-                        tokens.issue_access_token(uuid4(), frozenset({Role.CUSTOMER}), uuid4()),
+                        tokens.issue_access_token(
+                            shoppers[n % len(shoppers)].id, frozenset({Role.CUSTOMER}), uuid4()
+                        ),
                         body,
                         start_after_s=rng.uniform(0, 3),
                     )
-                    for body in bodies
+                    for n, body in enumerate(bodies)
                 )
             )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from sqlalchemy import text
 
 from app.bootstrap import Runtime
 from app.core.config import Settings
@@ -48,12 +49,17 @@ async def order_paying_slowly(runtime: Runtime) -> UUID:
             )
         )
     )
+    customer = await (
+        runtime.module("users")
+        .container.accounts()
+        .register("slow@example.com", "correct-horse-battery", "Slow Payer", email_verified=True)
+    )
     placed = (
         await runtime.module("orders")
         .container.orders()
         .place_order(
             Checkout(
-                customer_id=UUID(int=5),
+                customer_id=customer.id,
                 idempotency_key="slow",
                 items=[(product.id, 1)],
                 shipping_address={"name": "A", "line1": "B", "postal_code": "1", "city": "C"},
@@ -95,13 +101,24 @@ async def payment_running(runtime: Runtime, order_id: UUID) -> bool:
     return bool(await runtime.core.redis().exists(f"arq:in-progress:take-payment:{order_id}"))
 
 
+async def payment_at_the_provider(runtime: Runtime, order_id: UUID) -> bool:
+    """The job is past arq's own start (which a SIGTERM would cut short before our code runs)
+    and waiting for the slow sandbox: the order asked for its authorisation."""
+    async with runtime.core.database().session() as session:
+        asked = await session.scalar(
+            text("SELECT authorisation_requested_at FROM orders.orders WHERE id = :id"),
+            {"id": order_id},
+        )
+    return asked is not None and await payment_running(runtime, order_id)
+
+
 async def test_sigterm_lets_the_running_payment_finish(
     settings: Settings, runtime: Runtime, tmp_path: Path
 ) -> None:
     order_id = await order_paying_slowly(runtime)
     worker = start_worker(settings, grace_s=SLOW_PAYMENT_S * 5, log=tmp_path / "worker.log")
     try:
-        await eventually(lambda: payment_running(runtime, order_id), timeout_s=60)
+        await eventually(lambda: payment_at_the_provider(runtime, order_id), timeout_s=120)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0, (tmp_path / "worker.log").read_text()
     finally:
@@ -117,7 +134,7 @@ async def test_sigterm_hands_back_a_job_that_outlasts_the_grace_period(
     log = tmp_path / "worker.log"
     first = start_worker(settings, grace_s=0, log=log)
     try:
-        await eventually(lambda: payment_running(runtime, order_id), timeout_s=60)
+        await eventually(lambda: payment_at_the_provider(runtime, order_id), timeout_s=120)
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=60) == 0, log.read_text()
     finally:

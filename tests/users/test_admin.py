@@ -79,7 +79,9 @@ async def test_list_users_pages_newest_first_and_hides_secrets(
         if cursor is None:
             break
     assert [item["id"] for item in seen] == [u.id for u in reversed(made)] + [admin.id]
-    assert set(seen[0]) == {"id", "email", "full_name", "roles", "created_at", "status"}
+    assert set(seen[0]) == {
+        *("id", "email", "full_name", "roles", "created_at", "status", "email_verified"),
+    }
     assert {item["status"] for item in seen} == {"active"}
 
 

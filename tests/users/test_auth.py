@@ -36,7 +36,8 @@ async def test_register_creates_a_customer_and_hides_the_hash(client: httpx.Asyn
     body = response.json()
     assert body["email"] == "Grace@example.com"  # trimmed, domain lower-cased
     assert body["roles"] == ["customer"]
-    assert set(body) == {"id", "email", "full_name", "roles", "created_at"}
+    assert set(body) == {"id", "email", "full_name", "roles", "created_at", "email_verified"}
+    assert body["email_verified"] is False
 
 
 async def test_duplicate_email_is_a_409_whatever_the_domain_case(

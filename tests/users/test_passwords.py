@@ -9,7 +9,8 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import text
 
-from app.modules.users.password_policy import common_passwords
+from app.modules.users.exceptions import WeakPasswordError
+from app.modules.users.password_policy import check_password, common_passwords
 from tests.helpers import assert_problem
 
 REGISTER = "/api/v1/auth/register"
@@ -61,9 +62,98 @@ async def test_a_very_short_local_part_does_not_forbid_passphrases(
     assert response.status_code == 201, response.text
 
 
-@pytest.mark.parametrize("password", ["x" * 11 + "y", "é" * 128])
+@pytest.mark.parametrize("password", ["Vq7#mKp2!zLw", ("velvet-otter-" * 10)[:120] + "Kq7#mZp2"])
 async def test_length_bounds_are_inclusive(client: httpx.AsyncClient, password: str) -> None:
-    assert (await register(client, password)).status_code == 201
+    assert len(password) in (12, 128)
+    assert (await register(client, password)).status_code == 201, password
+
+
+EMAIL, NAME = "grace.hopper@navy.example.com", "Grace Brewster Hopper"
+WEAK_SHAPES = [
+    # repeats
+    ("aaaaaaaaaaaa", "password-repetitive"),
+    ("abcabcabcabcabc", "password-repetitive"),
+    ("1" * 128, "password-repetitive"),
+    ("é" * 128, "password-repetitive"),
+    ("x" * 11 + "y", "password-sequence"),
+    # sequences, dates
+    ("abcdefghijklmn", "password-sequence"),
+    ("123456789012", "password-sequence"),
+    ("zyxwvutsrqpo", "password-sequence"),
+    ("19061992grace", "password-sequence"),
+    # keyboard walks
+    ("zxcvbnm,./asdf", "password-keyboard-pattern"),
+    ("asdfghjkl;'zx", "password-keyboard-pattern"),
+    ("1qaz2wsx3edc4rfv", "password-too-common"),
+    ("qwertyuiopasdf", "password-too-common"),
+    # the name, the email and the site, with little else
+    ("gracehopper12", "password-contains-personal-info"),
+    ("GraceHopper1906!", "password-contains-personal-info"),
+    ("Gr4ceH0pper!!", "password-contains-personal-info"),
+    ("reppohecarg99", "password-contains-personal-info"),
+    ("brewster-navy-1", "password-contains-personal-info"),
+    ("keystone2024!", "password-contains-personal-info"),
+    ("Keystone-Shop-1", "password-contains-personal-info"),
+    ("grace.hopper-1906", "password-contains-email"),
+    # the common list, any case
+    ("password1234", "password-too-common"),
+    ("QWERTY123456", "password-too-common"),
+    # short
+    ("Vq7#mKp2!zL", "password-length"),
+]
+STRONG_PASSPHRASES = [
+    "correct horse battery staple",
+    "velvet-otter-juggles-lanterns",
+    "my cat prefers jazz on tuesdays",
+    "grace likes purple otters",  # a first name among other words is fine
+    "Tr0ub4dor&3-meadow",
+    "ada-roasts-coffee",  # the demo passwords, with their own accounts' context below
+    "chosen-by-the-operator",
+    ("velvet-otter-" * 10)[:120] + "Kq7#mZp2",
+]
+
+
+@pytest.mark.parametrize(("password", "rule"), WEAK_SHAPES)
+def test_weak_shapes_are_refused_naming_the_rule(password: str, rule: str) -> None:
+    with pytest.raises(WeakPasswordError) as refused:
+        check_password(password, EMAIL, NAME)
+    assert refused.value.code == rule, refused.value.detail
+
+
+@pytest.mark.parametrize("password", STRONG_PASSPHRASES)
+def test_strong_passphrases_pass(password: str) -> None:
+    check_password(password, EMAIL, NAME)
+
+
+@pytest.mark.parametrize(
+    ("email", "name", "password"),
+    [
+        ("admin@keystone.local", "Ada Admin", "ada-roasts-coffee"),
+        ("staff@keystone.local", "Sam Staff", "sam-grinds-beans"),
+        ("customer@keystone.local", "Cleo Customer", "cleo-pours-v60"),
+    ],
+)
+def test_the_demo_passwords_pass_for_their_accounts(email: str, name: str, password: str) -> None:
+    from app.seed import demo_accounts
+
+    assert password in {account.password for account in demo_accounts()}
+    check_password(password, email, name)
+
+
+def test_a_long_weak_head_is_judged_on_it_and_quickly() -> None:
+    """Only the first 64 characters are scored: a weak start is refused, however long."""
+    with pytest.raises(WeakPasswordError) as refused:
+        check_password("12" * 32 + "velvet-otter-juggles-lanterns", EMAIL, NAME)
+    assert refused.value.code == "password-repetitive"
+
+
+async def test_zxcvbn_advice_reaches_the_client(client: httpx.AsyncClient, app: FastAPI) -> None:
+    body = assert_problem(await register(client, "aaaaaaaaaaaa"), 422, "password-repetitive")
+    assert "Repeats like" in body["detail"]
+    personal = await register(client, "GraceHopper1906!", email="grace.hopper@example.com")
+    body = assert_problem(personal, 422, "password-contains-personal-info")
+    assert "name" in body["detail"]
+    assert await count_users(app) == 0
 
 
 async def test_the_policy_also_guards_accounts_made_outside_http(app: FastAPI) -> None:

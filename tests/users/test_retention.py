@@ -64,12 +64,18 @@ async def test_retention_removes_only_what_is_past_its_time(
 
     removed = await retention_cron(app).run()
 
-    assert removed == {"refresh_tokens": 1, "password_reset_tokens": 1, "audit_rows": 1}
+    assert removed == {
+        "refresh_tokens": 1,
+        "password_reset_tokens": 1,
+        "email_verification_tokens": 0,
+        "audit_rows": 1,
+    }
     assert await count(app, "refresh_tokens") == 1
     assert await count(app, "password_reset_tokens") == 1
     assert await count(app, "audit_log") == audit_before - 1
     assert await retention_cron(app).run() == {
         "refresh_tokens": 0,
         "password_reset_tokens": 0,
+        "email_verification_tokens": 0,
         "audit_rows": 0,
     }

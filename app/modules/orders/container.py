@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dependency_injector import containers, providers
+from redis.asyncio import Redis
 
 from app.core.config import Settings
 from app.core.container import unit_of_work
@@ -16,11 +19,12 @@ from app.modules.orders.service import OrderProjection, OrderService, PaymentSag
 from app.modules.users.contracts import UsersFacade
 
 
-def payment_gateway(settings: Settings) -> PaymentGateway:
-    """PAYMENT_PROVIDER picks the adapter: the in-process sandbox, or a real provider's API."""
+def payment_gateway(settings: Settings, redis: Callable[[], Redis]) -> PaymentGateway:
+    """PAYMENT_PROVIDER picks the adapter: the sandbox (its state in Redis), or a real
+    provider's API."""
     if settings.payment_provider == "http":
         return HttpPayments(settings)
-    return SandboxPayments(slow_s=settings.payment_sandbox_slow_s)
+    return SandboxPayments(redis, slow_s=settings.payment_sandbox_slow_s)
 
 
 class OrdersContainer(containers.DeclarativeContainer):
@@ -28,13 +32,17 @@ class OrdersContainer(containers.DeclarativeContainer):
     catalog: providers.Dependency[CatalogFacade] = providers.Dependency()
     users: providers.Dependency[UsersFacade] = providers.Dependency()
     uow = unit_of_work(core, outbox, inbox)
-    payments = providers.Singleton(payment_gateway, settings=core.settings)
+    payments = providers.Singleton(
+        payment_gateway, settings=core.settings, redis=core.redis.provider
+    )
     orders = providers.Singleton(
         OrderService,
         uow=uow,
         catalog=catalog,
+        users=users,
         pending_timeout_s=core.settings.provided.order_pending_timeout_s,
         idempotency_key_ttl_s=core.settings.provided.idempotency_key_ttl_s,
+        require_verified_email=core.settings.provided.require_verified_email_for_orders,
     )
     saga = providers.Singleton(
         PaymentSaga,

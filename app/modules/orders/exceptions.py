@@ -4,7 +4,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 from uuid import UUID
 
-from app.core.errors import ConflictError, DomainError, NotFoundError, UnprocessableError
+from app.core.errors import (
+    ConflictError,
+    DomainError,
+    ForbiddenError,
+    NotFoundError,
+    UnprocessableError,
+)
 
 
 class OrderNotFoundError(NotFoundError):
@@ -71,4 +77,15 @@ class IdempotencyKeyReusedError(UnprocessableError):
         super().__init__(
             "This Idempotency-Key was already used with a different request body; "
             "use a new key for a new order"
+        )
+
+
+class EmailNotVerifiedError(ForbiddenError):
+    code = "email-not-verified"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Verify your email address before placing an order: open the link we emailed you "
+            "when you registered, or ask for a new one with POST "
+            "/api/v1/users/me/verification-email"
         )

@@ -28,6 +28,10 @@ REPLAYED_HEADER = "Idempotent-Replayed"
     responses={
         400: {"description": "Missing or malformed Idempotency-Key"},
         401: {"description": "Not authenticated"},
+        403: {
+            "description": "Needs orders:place, and a verified email address (problem type "
+            "email-not-verified) unless REQUIRE_VERIFIED_EMAIL_FOR_ORDERS is false"
+        },
         422: {
             "description": "Invalid items or address, unknown products, mixed currencies, "
             "or an Idempotency-Key reused with a different body"

@@ -40,6 +40,7 @@ from app.modules.orders.contracts import (
     OrderStatusChanged,
 )
 from app.modules.orders.exceptions import (
+    EmailNotVerifiedError,
     IdempotencyKeyReusedError,
     IllegalTransitionError,
     MixedCurrenciesError,
@@ -59,6 +60,7 @@ from app.modules.orders.repository import (
     OrderRepository,
     OrderSummaryRepository,
 )
+from app.modules.users.contracts import UsersFacade
 
 EXPIRE_ORDER_JOB = "orders.expire_order"
 TAKE_PAYMENT_JOB = "orders.take_payment"
@@ -151,13 +153,17 @@ class OrderService:
         self,
         uow: UnitOfWork,
         catalog: CatalogFacade,
+        users: UsersFacade,
         pending_timeout_s: int,
         idempotency_key_ttl_s: int,
+        require_verified_email: bool,
     ) -> None:
         self._uow = uow
         self._catalog = catalog
+        self._users = users
         self._pending_timeout = timedelta(seconds=pending_timeout_s)
         self._key_ttl = timedelta(seconds=idempotency_key_ttl_s)
+        self._require_verified_email = require_verified_email
 
     # --- checkout --------------------------------------------------------------------------
 
@@ -165,6 +171,12 @@ class OrderService:
         replay = await self._replay(checkout)
         if replay is not None:
             return replay
+        # Asked of users at each checkout, never of the token: a token issued before the
+        # address was verified would refuse for its whole life (docs/adr/0005).
+        if self._require_verified_email and not await self._users.email_verified(
+            checkout.customer_id
+        ):
+            raise EmailNotVerifiedError
         order = await self._new_order(checkout)
         async with self._uow.begin() as tx:
             claimed = await IdempotencyKeyRepository(tx.session).claim(

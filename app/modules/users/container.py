@@ -16,6 +16,7 @@ from app.modules.users.service import (
     Sessions,
     UsersPersonalData,
 )
+from app.modules.users.verification import EmailVerificationService
 
 
 class UsersContainer(containers.DeclarativeContainer):
@@ -55,4 +56,14 @@ class UsersContainer(containers.DeclarativeContainer):
         RetentionService,
         uow=uow,
         audit_retention_days=core.settings.provided.audit_retention_days,
+    )
+    verification = providers.Singleton(
+        EmailVerificationService,
+        uow=uow,
+        sessions=sessions,
+        mailer=core.mailer,
+        audit=audit,
+        ttl_s=core.settings.provided.email_verification_ttl_s,
+        verify_url=core.settings.provided.email_verification_url,
+        retention_days=core.settings.provided.unverified_retention_days,
     )

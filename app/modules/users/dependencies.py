@@ -13,6 +13,7 @@ from app.modules.users.service import (
     AuthService,
     PasswordResetService,
 )
+from app.modules.users.verification import EmailVerificationService
 
 
 def _container(request: Request) -> UsersContainer:
@@ -33,6 +34,10 @@ async def admin_service(request: Request) -> AdminService:
 
 async def reset_service(request: Request) -> PasswordResetService:
     return _container(request).resets()
+
+
+async def verification_service(request: Request) -> EmailVerificationService:
+    return _container(request).verification()
 
 
 async def audit_log_service(request: Request) -> AuditLog:

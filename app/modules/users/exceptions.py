@@ -58,6 +58,44 @@ class PasswordContainsEmailError(WeakPasswordError):
         super().__init__("The password must not contain the email address's local part")
 
 
+class PasswordContainsPersonalInfoError(WeakPasswordError):
+    code = "password-contains-personal-info"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The password is built on your name, your email or the site's name, with too "
+            "little else to guess; add a few unrelated words"
+        )
+
+
+class _GuessablePasswordError(WeakPasswordError):
+    """zxcvbn found the password easy to guess; its advice follows the rule."""
+
+    summary = "The password is too easy to guess"
+
+    def __init__(self, advice: str) -> None:
+        super().__init__(f"{self.summary}. {advice}".strip())
+
+
+class RepetitivePasswordError(_GuessablePasswordError):
+    code = "password-repetitive"
+    summary = "The password repeats characters or words"
+
+
+class SequencePasswordError(_GuessablePasswordError):
+    code = "password-sequence"
+    summary = "The password is a sequence (abc, 6543), a date or a year"
+
+
+class KeyboardPatternPasswordError(_GuessablePasswordError):
+    code = "password-keyboard-pattern"
+    summary = "The password is a walk along the keyboard"
+
+
+class PasswordTooGuessableError(_GuessablePasswordError):
+    code = "password-too-guessable"
+
+
 class InvalidRefreshTokenError(UnauthorizedError):
     code = "invalid-refresh-token"
 
@@ -85,3 +123,21 @@ class InvalidResetTokenError(DomainError):
 
     def __init__(self) -> None:
         super().__init__("The reset token is invalid, expired or already used; ask for a new one")
+
+
+class InvalidVerificationTokenError(DomainError):
+    status = 400
+    code = "invalid-verification-token"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The verification token is invalid, expired or already used; sign in and ask "
+            "for a new email with POST /api/v1/users/me/verification-email"
+        )
+
+
+class EmailAlreadyVerifiedError(ConflictError):
+    code = "email-already-verified"
+
+    def __init__(self) -> None:
+        super().__init__("This account's email address is verified already")

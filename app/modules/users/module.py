@@ -19,8 +19,8 @@ def build(core: CoreContainer) -> Module:
         container=container,
         router=router,
         uow=container.uow(),
-        jobs=jobs(container.resets()),
-        cron_jobs=cron_jobs(container.retention()),
+        jobs=jobs(container.resets(), container.verification()),
+        cron_jobs=cron_jobs(container.retention(), container.verification()),
         personal_data=container.personal_data(),
     )
 

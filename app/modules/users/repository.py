@@ -14,6 +14,7 @@ from app.core.security.rbac import Role
 from app.modules.users.models import (
     SCHEMA,
     AuditRecord,
+    EmailVerificationToken,
     PasswordResetToken,
     RefreshToken,
     User,
@@ -21,13 +22,16 @@ from app.modules.users.models import (
 
 # What the account holder sees of their account.
 PROFILE_COLUMNS = (User.id, User.email, User.full_name, User.roles, User.created_at)
+_USERS = f"{SCHEMA}.{User.__tablename__}"
+_VERIFIED = "email_verified_at IS NOT NULL AS email_verified"
 # Every authenticated page of a client reads this: it runs on the driver itself, because
 # SQLAlchemy would wrap the one-row SELECT in BEGIN/ROLLBACK and build an ORM object around it,
 # several times the cost of the query.
 _ACTIVE_PROFILE = (
-    f"SELECT {', '.join(column.key for column in PROFILE_COLUMNS)} "  # noqa: S608 - our columns
-    f"FROM {SCHEMA}.{User.__tablename__} WHERE id = $1 AND is_active"
+    f"SELECT {', '.join(column.key for column in PROFILE_COLUMNS)}, {_VERIFIED} "  # noqa: S608 - our columns
+    f"FROM {_USERS} WHERE id = $1 AND is_active"
 )
+_ACTIVE_VERIFIED = f"SELECT {_VERIFIED} FROM {_USERS} WHERE id = $1 AND is_active"  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,11 @@ class UserReader:
     async def active_profile(self, user_id: UUID) -> dict[str, Any] | None:
         """The `PROFILE_COLUMNS` of an active account; None when it is missing or disabled."""
         return await self._database.read_row(_ACTIVE_PROFILE, user_id)
+
+    async def email_verified(self, user_id: UUID) -> bool:
+        """Whether an active account has verified its email; False for no such account."""
+        row = await self._database.read_row(_ACTIVE_VERIFIED, user_id)
+        return row is not None and bool(row["email_verified"])
 
 
 class UserRepository:
@@ -179,6 +188,55 @@ class PasswordResetRepository:
         )
 
 
+class EmailVerificationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, token: EmailVerificationToken) -> None:
+        self._session.add(token)
+        await self._session.flush()
+
+    async def by_digest_for_update(self, digest: str) -> EmailVerificationToken | None:
+        query = (
+            select(EmailVerificationToken)
+            .where(EmailVerificationToken.token_digest == digest)
+            .with_for_update()
+        )
+        return (await self._session.execute(query)).scalar_one_or_none()
+
+    async def use_all(self, user_id: UUID, now: datetime) -> None:
+        await self._session.execute(
+            update(EmailVerificationToken)
+            .where(
+                EmailVerificationToken.user_id == user_id,
+                EmailVerificationToken.used_at.is_(None),
+            )
+            .values(used_at=now)
+        )
+
+    async def unverified_customers_before(self, cutoff: datetime, limit: int) -> list[User]:
+        """Customer accounts registered before `cutoff` and never verified, locked; rows another
+        sweep holds are skipped. Accounts given another role are left to their admins."""
+        query = (
+            select(User)
+            .where(
+                User.email_verified_at.is_(None),
+                User.created_at < cutoff,
+                User.roles == [Role.CUSTOMER.value],
+            )
+            .order_by(User.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self._session.execute(query)).scalars())
+
+    async def delete_account(self, user_id: UUID) -> None:
+        """The account and every token it has; its audit rows stay (append-only)."""
+        for table in (RefreshToken, PasswordResetToken, EmailVerificationToken):
+            await self._session.execute(delete(table).where(table.user_id == user_id))
+        await self._session.execute(delete(User).where(User.id == user_id))
+
+
 class AuditRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -227,7 +285,14 @@ class RetentionRepository:
         reset = await self._session.execute(
             delete(PasswordResetToken).where(PasswordResetToken.expires_at < now)
         )
-        return {"refresh_tokens": _count(refresh), "password_reset_tokens": _count(reset)}
+        verification = await self._session.execute(
+            delete(EmailVerificationToken).where(EmailVerificationToken.expires_at < now)
+        )
+        return {
+            "refresh_tokens": _count(refresh),
+            "password_reset_tokens": _count(reset),
+            "email_verification_tokens": _count(verification),
+        }
 
     async def delete_audit_before(self, cutoff: datetime) -> int:
         # The append-only trigger lets a DELETE through only when this transaction says so.

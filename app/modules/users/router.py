@@ -4,12 +4,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Form, Query, Response, status
+from fastapi import APIRouter, Depends, Form, Query, Request, Response, status
+from limits import parse as parse_rate_limit
 
 from app.core.audit import Origin
 from app.core.module import API_PREFIX
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from app.core.ratelimit import auth_rate_limit
+from app.core.ratelimit import auth_rate_limit, enforce
 from app.core.security.dependencies import current_principal, current_token, require
 from app.core.security.rbac import Permission, Principal, Role
 from app.core.security.tokens import AccessToken
@@ -21,11 +22,13 @@ from app.modules.users.dependencies import (
     auth_service,
     caller_origin,
     reset_service,
+    verification_service,
 )
 from app.modules.users.password_policy import MAX_PASSWORD_LENGTH
 from app.modules.users.repository import AuditQuery
 from app.modules.users.schemas import (
     AuditEntryOut,
+    EmailVerification,
     ErasureRequest,
     PasswordChange,
     PasswordResetConfirm,
@@ -48,6 +51,7 @@ from app.modules.users.service import (
     IssuedTokens,
     PasswordResetService,
 )
+from app.modules.users.verification import EmailVerificationService
 
 router = APIRouter(prefix=API_PREFIX)
 Accounts = Annotated[AccountService, Depends(account_service)]
@@ -55,6 +59,7 @@ Auth = Annotated[AuthService, Depends(auth_service)]
 Admin = Annotated[AdminService, Depends(admin_service)]
 Resets = Annotated[PasswordResetService, Depends(reset_service)]
 Audit = Annotated[AuditLog, Depends(audit_log_service)]
+Verification = Annotated[EmailVerificationService, Depends(verification_service)]
 Caller = Annotated[Principal, Depends(current_principal)]
 From = Annotated[Origin, Depends(caller_origin)]
 CallerToken = Annotated[AccessToken, Depends(current_token)]
@@ -67,8 +72,10 @@ INVALID: Responses = {422: {"description": "Invalid input (problem+json naming e
 UNAUTHENTICATED: Responses = {401: {"description": "Missing, invalid, expired or revoked token"}}
 WEAK_PASSWORD: Responses = {
     422: {
-        "description": "Invalid input, or a password the policy refuses (problem type "
-        "password-length, password-too-common or password-contains-email)"
+        "description": "Invalid input, or a password the policy refuses; the problem type "
+        "names the rule: password-length, password-too-common, password-contains-email, "
+        "password-contains-personal-info, password-repetitive, password-sequence, "
+        "password-keyboard-pattern or password-too-guessable"
     }
 }
 AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -197,6 +204,50 @@ async def confirm_password_reset(
 ) -> Response:
     await resets.confirm(body.token, body.new_password, origin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/auth/verify-email",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["auth"],
+    summary="Verify the account's email with the emailed token (single use, expiring)",
+    responses={
+        400: {"description": "Invalid, expired or used token"},
+        **INVALID,
+        **AUTH_PROBLEMS,
+    },
+    dependencies=[Depends(auth_rate_limit("token"))],
+)
+async def verify_email(
+    body: EmailVerification, verification: Verification, origin: From
+) -> Response:
+    await verification.verify(body.token, origin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _verification_email_limit(request: Request, principal: Caller) -> None:
+    """Per account: a signed-in user cannot flood their own inbox (or the mail provider)."""
+    limit = request.app.state.runtime.settings.rate_limit_verification_email
+    await enforce(request, parse_rate_limit(limit), "verification-email", str(principal.user_id))
+
+
+@router.post(
+    "/users/me/verification-email",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,  # an empty 202, documented without a body
+    tags=["users"],
+    summary="Send another email to verify the signed-in account's address",
+    responses={
+        **UNAUTHENTICATED,
+        409: {"description": "The email is verified already"},
+        429: {"description": "Too many verification emails asked for this account"},
+        503: {"description": "Abuse protection (Redis) unavailable; retry after Retry-After"},
+    },
+    dependencies=[Depends(_verification_email_limit)],
+)
+async def send_verification_email(principal: Caller, verification: Verification) -> Response:
+    await verification.request_email(principal.user_id)
+    return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
 @router.patch(

@@ -35,6 +35,7 @@ class UserOut(BaseModel):
     full_name: str
     roles: list[str]
     created_at: datetime
+    email_verified: bool
 
 
 class UserAdminOut(UserOut):
@@ -72,6 +73,10 @@ class PasswordChange(InputModel):
 
 class RolesUpdate(InputModel):
     roles: Annotated[list[Role], Field(min_length=1, max_length=len(Role))]
+
+
+class EmailVerification(InputModel):
+    token: OpaqueToken
 
 
 class PasswordResetRequest(InputModel):

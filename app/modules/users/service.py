@@ -56,6 +56,7 @@ from app.modules.users.repository import (
 _log = get_logger("keystone.users")
 _CURSOR_KEYS = frozenset({"created_at", "id"})
 SEND_PASSWORD_RESET_JOB = "users.send_password_reset"  # noqa: S105 - a job name
+SEND_VERIFICATION_EMAIL_JOB = "users.send_verification_email"
 
 
 def token_digest(token: str) -> str:
@@ -188,6 +189,7 @@ class UsersPersonalData:
                 "roles": list(user.roles),
                 "status": "active" if user.is_active else "disabled",
                 "created_at": user.created_at.isoformat(),
+                "email_verified_at": _isoformat(user.email_verified_at),
             },
             "refresh_tokens": [
                 {
@@ -208,6 +210,10 @@ class UsersPersonalData:
                 for row in actions
             ],
         }
+
+
+def _isoformat(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _token_state(token: RefreshToken) -> str:
@@ -234,15 +240,24 @@ class AccountService:
         self._personal_data = personal_data
 
     async def register(
-        self, email: str, password: str, full_name: str, roles: frozenset[Role] = frozenset()
+        self,
+        email: str,
+        password: str,
+        full_name: str,
+        roles: frozenset[Role] = frozenset(),
+        *,
+        email_verified: bool = False,
     ) -> User:
-        check_password(password, email)
+        """A self-registered account gets a verification email (sent after commit);
+        `email_verified`: an operator vouches for the address (seed, create-admin)."""
+        check_password(password, email, full_name)
         password_hash = await self._passwords.hash(password)
         user = User(
             email=email,
             password_hash=password_hash,
             full_name=full_name,
             roles=sorted(roles or {Role.CUSTOMER}),
+            email_verified_at=_now() if email_verified else None,
         )
         try:
             async with self._uow.begin() as tx:
@@ -251,6 +266,8 @@ class AccountService:
                     raise EmailTakenError
                 await users.add(user)
                 tx.publish(UserRegistered(user_id=user.id, email=user.email))
+                if not email_verified:
+                    tx.enqueue_after_commit(SEND_VERIFICATION_EMAIL_JOB, str(user.id))
         except IntegrityError as exc:  # a concurrent registration won the race
             raise EmailTakenError from exc
         return user
@@ -278,6 +295,10 @@ class AccountService:
             return None
         return Contact(user_id=user.id, email=user.email, full_name=user.full_name)
 
+    async def email_verified(self, user_id: UUID) -> bool:
+        """`UsersFacade.email_verified`: read on the driver, like the profile."""
+        return await UserReader(self._uow.database).email_verified(user_id)
+
     async def update_profile(self, user_id: UUID, full_name: str) -> User:
         async with self._uow.begin() as tx:
             user = await UserRepository(tx.session).get_for_update(user_id)
@@ -298,7 +319,7 @@ class AccountService:
         if not ok:
             await self._audit.record(replace(entry, outcome=Outcome.FAILURE))
             raise WrongPasswordError
-        check_password(new, user.email)
+        check_password(new, user.email, user.full_name)
         new_hash = await self._passwords.hash(new)
         async with self._uow.begin() as tx:
             locked = await UserRepository(tx.session).get_for_update(user.id)
@@ -548,7 +569,8 @@ class PasswordResetService:
         try:
             async with self._uow.begin() as tx:
                 user = await self._user_of_valid_token(tx, digest)
-            check_password(new_password, user.email)  # a weak password does not use the token
+            # A weak password does not use the token.
+            check_password(new_password, user.email, user.full_name)
             new_hash = await self._passwords.hash(new_password)
             async with self._uow.begin() as tx:
                 user = await self._user_of_valid_token(tx, digest)  # again, under the row lock

@@ -24,3 +24,8 @@ class UsersFacade(Protocol):
         """The person's contact, or None when there is nobody to write to: no such account,
         or one that was disabled or erased."""
         ...
+
+    async def email_verified(self, user_id: UUID) -> bool:
+        """Whether the person proved their email address is theirs; False for no such
+        account, or a disabled or erased one. Read at each call, so it is never stale."""
+        ...
