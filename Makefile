@@ -4,7 +4,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: run test install lint typecheck imports pytest migrate seed worker openapi load stress bench clean
+.PHONY: run test install lint typecheck imports pytest migrate seed worker openapi load stress bench bench-split clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -51,6 +51,9 @@ stress: install ## users added in steps until the service saturates; table on st
 
 bench: install ## Keystone vs bare Starlette+asyncpg; results in docs/performance.md
 	$(UV) run --frozen python -m bench.run
+
+bench-split: install ## checkout with the catalog over HTTP vs in process; bench/results/split.md
+	$(UV) run --frozen python -m bench.split
 
 clean:
 	rm -rf .venv .tools .mypy_cache .pytest_cache .ruff_cache

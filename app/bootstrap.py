@@ -2,13 +2,16 @@
 
 This is the only place that knows every module. A module reaches another only through the
 contract it is handed here (orders gets a `CatalogFacade` and a `UsersFacade`), never by
-importing it.
+importing it: the module's own service when the other module is hosted in this process, its HTTP
+client when it is served elsewhere (at `<MODULE>_URL`). Which one is decided from the settings
+alone (docs/split-topology.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dependency_injector import providers
@@ -21,6 +24,7 @@ from app.core.health import NotReadyError, Readiness, ReadinessCheck
 from app.core.logging import get_logger
 from app.core.migrations import current_revision, head_revision
 from app.core.module import Module
+from app.core.peers import PeerConnections
 from app.modules.catalog import module as catalog
 from app.modules.orders import module as orders
 from app.modules.users import module as users
@@ -35,6 +39,7 @@ class Runtime:
     modules: list[Module]
     relay: EventRelay
     readiness: Readiness
+    peers: PeerConnections
     _relay_task: asyncio.Task[None] | None = field(default=None, init=False)
     _mirror_task: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -97,6 +102,7 @@ class Runtime:
             for close in module.on_stop:
                 await close()
         await self.core.jobs().close()
+        await self.peers.close()
         if self.settings.redis_url:  # commands like `migrate` run without Redis
             await self.core.redis().aclose()
             await self.core.cache().close()
@@ -104,32 +110,51 @@ class Runtime:
         _log.info("stopped")
 
 
-def _build_modules(settings: Settings, core: CoreContainer) -> list[Module]:
-    mounted = set(settings.app_modules)
-    modules: list[Module] = []
-    if "users" in mounted:
-        modules.append(users.build(core))
-        # Every module's sensitive actions go to the users module's audit table, through the
-        # core port; without users mounted they are logged (core's default).
-        core.audit.override(providers.Object(users.audit_trail(modules[-1])))
-    if "catalog" in mounted:
-        modules.append(catalog.build(core))
-    if "orders" in mounted:
-        missing = [name for name in ("catalog", "users") if name not in mounted]
-        if missing:
-            raise RuntimeError(
-                f"APP_MODULES mounts orders without {' and '.join(missing)};"
-                " orders needs catalog and users in process"
-            )
-        mounted_module = {module.name: module for module in modules}
-        modules.append(
-            orders.build(
-                core,
-                catalog=catalog.facade(mounted_module["catalog"]),
-                users=users.facade(mounted_module["users"]),
-            )
+def _build_modules(
+    core: CoreContainer, hosting: Sequence[str], peers: PeerConnections
+) -> list[Module]:
+    """The hosted modules, each handed the others' contracts: in process or over HTTP."""
+    built: dict[str, Module] = {}
+    if "users" in hosting:
+        built["users"] = users.build(core)
+    if "catalog" in hosting:
+        built["catalog"] = catalog.build(core)
+    # Every module's sensitive actions go to the users module's audit table, through the core
+    # port: the table itself here, or users' internal endpoint.
+    if "users" in built:
+        trail = users.audit_trail(built["users"])
+    else:
+        trail = users.remote_audit_trail(peers.peer("users"), core.jobs())
+    core.audit.override(providers.Object(trail))
+    if "orders" in hosting:
+        built["orders"] = orders.build(
+            core,
+            catalog=(
+                catalog.facade(built["catalog"])
+                if "catalog" in built
+                else catalog.remote_facade(peers.peer("catalog"))
+            ),
+            users=(
+                users.facade(built["users"])
+                if "users" in built
+                else users.remote_facade(peers.peer("users"))
+            ),
         )
-    return modules
+    return list(built.values())
+
+
+def _register_personal_data(
+    core: CoreContainer, modules: list[Module], peers: PeerConnections
+) -> None:
+    """Every holder of personal data contributes to users' export: in process, or (orders)
+    over HTTP when users is hosted here and orders is not."""
+    registry = core.personal_data()
+    for module in modules:
+        if module.personal_data is not None:
+            registry.register(module.name, module.personal_data)
+    hosted = {module.name for module in modules}
+    if "users" in hosted and "orders" not in hosted:
+        registry.register("orders", orders.remote_personal_data(peers.peer("orders")))
 
 
 def _readiness(core: CoreContainer, modules: list[Module]) -> Readiness:
@@ -158,15 +183,17 @@ def _readiness(core: CoreContainer, modules: list[Module]) -> Readiness:
     )
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, hosting: Sequence[str] | None = None) -> Runtime:
+    """The modules named by `hosting` (default APP_MODULES; the worker passes WORKER_MODULES),
+    wired to each other and to those served elsewhere."""
     core = CoreContainer(settings=settings)
-    modules = _build_modules(settings, core)
+    peers = PeerConnections(settings)
+    modules = _build_modules(core, hosting or settings.app_modules, peers)
+    _register_personal_data(core, modules, peers)
     bus = core.bus()
     for module in modules:
         for subscription in module.subscriptions:
             bus.subscribe(subscription)
-        if module.personal_data is not None:
-            core.personal_data().register(module.name, module.personal_data)
     relay = EventRelay(
         bus,
         [OutboxSource(m.name, core.database(), m.uow.outbox) for m in modules],
@@ -174,7 +201,7 @@ def build_runtime(settings: Settings) -> Runtime:
         poll_interval_s=settings.outbox_poll_interval_s,
         retry_base_s=settings.event_retry_base_s,
     )
-    return Runtime(settings, core, modules, relay, _readiness(core, modules))
+    return Runtime(settings, core, modules, relay, _readiness(core, modules), peers)
 
 
 async def truncate_all(runtime: Runtime) -> None:

@@ -9,9 +9,11 @@ migrate       upgrade every module's schema to its head
 seed          add the demo data (idempotent)
 create-admin  create an admin account (the password from a prompt, stdin or a file)
 payments      list the sandbox payment provider's payments (what was held, charged, refunded)
-worker        run the arq worker
+worker        run the jobs and crons of the hosted modules (WORKER_MODULES), one queue each
 openapi       print the OpenAPI document
 dead-letters  list event deliveries that gave up
+service-credential NAME   a new credential for the service NAME, and the digest its peers keep
+contracts     check the committed contract snapshots (docs/contracts); --write refreshes them
 """
 
 from __future__ import annotations
@@ -140,12 +142,29 @@ def cmd_dead_letters(settings: Settings) -> None:
     asyncio.run(_with_runtime(settings, read))
 
 
-def cmd_worker(settings: Settings) -> None:
-    from arq import run_worker
+def cmd_worker(settings: Settings, burst: bool) -> None:
+    from app.worker import run_workers
 
-    from app.worker import worker_settings
+    run_workers(settings, burst=burst)
 
-    run_worker(worker_settings(settings))
+
+def cmd_service_credential(caller: str) -> None:
+    from app.core.security.services import credential_digest, new_service_token
+
+    token = new_service_token()
+    print(f"# the {caller} service sets (a secret):\nSERVICE_TOKEN={token}")
+    print(f"# every service it calls adds to SERVICE_CALLERS:\n{caller}:{credential_digest(token)}")
+
+
+def cmd_contracts(write: bool) -> None:
+    from app.contracts import check_snapshots, write_snapshots
+
+    problems = write_snapshots() if write else check_snapshots()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        raise SystemExit(1)
+    print("contract snapshots " + ("written" if write else "match the code"))
 
 
 def cmd_serve(settings: Settings, host: str, port: int) -> None:
@@ -290,11 +309,17 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("dev", "migrate", "seed", "worker", "openapi", "dead-letters"):
+    for name in ("dev", "migrate", "seed", "openapi", "dead-letters"):
         commands.add_parser(name)
     payments = commands.add_parser("payments", help="list the sandbox provider's payments")
     payments.add_argument("--limit", type=int, default=20)
     payments.add_argument("--order", help="only the payments of this order id")
+    worker = commands.add_parser("worker")
+    worker.add_argument("--burst", action="store_true", help="stop once the queues are empty")
+    credential = commands.add_parser("service-credential")
+    credential.add_argument("caller", help="the calling service's name, e.g. orders")
+    contracts = commands.add_parser("contracts")
+    contracts.add_argument("--write", action="store_true")
     serve = commands.add_parser("serve")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -310,6 +335,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "dev":
         cmd_dev()
         return
+    if args.command == "service-credential":
+        cmd_service_credential(args.caller)
+        return
+    if args.command == "contracts":
+        cmd_contracts(args.write)
+        return
     settings = Settings()
     configure_logging(settings)
     if args.command == "migrate":
@@ -319,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "serve":
         cmd_serve(settings, args.host, args.port)
     elif args.command == "worker":
-        cmd_worker(settings)
+        cmd_worker(settings, args.burst)
     elif args.command == "openapi":
         cmd_openapi(settings)
     elif args.command == "dead-letters":

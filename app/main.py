@@ -24,6 +24,7 @@ from app.core.middleware import RequestContextMiddleware
 from app.core.observability import init_sentry
 from app.core.openapi import document_problems
 from app.core.ratelimit import RateLimiter, RateLimitMiddleware, check_route_limits
+from app.core.security.services import InternalRoutesGuard, ServiceCallers
 from app.core.telemetry import Telemetry, metrics_router
 
 DESCRIPTION = """
@@ -91,11 +92,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router(runtime.readiness))
     if settings.metrics_enabled:
         app.include_router(metrics_router(telemetry, settings.metrics_token))
+    # What other processes call (the facades over HTTP): tried last, and not in the public
+    # OpenAPI document (each module's internal one is committed under docs/contracts/).
+    for module in runtime.modules:
+        if module.internal_router is not None:
+            app.include_router(module.internal_router, include_in_schema=False)
     document_problems(app, rate_limited=settings.rate_limit_enabled)
-    # Middleware runs outermost-last-added: request context, edge protection, CORS, rate limit.
+    callers = ServiceCallers(settings.service_callers)
+    # Middleware runs outermost-last-added: request context, edge protection, CORS, rate limit,
+    # the guard of the internal endpoints.
+    app.add_middleware(InternalRoutesGuard, callers=callers)
     if settings.rate_limit_enabled:
         check_route_limits(settings, app)
-        app.add_middleware(RateLimitMiddleware, limiter=app.state.rate_limiter, settings=settings)
+        app.add_middleware(
+            RateLimitMiddleware, limiter=app.state.rate_limiter, settings=settings, callers=callers
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -105,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Idempotency-Key"],
             expose_headers=["X-Request-ID", "Idempotent-Replayed", *RATE_LIMIT_HEADERS],
         )
-    install_edge_protection(app, settings)
+    install_edge_protection(app, settings, callers)
     app.add_middleware(RequestContextMiddleware, tracing=settings.tracing_enabled)
     return app
 

@@ -1,24 +1,37 @@
-"""The arq worker: `arq app.worker.WorkerSettings` runs every mounted module's jobs and crons.
+"""The arq workers: `python -m app.cli worker` runs the jobs and crons of every module the process
+hosts (WORKER_MODULES, default APP_MODULES), one arq worker per module on the module's own queue
+(`keystone:<module>`), all sharing one runtime.
 
-Only this file and `app.core.jobs` know arq. The worker also runs the outbox relay, so events
-raised by jobs (an order expiring) are delivered even when no API process is up.
+Only this file and `app.core.jobs` know arq. The process also runs the outbox relay when it hosts
+every module, so events raised by jobs (an order expiring) are delivered even when no API process
+is up. arq's own command line (`arq app.worker.WorkerSettings`) runs one worker only: it serves a
+process that hosts a single module.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from arq import Retry, cron, func
+from arq.worker import Worker
 
 from app.bootstrap import Runtime, build_runtime
 from app.core.config import Settings, get_settings
 from app.core.context import correlation_id_var
-from app.core.jobs import CronJob, Job, RetryLater, redis_settings
+from app.core.jobs import CronJob, Job, RetryLater, queue_name, redis_settings
 from app.core.logging import configure_logging, get_logger
+from app.core.module import Module
+from app.core.peers import PeerUnavailableError
 
 _log = get_logger("keystone.worker")
 WORKER_DRAIN_S = 20
+# A job that needs a module served elsewhere, and finds it unreachable, is run again later.
+_TRANSIENT = (RetryLater, PeerUnavailableError)
 
 
 def _job(job: Job) -> Any:
@@ -45,7 +58,7 @@ def _job(job: Job) -> Any:
 async def _attempt(job: Job, job_try: int, args: tuple[Any, ...]) -> Any:
     try:
         result = await job.run(*args)
-    except RetryLater as exc:
+    except _TRANSIENT as exc:
         if job_try < job.max_tries:
             delay = job.backoff_s(job_try)
             _log.warning("job will retry", args=args, error=str(exc), retry_in_s=round(delay, 2))
@@ -74,8 +87,123 @@ def _cron(job: CronJob) -> Any:
     )
 
 
-def worker_settings(settings: Settings, runtime: Runtime | None = None) -> dict[str, Any]:
-    runtime = runtime or build_runtime(settings)
+def module_worker_settings(settings: Settings, module: Module) -> dict[str, Any]:
+    """arq's settings for the worker of one module: its queue, its jobs and crons."""
+    return {
+        "queue_name": queue_name(module.name),
+        "functions": [_job(job) for job in module.jobs],
+        "cron_jobs": [_cron(job) for job in module.cron_jobs],
+        "redis_settings": redis_settings(settings),
+        "max_jobs": 20,
+        # On SIGTERM/SIGINT: take no new job, let running ones finish for this long, then cancel
+        # them, which hands them back to the queue for the next worker.
+        "job_completion_wait": settings.worker_shutdown_grace_s,
+        "job_timeout": 300,
+        "keep_result": 3600,
+    }
+
+
+def _runnable(runtime: Runtime) -> list[Module]:
+    # arq refuses a worker with nothing to run: a module without jobs needs none.
+    return [module for module in runtime.modules if module.jobs or module.cron_jobs]
+
+
+class Workers:
+    """One arq worker per hosted module, sharing one runtime: started together, stopped
+    together by one signal, each draining its own running jobs within WORKER_SHUTDOWN_GRACE_S."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: Runtime | None = None,
+        *,
+        burst: bool = False,
+        poll_delay_s: float = 0.5,
+    ) -> None:
+        self.runtime = runtime or build_runtime(settings, hosting=settings.worker_hosted_modules)
+        self._workers = [
+            Worker(
+                **module_worker_settings(settings, module),
+                burst=burst,
+                poll_delay=poll_delay_s,
+                handle_signals=False,
+            )
+            for module in _runnable(self.runtime)
+        ]
+
+    @property
+    def queues(self) -> list[str]:
+        return [worker.queue_name for worker in self._workers]
+
+    @property
+    def jobs_complete(self) -> int:
+        return sum(worker.jobs_complete for worker in self._workers)
+
+    @property
+    def jobs_failed(self) -> int:
+        return sum(worker.jobs_failed for worker in self._workers)
+
+    @property
+    def jobs_retried(self) -> int:
+        return sum(worker.jobs_retried for worker in self._workers)
+
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> None:
+        """What a signal does: no new jobs; running ones finish within the grace period."""
+        for worker in self._workers:
+            worker.handle_sig_wait_for_completion(signum)
+
+    async def run(self, *, signals: Sequence[signal.Signals] = ()) -> None:
+        """Until every worker has stopped (a signal, `stop`, or an empty queue in burst mode)."""
+        loop = asyncio.get_running_loop()
+        for signum in signals:
+            loop.add_signal_handler(signum, self.stop, signum)
+        await self.runtime.start(checks_tokens=False)
+        _log.info("workers started", queues=self.queues)
+        try:
+            tasks = [asyncio.create_task(worker.main()) for worker in self._workers]
+            for worker, task in zip(self._workers, tasks, strict=True):
+                worker.main_task = task
+            if tasks:  # until all have stopped, or one failed (the others are then stopped)
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        raise error
+        finally:
+            for worker in self._workers:
+                await _close(worker)
+            await self.runtime.stop()
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+
+
+async def _close(worker: Worker) -> None:
+    if worker.main_task is not None and not worker.main_task.done():
+        worker.main_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.main_task
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker.close()
+
+
+def run_workers(settings: Settings, *, burst: bool = False) -> None:
+    """`python -m app.cli worker`: until SIGTERM/SIGINT (or, in burst mode, empty queues)."""
+    asyncio.run(_run(settings, burst))
+
+
+async def _run(settings: Settings, burst: bool) -> None:
+    await Workers(settings, burst=burst).run(signals=(signal.SIGTERM, signal.SIGINT))
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """arq's command line (`arq app.worker.WorkerSettings`): one worker, for a process hosting
+    one module."""
+    hosted = settings.worker_hosted_modules
+    if len(hosted) != 1:
+        raise RuntimeError(
+            f"`arq app.worker.WorkerSettings` runs one queue, and this process hosts {hosted}: "
+            "run `python -m app.cli worker`, or set WORKER_MODULES to one module"
+        )
+    runtime = build_runtime(settings, hosting=hosted)
 
     async def startup(_ctx: dict[str, Any]) -> None:
         await runtime.start(checks_tokens=False)
@@ -84,17 +212,9 @@ def worker_settings(settings: Settings, runtime: Runtime | None = None) -> dict[
         await runtime.stop()
 
     return {
-        "functions": [_job(job) for module in runtime.modules for job in module.jobs],
-        "cron_jobs": [_cron(job) for module in runtime.modules for job in module.cron_jobs],
-        "redis_settings": redis_settings(settings),
+        **module_worker_settings(settings, runtime.module(hosted[0])),
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "max_jobs": 20,
-        # On SIGTERM/SIGINT: take no new job, let running ones finish for this long, then cancel
-        # them, which hands them back to the queue for the next worker.
-        "job_completion_wait": settings.worker_shutdown_grace_s,
-        "job_timeout": 300,
-        "keep_result": 3600,
     }
 
 

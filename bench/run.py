@@ -145,7 +145,8 @@ def server(app: str, env: dict[str, str]) -> Iterator[str]:
 
 
 def _wait_until_up(process: subprocess.Popen[bytes], base: str) -> None:
-    deadline = time.monotonic() + 60
+    # Generous: on a loaded 2-core machine importing the app alone can take most of a minute.
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
             stderr = process.stderr.read().decode() if process.stderr else ""
@@ -251,10 +252,15 @@ def _median(results: list[Result]) -> Result:
     )
 
 
-def _wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> Result:
+def _wrk(
+    url: str, headers: dict[str, str], seconds: int, connections: int, script: Path | None = None
+) -> Result:
+    """wrk's figures for `url`; `script` (Lua) shapes each request when given."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from arq import create_pool
-from arq.worker import Worker
+from arq.jobs import JobDef
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
@@ -26,18 +26,23 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.bootstrap import build_runtime, truncate_all
+from app.bootstrap import Runtime, truncate_all
 from app.core import migrations
 from app.core.config import ALL_MODULES, Settings
 from app.core.db import asyncpg_url
-from app.core.jobs import redis_settings
+from app.core.jobs import queue_name, redis_settings
 from app.core.logging import configure_logging
 from app.core.security.rbac import Role
+from app.core.security.services import credential_digest
 from app.main import create_app
-from app.worker import worker_settings
+from app.worker import Workers
 from tests.mail import MailSink
 
 TEST_DATABASE = "keystone_test"
+# The credential the tests' own HTTP clients of the facades present (as the service "tests"),
+# and the digest every app they build accepts.
+TEST_SERVICE_TOKEN = "tests-only-service-credential-0123456789abcdef"
+TEST_SERVICE_CALLERS = [("tests", credential_digest(TEST_SERVICE_TOKEN))]
 
 
 class Servers:
@@ -113,6 +118,8 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "rate_limit_default": "100000/minute",
         "rate_limit_auth_ip": "100000/minute",
         "rate_limit_auth_account": "100000/minute",
+        "service_token": TEST_SERVICE_TOKEN,
+        "service_callers": TEST_SERVICE_CALLERS,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -300,27 +307,31 @@ async def eventually(
 
 
 @asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
-    """A real arq worker of its own runtime (as a separate process would have), polling the
-    test Redis until the block ends, then cancelled like a stopped process."""
-    runtime = build_runtime(settings)
-    pool = await create_pool(redis_settings(settings))
-    worker = Worker(
-        **worker_settings(settings, runtime),
-        redis_pool=pool,
-        poll_delay=0.05,
-        handle_signals=False,
-    )
-    task = asyncio.create_task(worker.main())
+async def running_worker(settings: Settings) -> AsyncIterator[Workers]:
+    """Real arq workers (one per module queue) of their own runtime, as a separate process
+    would have, polling the test Redis until the block ends, then cancelled like a stopped
+    process."""
+    workers = Workers(settings, poll_delay_s=0.05)
+    task = asyncio.create_task(workers.run())
     try:
-        yield worker
+        yield workers
     finally:
-        jobs = [task, *worker.tasks.values()]
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def run_worker_burst(settings: Settings, runtime: Runtime | None = None) -> None:
+    """Every job queued for every module, by real arq workers, until their queues are empty."""
+    await Workers(settings, runtime, burst=True, poll_delay_s=0.05).run()
+
+
+async def queued_jobs(settings: Settings, module: str) -> list[JobDef]:
+    """The jobs waiting in a module's queue."""
+    pool = await create_pool(redis_settings(settings))
+    try:
+        return await pool.queued_jobs(queue_name=queue_name(module))
+    finally:
         await pool.aclose()
-        await runtime.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.config import DEFAULT_JWT_SECRET, Settings
+from app.core.config import ALL_MODULES, DEFAULT_JWT_SECRET, Settings
 from app.core.db import Database, create_engine
 from app.core.module import API_PREFIX
 from app.devstack import free_port
@@ -241,10 +241,16 @@ async def test_every_module_is_served_by_default(client: httpx.AsyncClient) -> N
         assert response.status_code != 404, (method, path, response.text)
 
 
+# Where a catalog-only process would record its audit entries; nothing is called in these tests.
+ELSEWHERE = "http://127.0.0.1:9"
+
+
 async def test_app_modules_mounts_only_the_named_modules(
     servers: Servers, database_url: str
 ) -> None:
-    settings = make_settings(database_url, servers.redis_url, app_modules=["catalog"])
+    settings = make_settings(
+        database_url, servers.redis_url, app_modules=["catalog"], users_url=ELSEWHERE
+    )
     async with serve(settings) as http:
         categories = await http.get(f"{API_PREFIX}/catalog/categories")
         assert categories.status_code == 200, categories.text
@@ -265,24 +271,85 @@ async def test_app_modules_mounts_only_the_named_modules(
 
 
 async def test_catalog_only_process_lists_products(servers: Servers, database_url: str) -> None:
-    settings = make_settings(database_url, servers.redis_url, app_modules=["catalog"])
+    settings = make_settings(
+        database_url, servers.redis_url, app_modules=["catalog"], users_url=ELSEWHERE
+    )
     async with serve(settings) as http:
         response = await http.get(f"{API_PREFIX}/catalog/products")
     assert response.status_code == 200, response.text
     assert set(response.json()) == {"items", "next_cursor"}
 
 
-def test_orders_without_catalog_fails_at_startup(servers: Servers, database_url: str) -> None:
-    settings = make_settings(database_url, servers.redis_url, app_modules=["orders"])
-    with pytest.raises(RuntimeError, match=r"orders.*catalog"):
+def test_orders_without_catalog_needs_the_catalogs_url(servers: Servers, database_url: str) -> None:
+    settings = make_settings(
+        database_url, servers.redis_url, app_modules=["orders"], users_url=ELSEWHERE
+    )
+    with pytest.raises(RuntimeError, match=r"catalog is not hosted here .* CATALOG_URL is not set"):
         create_app(settings)
 
 
-def test_orders_without_users_fails_at_startup(servers: Servers, database_url: str) -> None:
-    # Orders emails its customers at the address the users module gives it.
-    settings = make_settings(database_url, servers.redis_url, app_modules=["catalog", "orders"])
-    with pytest.raises(RuntimeError, match=r"orders without users"):
+def test_a_catalog_only_process_needs_the_users_url(servers: Servers, database_url: str) -> None:
+    # The catalog records its admins' actions in the users module's audit table.
+    settings = make_settings(database_url, servers.redis_url, app_modules=["catalog"])
+    with pytest.raises(RuntimeError, match=r"users is not hosted here .* USERS_URL is not set"):
         create_app(settings)
+
+
+def test_a_users_only_process_needs_the_orders_url(servers: Servers, database_url: str) -> None:
+    # A person's data export includes what orders holds about them.
+    settings = make_settings(database_url, servers.redis_url, app_modules=["users"])
+    with pytest.raises(RuntimeError, match=r"orders is not hosted here .* ORDERS_URL is not set"):
+        create_app(settings)
+
+
+def test_any_subset_of_modules_builds_given_the_others_urls(
+    servers: Servers, database_url: str
+) -> None:
+    urls = {"users_url": ELSEWHERE, "catalog_url": ELSEWHERE, "orders_url": ELSEWHERE}
+    for hosted in (["users"], ["catalog"], ["orders"], ["users", "orders"], ["catalog", "orders"]):
+        app = create_app(make_settings(database_url, servers.redis_url, app_modules=hosted, **urls))
+        assert set(app.state.containers) == set(hosted)
+
+
+def test_peer_urls_need_a_service_credential() -> None:
+    with pytest.raises(ValidationError, match=r"SERVICE_TOKEN must be set: .*CATALOG_URL"):
+        Settings(_env_file=None, catalog_url="http://catalog:8000")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CATALOG_URL", "catalog:8000", "CATALOG_URL must be an http"),
+        ("USERS_URL", "ftp://users", "USERS_URL must be an http"),
+        ("SERVICE_CALLERS", "orders:not-a-digest", "SERVICE_CALLERS must be a comma list"),
+        ("SERVICE_CALLERS", f"Orders:{'a' * 64}", "SERVICE_CALLERS must be a comma list"),
+        ("SERVICE_TOKEN", "short", "SERVICE_TOKEN must be a random value of at least 32"),
+        ("WORKER_MODULES", "orders,payments", "WORKER_MODULES has unknown modules"),
+    ],
+)
+def test_topology_settings_are_checked(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=message):
+        load()
+
+
+def test_service_callers_and_worker_modules_from_comma_lists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    digest = "ab" * 32
+    monkeypatch.setenv("SERVICE_CALLERS", f"orders:{digest}, orders:{'cd' * 32},catalog:{digest}")
+    monkeypatch.setenv("WORKER_MODULES", "orders")
+    settings = load()
+    assert settings.service_callers == [
+        ("orders", digest),
+        ("orders", "cd" * 32),
+        ("catalog", digest),
+    ]
+    assert settings.worker_hosted_modules == ["orders"]
+    monkeypatch.delenv("WORKER_MODULES")
+    assert load().worker_hosted_modules == list(ALL_MODULES)  # default: APP_MODULES
 
 
 def test_pool_and_statement_settings_reach_the_engine() -> None:

@@ -2,7 +2,7 @@
 embedded Postgres and Redis, migrates, seeds, serves the API and the worker, keeps its data
 across restarts, and Ctrl-C, SIGTERM and SIGHUP stop everything it started (exit 0); a SIGKILLed
 runner's watchdog stops it all too; `make run` itself exits 0 after Ctrl-C at a terminal. Also
-`arq app.worker.WorkerSettings`, and the CLI's refusals (a weak seed password, `create-admin`
+the worker's command lines, and the CLI's refusals (a weak seed password, `create-admin`
 with the password on the command line)."""
 
 from __future__ import annotations
@@ -161,19 +161,52 @@ async def test_run_command_uses_given_servers_and_starts_nothing_embedded(
     assert not (tmp_path / "redis").exists()
 
 
-@pytest.mark.usefixtures("database_url")
-def test_arq_command_line_runs_the_worker(servers: Servers, database_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": servers.redis_url}
-    result = subprocess.run(
-        [sys.executable, "-m", "arq", "app.worker.WorkerSettings", "--burst"],
+def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *command],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.usefixtures("database_url")
+def test_arq_command_line_runs_the_worker_of_one_module(
+    servers: Servers, database_url: str
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": servers.redis_url,
+        "WORKER_MODULES": "orders",
+        # Served elsewhere (nothing is called here).
+        "CATALOG_URL": "http://127.0.0.1:9",
+        "USERS_URL": "http://127.0.0.1:9",
+        "SERVICE_TOKEN": "tests-only-service-credential-0123456789abcdef",
+    }
+    result = _run(["arq", "app.worker.WorkerSettings", "--burst"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "orders.expire_order" in result.stdout + result.stderr
+    assert "users.send_password_reset" not in result.stdout + result.stderr
+
+    # Several modules are several queues: arq's command line runs one, `app.cli worker` all.
+    env["WORKER_MODULES"] = "orders,users"
+    refused = _run(["arq", "app.worker.WorkerSettings", "--burst"], env)
+    assert refused.returncode != 0
+    assert "run `python -m app.cli worker`" in refused.stdout + refused.stderr
+
+
+@pytest.mark.usefixtures("database_url")
+def test_the_worker_command_runs_every_hosted_modules_queue(
+    servers: Servers, database_url: str
+) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": servers.redis_url}
+    result = _run(["app.cli", "worker", "--burst"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for queue in ("keystone:users", "keystone:catalog", "keystone:orders"):
+        assert queue in result.stdout + result.stderr
 
 
 def _spawn_dev(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -9,19 +9,17 @@ from decimal import Decimal
 from uuid import UUID
 
 import pytest
-from arq import create_pool
-from arq.worker import Worker
 from sqlalchemy import text, update
 
 from app.bootstrap import Runtime, build_runtime, truncate_all
-from app.core.config import Settings
-from app.core.jobs import JobQueue, JobRequest, redis_settings
+from app.core.config import ALL_MODULES, Settings
+from app.core.jobs import JobQueue, JobRequest, owning_module
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.catalog.service import ProductService
 from app.modules.orders.models import Order
 from app.modules.orders.service import Checkout, OrderService
-from app.worker import worker_settings
-from tests.conftest import Servers, make_settings
+from app.worker import Workers
+from tests.conftest import Servers, make_settings, queued_jobs, run_worker_burst
 
 # Long enough that a busy CI machine finishes a payment first; the expiry test waits it out.
 PENDING_TIMEOUT_S = 3
@@ -81,14 +79,6 @@ async def place_stuck_order(runtime: Runtime) -> UUID:
     return placed.order.id
 
 
-async def run_worker_burst(settings: Settings, runtime: Runtime) -> None:
-    worker = Worker(**worker_settings(settings, runtime), burst=True, poll_delay=0.05)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-
-
 async def order_state(runtime: Runtime, order_id: UUID) -> tuple[str, list[str]]:
     order = await order_service(runtime).get_order(order_id, _any_reader())
     return order.status, [change.cause for change in order.history]
@@ -111,10 +101,8 @@ async def test_deferred_job_expires_an_unanswered_order(
     settings: Settings, runtime: Runtime
 ) -> None:
     order_id = await place_stuck_order(runtime)
-    pool = await create_pool(redis_settings(settings))
-    queued = [job.job_id for job in await pool.queued_jobs()]
-    await pool.aclose()
-    assert f"expire-order:{order_id}" in queued  # sent after commit, deferred
+    queued = [job.job_id for job in await queued_jobs(settings, "orders")]
+    assert f"expire-order:{order_id}" in queued  # sent after commit, deferred, to orders' queue
 
     await asyncio.sleep(PENDING_TIMEOUT_S + 0.2)
     await run_worker_burst(settings, runtime)
@@ -144,11 +132,8 @@ async def test_a_job_is_not_sent_when_its_transaction_rolls_back(
         async with runtime.module("orders").uow.begin() as tx:
             tx.enqueue_after_commit("orders.expire_order", "x", job_id="never-sent")
             raise RuntimeError("rolled back")
-    pool = await create_pool(redis_settings(settings))
-    try:
-        assert await pool.queued_jobs() == []
-    finally:
-        await pool.aclose()
+    for module in ALL_MODULES:
+        assert await queued_jobs(settings, module) == []
 
 
 async def test_a_confirmed_order_is_left_alone_by_its_expiry_job(
@@ -282,3 +267,36 @@ async def test_enqueue_gives_up_instead_of_hanging_on_a_silent_redis(
     with pytest.raises(TimeoutError):
         await queue.enqueue(JobRequest(name="orders.expire_order", args=("x",)))
     await queue.close()
+
+
+async def test_each_job_goes_to_its_modules_queue_and_only_its_workers_run_it(
+    settings: Settings, runtime: Runtime
+) -> None:
+    order_id = await place_stuck_order(runtime)
+    jobs = runtime.core.jobs()
+    await jobs.enqueue(JobRequest("orders.expire_order", (str(order_id),), job_id="expire-now"))
+    await jobs.enqueue(JobRequest("users.send_password_reset", (str(UUID(int=9)),)))
+    assert [job.function for job in await queued_jobs(settings, "users")] == [
+        "users.send_password_reset"
+    ]
+    assert "expire-now" in [job.job_id for job in await queued_jobs(settings, "orders")]
+
+    # The other modules are "served elsewhere": nothing here calls them.
+    elsewhere = {f"{module}_url": "http://127.0.0.1:9" for module in ALL_MODULES}
+    users_only = settings.model_copy(update={"worker_modules": ["users"], **elsewhere})
+    users_worker = Workers(users_only, burst=True, poll_delay_s=0.05)
+    assert users_worker.queues == ["keystone:users"]
+    await users_worker.run()
+    assert await queued_jobs(settings, "users") == []
+    assert await order_state(runtime, order_id) == ("pending", ["placed"])  # not its job
+
+    orders_only = settings.model_copy(update={"worker_modules": ["orders"], **elsewhere})
+    orders_worker = Workers(orders_only, burst=True, poll_delay_s=0.05)
+    assert orders_worker.queues == ["keystone:orders"]
+    await orders_worker.run()
+    assert await order_state(runtime, order_id) == ("cancelled", ["placed", "expired"])
+
+
+def test_a_job_name_must_name_its_module() -> None:
+    with pytest.raises(ValueError, match=r"must be '<module>\.<job>'"):
+        owning_module("expire_order")

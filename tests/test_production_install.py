@@ -72,7 +72,7 @@ def test_api_and_worker_start_from_the_runtime_set(
     )
     assert migrate.returncode == 0, migrate.stderr
     worker = subprocess.run(
-        [python, "-m", "arq", "app.worker.WorkerSettings", "--burst"],
+        [python, "-m", "app.cli", "worker", "--burst"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -2,22 +2,21 @@
 
 Any module records sensitive actions through `AuditTrail.record`; the users module provides the
 implementation (an append-only table) and the composition root hands it to the core container,
-so a module never imports another to audit. Where users is not mounted, entries go to the log.
+so a module never imports another to audit. Where users is served by another process, the port
+is an HTTP client of users' internal endpoint. Each entry carries its own id, so recording it
+again (a retried call) stores it once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import Request
-
-from app.core.logging import get_logger
-
-_log = get_logger("keystone.audit")
 
 
 class Outcome(StrEnum):
@@ -53,22 +52,13 @@ class AuditEntry:
     target: str | None = None
     origin: Origin = NO_ORIGIN
     detail: Mapping[str, Any] = field(default_factory=dict)
+    entry_id: UUID = field(default_factory=uuid4)
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class AuditTrail(Protocol):
-    async def record(self, entry: AuditEntry) -> None: ...
-
-
-class LogAuditTrail:
-    """The fallback when no module stores audit entries: one log line each."""
-
     async def record(self, entry: AuditEntry) -> None:
-        _log.info(
-            "audit",
-            action=entry.action,
-            outcome=entry.outcome,
-            actor_id=str(entry.actor_id) if entry.actor_id else None,
-            target=entry.target,
-            ip=entry.origin.ip,
-            audit_request_id=entry.origin.request_id,
-        )
+        """Store the entry (once, however often it is recorded). Raises
+        `app.core.peers.PeerUnavailableError` when the store is served elsewhere and cannot
+        be reached, nor the entry queued for it."""
+        ...

@@ -10,7 +10,7 @@ from dependency_injector import containers, providers
 from redis.asyncio import Redis
 from sqlalchemy import Table
 
-from app.core.audit import LogAuditTrail
+from app.core.audit import AuditTrail
 from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.db import Database
@@ -59,8 +59,9 @@ class CoreContainer(containers.DeclarativeContainer):
     tokens = providers.Singleton(TokenService, settings=settings)
     passwords = providers.Singleton(PasswordHasher)
     mailer = providers.Singleton(SmtpMailer, settings=settings)
-    # The composition root overrides this with the users module's table when users is mounted.
-    audit = providers.Singleton(LogAuditTrail)
+    # The users module's audit table, or its HTTP client where users is served elsewhere: the
+    # composition root provides it.
+    audit: providers.Dependency[AuditTrail] = providers.Dependency()
     personal_data = providers.Singleton(PersonalDataRegistry)
     revocation_mirror = providers.Singleton(
         RevocationMirror,

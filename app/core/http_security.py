@@ -21,9 +21,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.core.config import Settings
 from app.core.errors import RESPONSE_HEADERS_STATE_KEY, problem
+from app.core.security.services import ServiceCallers
 
 # Probes and metric scrapes come from the platform straight to the container (plain HTTP,
-# Host = the pod's IP): they are neither redirected nor host-checked nor rate limited.
+# Host = the pod's IP): they are neither redirected nor host-checked nor rate limited. Nor are
+# calls from other services to the internal endpoints (plain HTTP inside the cluster, Host =
+# the Service's DNS name), once their credential is checked (app/core/security/services.py).
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
 
@@ -132,8 +135,9 @@ class TrustedHostMiddleware:
     """Answers 400 problem+json to a Host header not in TRUSTED_HOSTS ("*.example.com" allowed):
     a forged Host must not reach redirects, absolute URLs or caches keyed on it."""
 
-    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str], callers: ServiceCallers) -> None:
         self.app = app
+        self.callers = callers
         hosts = [host.lower() for host in allowed_hosts]
         self.exact = frozenset(host for host in hosts if not host.startswith("*."))
         self.suffixes = tuple(host[1:] for host in hosts if host.startswith("*."))
@@ -142,7 +146,12 @@ class TrustedHostMiddleware:
         return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PROBE_PATHS or self.allows(_host_of(scope)):
+        if (
+            scope["type"] != "http"
+            or scope["path"] in PROBE_PATHS
+            or self.allows(_host_of(scope))
+            or self.callers.caller(scope)
+        ):
             await self.app(scope, receive, send)
             return
         response = problem(Request(scope), 400, "Host header not allowed", code="invalid-host")
@@ -156,11 +165,17 @@ class HTTPSRedirectMiddleware:
     X-Forwarded-Proto (ProxyHeadersMiddleware runs first); from anyone else it is ignored.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, callers: ServiceCallers) -> None:
         self.app = app
+        self.callers = callers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["scheme"] != "http" or scope["path"] in PROBE_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["scheme"] != "http"
+            or scope["path"] in PROBE_PATHS
+            or self.callers.caller(scope)
+        ):
             await self.app(scope, receive, send)
             return
         url = URL(scope=scope)
@@ -216,13 +231,15 @@ class BodySizeMiddleware:
         return False
 
 
-def install_edge_protection(app: FastAPI, settings: Settings) -> None:
+def install_edge_protection(app: FastAPI, settings: Settings, callers: ServiceCallers) -> None:
     """Adds the layers outermost last: proxy headers, security headers, body size, allowed host,
     HTTPS. Call after the inner middleware (rate limit, CORS) and before RequestContext."""
     if settings.redirects_to_https:
-        app.add_middleware(HTTPSRedirectMiddleware)
+        app.add_middleware(HTTPSRedirectMiddleware, callers=callers)
     if settings.trusted_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+        app.add_middleware(
+            TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts, callers=callers
+        )
     app.add_middleware(BodySizeMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     if settings.trusted_proxies:

@@ -3,6 +3,10 @@
 Modules declare `Job`s and `CronJob`s; `JobQueue.enqueue` sends one; `app/worker.py` turns the
 declarations into arq's worker settings. Jobs are sent only after the transaction that asked for
 them has committed (see `UnitOfWork`), so a worker never sees an id that is not in the database yet.
+
+Each module has a queue of its own (`keystone:<module>`), and a job goes to the queue of the
+module its name starts with ("orders.take_payment" -> `keystone:orders`), wherever it is sent
+from: a worker runs only the jobs of the modules it hosts.
 """
 
 from __future__ import annotations
@@ -69,6 +73,21 @@ class JobRequest:
     correlation_id: str | None = None
 
 
+QUEUE_PREFIX = "keystone:"
+
+
+def queue_name(module: str) -> str:
+    return f"{QUEUE_PREFIX}{module}"
+
+
+def owning_module(job_name: str) -> str:
+    """The module a job belongs to: its name's prefix, "orders" for "orders.take_payment"."""
+    module, dot, rest = job_name.partition(".")
+    if not dot or not module or not rest:
+        raise ValueError(f"job name {job_name!r} must be '<module>.<job>'")
+    return module
+
+
 def redis_settings(settings: Settings) -> RedisSettings:
     redis = RedisSettings.from_dsn(settings.require_redis_url())
     redis.conn_timeout = max(1, int(settings.redis_timeout_s))
@@ -94,14 +113,16 @@ class JobQueue:
 
     async def _enqueue(self, request: JobRequest) -> None:
         pool = await self._connection()
+        queue = queue_name(owning_module(request.name))
         await pool.enqueue_job(
             request.name,
             *request.args,
             _defer_by=request.defer_by,
             _job_id=request.job_id,
+            _queue_name=queue,
             correlation_id=request.correlation_id,
         )
-        _log.info("job enqueued", job=request.name, job_id=request.job_id)
+        _log.info("job enqueued", job=request.name, job_id=request.job_id, queue=queue)
 
     async def close(self) -> None:
         if self._pool is not None:

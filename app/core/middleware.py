@@ -10,18 +10,24 @@ import structlog
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.context import request_id_var
+from app.core.context import request_id_var, traceparent_var
 from app.core.logging import line_logger
 
 REQUEST_ID_HEADER = b"x-request-id"
+TRACEPARENT_HEADER = b"traceparent"
 _WELL_FORMED_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_WELL_FORMED_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def _incoming(scope: Scope) -> tuple[str | None, str | None]:
+    """The well-formed X-Request-ID and traceparent the request came with."""
+    request_id = traceparent = None
     for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER:
-            return value.decode("ascii") if _WELL_FORMED_ID.match(value) else None
-    return None
+        if name == REQUEST_ID_HEADER and _WELL_FORMED_ID.match(value):
+            request_id = value.decode("ascii")
+        elif name == TRACEPARENT_HEADER and _WELL_FORMED_TRACEPARENT.match(value):
+            traceparent = value.decode("ascii")
+    return request_id, traceparent
 
 
 class RequestContextMiddleware:
@@ -46,9 +52,11 @@ class RequestContextMiddleware:
             return
 
         # 128 random bits, 32 hex digits, as uuid4().hex but without building a UUID (2% of a read).
-        request_id = _incoming_request_id(scope) or secrets.token_hex(16)
+        incoming_id, traceparent = _incoming(scope)
+        request_id = incoming_id or secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
+        trace_token = traceparent_var.set(traceparent)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         if self.tracing:
             span_context = trace.get_current_span().get_span_context()
@@ -82,3 +90,4 @@ class RequestContextMiddleware:
             )
             structlog.contextvars.unbind_contextvars(*self.context_keys)
             request_id_var.reset(token)
+            traceparent_var.reset(trace_token)

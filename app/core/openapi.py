@@ -51,13 +51,13 @@ def document_problems(app: FastAPI, *, rate_limited: bool) -> None:
 
     def openapi() -> dict[str, Any]:
         document = generate()
-        _describe_problems(document, rate_limited=rate_limited)
+        describe_problems(document, rate_limited=rate_limited)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _describe_problems(document: dict[str, Any], *, rate_limited: bool) -> None:
+def describe_problems(document: dict[str, Any], *, rate_limited: bool) -> None:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     if "Problem" in schemas:  # FastAPI hands back the document it made before: done already
         return

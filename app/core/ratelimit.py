@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.config import Settings
 from app.core.errors import ServiceUnavailableError, TooManyRequestsError, problem
 from app.core.logging import get_logger
+from app.core.security.services import ServiceCallers
 
 DECISION_STATE_KEY = "rate_limit"
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -284,9 +285,13 @@ class _RouteLimit:
 class RateLimitMiddleware:
     """Per client IP on every route; writes the RateLimit-* headers of the tightest limit met."""
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter, settings: Settings) -> None:
+    def __init__(
+        self, app: ASGIApp, limiter: RateLimiter, settings: Settings, callers: ServiceCallers
+    ) -> None:
         self.app = app
         self.limiter = limiter
+        # Other services calling the internal endpoints are not public clients: not limited.
+        self.callers = callers
         self.leases = Leases(limiter)
         self.routes = [
             _RouteLimit(method, compile_path(path)[0], route, parse(limit))
@@ -301,7 +306,7 @@ class RateLimitMiddleware:
         return "default", self.limiter.default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or self.callers.caller(scope):
             await self.app(scope, receive, send)
             return
         bucket, item = self._limit_for(scope["method"], scope["path"])

@@ -147,9 +147,11 @@ async def emptied_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 API_START_TIMEOUT_S = 60
 
 
-def wait_until_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_until_ready(
+    base: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = API_START_TIMEOUT_S
+) -> None:
     """Waits for a started API process to answer /readyz with 200; fails with its log."""
-    deadline = time.monotonic() + API_START_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the API exited early:\n{log.read_text()}"
         try:

@@ -181,7 +181,7 @@ async def test_no_order_is_lost_or_charged_twice_when_processes_are_killed(
         env,
         tmp_path / "api.log",
     )
-    worker = Process(["-m", "arq", "app.worker.WorkerSettings"], env, tmp_path / "worker.log")
+    worker = Process(["-m", "app.cli", "worker"], env, tmp_path / "worker.log")
     tokens = runtime.core.tokens()
     rng = random.Random(4)
     bodies = [order_body((rng.choice(product_ids), rng.randint(1, 2))) for _ in range(ORDERS_COUNT)]

@@ -1,4 +1,4 @@
-"""Graceful shutdown of the worker (`arq app.worker.WorkerSettings`, as deployed): on SIGTERM it
+"""Graceful shutdown of the worker (`python -m app.cli worker`, as deployed): on SIGTERM it
 takes no new job, lets the running one finish within WORKER_SHUTDOWN_GRACE_S, and hands back
 one that would take longer, which the next worker then completes."""
 
@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from app.bootstrap import Runtime
 from app.core.config import Settings
+from app.core.jobs import queue_name
 from app.core.security.rbac import Principal, Role
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.orders.service import Checkout
@@ -83,7 +84,7 @@ def start_worker(settings: Settings, grace_s: int, log: Path) -> subprocess.Pope
     }
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "arq", "app.worker.WorkerSettings"],
+            [sys.executable, "-m", "app.cli", "worker"],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -141,7 +142,7 @@ async def test_sigterm_hands_back_a_job_that_outlasts_the_grace_period(
         first.kill()
     assert await status_of(runtime, order_id) == "stock_reserved"
     assert not await payment_running(runtime, order_id)
-    queued = await runtime.core.redis().zscore("arq:queue", f"take-payment:{order_id}")
+    queued = await runtime.core.redis().zscore(queue_name("orders"), f"take-payment:{order_id}")
     assert queued is not None, log.read_text()  # handed back, not lost
 
     second = start_worker(settings, grace_s=SLOW_PAYMENT_S * 5, log=log)

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
+from app.worker import Workers
 from tests.conftest import Servers, make_settings, running_worker
 from tests.mail import MailSink
 
@@ -61,6 +61,6 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def worker(settings: Settings, mail: MailSink, _clean_state: None) -> AsyncIterator[Worker]:
+async def worker(settings: Settings, mail: MailSink, _clean_state: None) -> AsyncIterator[Workers]:
     async with running_worker(settings) as worker:
         yield worker

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from arq.worker import Worker
 
 from app.core.config import Settings
+from app.worker import Workers
 from tests.conftest import running_worker
 
 
 @pytest.fixture(autouse=True)
-async def worker(settings: Settings, _clean_state: None) -> AsyncIterator[Worker]:
+async def worker(settings: Settings, _clean_state: None) -> AsyncIterator[Workers]:
     async with running_worker(settings) as worker:
         yield worker

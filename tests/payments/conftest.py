@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
+from app.worker import Workers
 from tests.conftest import Servers, make_settings, running_worker
 from tests.fake_payment_provider import API_KEY, FakeProvider, running_provider
 
@@ -68,7 +68,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def worker(settings: Settings, _clean_state: None) -> AsyncIterator[Worker]:
+async def worker(settings: Settings, _clean_state: None) -> AsyncIterator[Workers]:
     """A worker of its own (its own breaker, as a separate process would have)."""
     async with running_worker(settings) as worker:
         yield worker

@@ -20,7 +20,7 @@ from app.core.config import Settings
 from app.core.security.rbac import Role
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.orders.service import Checkout
-from app.worker import worker_settings
+from app.worker import module_worker_settings
 from tests.conftest import TestUser, UserFactory, make_settings
 from tests.helpers import ADDRESS, ME, assert_problem, create_product, error_fields, place
 from tests.mail import MailSink, ReceivedMail
@@ -245,7 +245,7 @@ async def test_retention_deletes_old_unverified_customers_only_and_audits_each(
         for job in app.state.runtime.module("users").cron_jobs
         if job.name == "users.remove_unverified_accounts"
     ]
-    schedule = worker_settings(app.state.runtime.settings, app.state.runtime)
+    schedule = module_worker_settings(app.state.runtime.settings, app.state.runtime.module("users"))
     assert cron.name in {job.name for job in schedule["cron_jobs"]}
 
     assert await cron.run() == 1

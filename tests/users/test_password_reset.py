@@ -9,17 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
-from arq import create_pool
-from arq.worker import Worker
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from app.bootstrap import build_runtime
 from app.core.config import Settings
-from app.core.jobs import redis_settings
 from app.core.security.rbac import Role
-from app.worker import worker_settings
-from tests.conftest import TestUser, UserFactory
+from tests.conftest import TestUser, UserFactory, run_worker_burst
+from tests.conftest import queued_jobs as queued_jobs_of
 from tests.helpers import assert_problem, error_fields
 from tests.mail import MailSink
 
@@ -32,22 +28,12 @@ NEW_PASSWORD = "a-brand-new-passphrase"
 
 
 async def run_worker(settings: Settings) -> None:
-    """Every queued job, by a real arq worker with a runtime of its own."""
-    worker = Worker(
-        **worker_settings(settings, build_runtime(settings)), burst=True, poll_delay=0.05
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    """Every queued job, by real arq workers with a runtime of their own."""
+    await run_worker_burst(settings)
 
 
 async def queued_jobs(settings: Settings) -> list[str]:
-    pool = await create_pool(redis_settings(settings))
-    try:
-        return [job.function for job in await pool.queued_jobs()]
-    finally:
-        await pool.aclose()
+    return [job.function for job in await queued_jobs_of(settings, "users")]
 
 
 def token_in(mail: MailSink) -> str:

@@ -6,8 +6,8 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from app.core.jobs import CronJob
-from app.worker import worker_settings
+from app.core.jobs import CronJob, queue_name
+from app.worker import module_worker_settings
 from tests.conftest import UserFactory
 
 
@@ -27,8 +27,10 @@ async def count(app: FastAPI, table: str) -> int:
 
 
 async def test_the_worker_schedules_the_retention_cron(app: FastAPI) -> None:
-    settings = worker_settings(app.state.runtime.settings, app.state.runtime)
+    runtime = app.state.runtime
+    settings = module_worker_settings(runtime.settings, runtime.module("users"))
     assert "users.apply_retention" in {cron.name for cron in settings["cron_jobs"]}
+    assert settings["queue_name"] == queue_name("users")
 
 
 async def test_retention_removes_only_what_is_past_its_time(

@@ -23,6 +23,8 @@ Currency = Annotated[
     str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(description="ISO 4217 code, e.g. EUR")
 ]
 _CENT = Decimal("0.01")
+# Product ids one internal snapshot call may name (app/modules/catalog/internal.py).
+MAX_SNAPSHOT_IDS = 100
 
 
 def _in_cents(price: Decimal) -> Decimal:

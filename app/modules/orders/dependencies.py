@@ -7,15 +7,23 @@ from fastapi import Header, Request
 
 from app.modules.orders.container import OrdersContainer
 from app.modules.orders.exceptions import IdempotencyKeyMissingError, InvalidIdempotencyKeyError
+from app.modules.orders.privacy import OrdersPersonalData
 from app.modules.orders.service import OrderService
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 _WELL_FORMED_KEY = re.compile(r"^[A-Za-z0-9._:\-]{1,%d}$" % MAX_IDEMPOTENCY_KEY_LENGTH)  # noqa: UP031
 
 
+def _container(request: Request) -> OrdersContainer:
+    return cast(OrdersContainer, request.app.state.containers["orders"])
+
+
 async def order_service(request: Request) -> OrderService:
-    container = cast(OrdersContainer, request.app.state.containers["orders"])
-    return container.orders()
+    return _container(request).orders()
+
+
+async def personal_data(request: Request) -> OrdersPersonalData:
+    return _container(request).personal_data()
 
 
 async def idempotency_key(

@@ -1,16 +1,19 @@
-"""The orders module as the composition root sees it."""
+"""The orders module as the composition root sees it: built here, or reached over HTTP."""
 
 from __future__ import annotations
 
 from app.core.container import CoreContainer
 from app.core.module import Module
+from app.core.peers import Peer
+from app.core.privacy import PersonalDataSource
 from app.modules.catalog.contracts import CatalogFacade
+from app.modules.orders.client import PersonalDataClient
 from app.modules.orders.container import OrdersContainer
 from app.modules.orders.emails import OrderEmails
 from app.modules.orders.handlers import subscriptions
+from app.modules.orders.internal import router as internal_router
 from app.modules.orders.jobs import cron_jobs, jobs
 from app.modules.orders.payments.port import PaymentGateway
-from app.modules.orders.privacy import OrdersPersonalData
 from app.modules.orders.router import router
 from app.modules.orders.service import OrderService, PaymentSaga
 from app.modules.users.contracts import UsersFacade
@@ -26,10 +29,16 @@ def build(core: CoreContainer, catalog: CatalogFacade, users: UsersFacade) -> Mo
         name="orders",
         container=container,
         router=router,
+        internal_router=internal_router,
         uow=container.uow(),
         subscriptions=subscriptions(container.uow(), orders, container.projection()),
         jobs=jobs(orders, saga, emails, core.settings()),
         cron_jobs=cron_jobs(orders, saga, emails),
-        personal_data=OrdersPersonalData(container.uow()),
+        personal_data=container.personal_data(),
         on_stop=(payments.close,),
     )
+
+
+def remote_personal_data(peer: Peer) -> PersonalDataSource:
+    """orders' part of a data export, served by another process."""
+    return PersonalDataClient(peer)

@@ -117,6 +117,8 @@ class AuditRecord(Base):
         Index("ix_audit_log_actor_id", "actor_id", "id"),
         Index("ix_audit_log_action", "action", "id"),
         Index("ix_audit_log_occurred_at", "occurred_at"),
+        # The id the recording side gave the entry: recording it again stores nothing more.
+        Index("ux_audit_log_entry_id", "entry_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -130,6 +132,7 @@ class AuditRecord(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    entry_id: Mapped[UUID | None] = mapped_column(Uuid)
 
 
 metadata = Base.metadata

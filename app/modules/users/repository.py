@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import any_, delete, exists, func, literal, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.audit import AuditEntry
@@ -242,8 +243,12 @@ class AuditRepository:
         self._session = session
 
     async def add(self, entry: AuditEntry) -> None:
-        self._session.add(
-            AuditRecord(
+        """Once per `entry_id`: an entry recorded again (a retried call) is not stored twice."""
+        await self._session.execute(
+            pg_insert(AuditRecord)
+            .values(
+                entry_id=entry.entry_id,
+                occurred_at=entry.occurred_at,
                 actor_id=entry.actor_id,
                 action=entry.action,
                 target=entry.target,
@@ -252,8 +257,8 @@ class AuditRepository:
                 request_id=entry.origin.request_id,
                 detail=dict(entry.detail),
             )
+            .on_conflict_do_nothing(index_elements=[AuditRecord.entry_id])
         )
-        await self._session.flush()
 
     async def by_actor(self, actor_id: UUID) -> list[AuditRecord]:
         statement = select(AuditRecord).where(AuditRecord.actor_id == actor_id)

@@ -4,8 +4,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
+from app.core.audit import AuditEntry, Origin, Outcome
 from app.core.security.rbac import Role
 from app.core.validation import InputModel, Name
 from app.modules.users.password_policy import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
@@ -110,3 +111,50 @@ class AuditEntryOut(BaseModel):
     ip: str | None
     request_id: str | None
     detail: dict[str, Any]
+
+
+class AuditEntryIn(InputModel):
+    """An audit entry recorded by another service (`PUT /internal/users/audit-entries/{id}`),
+    or handed to the users queue while users could not be reached."""
+
+    occurred_at: AwareDatetime
+    action: Annotated[str, Field(min_length=1, max_length=100)]
+    outcome: Outcome
+    actor_id: UUID | None = None
+    target: Annotated[str | None, Field(max_length=400)] = None
+    ip: Annotated[str | None, Field(max_length=64)] = None
+    request_id: Annotated[str | None, Field(max_length=128)] = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditEntryIn:
+        return cls(
+            occurred_at=entry.occurred_at,
+            action=entry.action,
+            outcome=entry.outcome,
+            actor_id=entry.actor_id,
+            target=entry.target,
+            ip=entry.origin.ip,
+            request_id=entry.origin.request_id,
+            detail=dict(entry.detail),
+        )
+
+    def entry(self, entry_id: UUID) -> AuditEntry:
+        return AuditEntry(
+            action=self.action,
+            outcome=self.outcome,
+            actor_id=self.actor_id,
+            target=self.target,
+            origin=Origin(ip=self.ip, request_id=self.request_id),
+            detail=self.detail,
+            entry_id=entry_id,
+            occurred_at=self.occurred_at,
+        )
+
+
+class EmailVerificationStatus(BaseModel):
+    """Whether a person proved their email address (users' internal API)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    verified: bool

@@ -57,6 +57,8 @@ _log = get_logger("keystone.users")
 _CURSOR_KEYS = frozenset({"created_at", "id"})
 SEND_PASSWORD_RESET_JOB = "users.send_password_reset"  # noqa: S105 - a job name
 SEND_VERIFICATION_EMAIL_JOB = "users.send_verification_email"
+# Sent by other processes' audit clients while users could not be reached (users/client.py).
+RECORD_AUDIT_ENTRY_JOB = "users.record_audit_entry"
 
 
 def token_digest(token: str) -> str:
