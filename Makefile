@@ -21,7 +21,7 @@ test: install ## ruff, mypy --strict, import contracts, the whole pytest suite
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
 	$(UV) run --frozen lint-imports
-	$(UV) run --frozen pytest --cov --cov-report=term --cov-report=html:reports/coverage --cov-report=xml:reports/coverage.xml
+	$(UV) run --frozen pytest -n 3 --dist loadfile --cov --cov-report=term --cov-report=html:reports/coverage --cov-report=xml:reports/coverage.xml
 
 migrate: install
 	$(UV) run --frozen python -m app.cli migrate
