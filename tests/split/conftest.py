@@ -114,6 +114,8 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         "REDIS_URL": settings.require_redis_url(),
         **{f"{m.upper()}_URL": f"http://127.0.0.1:{port}" for m, port in ports.items()},
         "PEER_BREAKER_RESET_S": "1",
+        # The gateway (tests/split/test_gateway.py) is on this machine.
+        "TRUSTED_PROXIES": "127.0.0.1",
         "EVENT_STREAM_CLAIM_IDLE_MS": "1000",
         "EVENT_STREAM_MAX_DELIVERIES": "3",
         "EVENT_STREAM_TRIM_INTERVAL_S": "1",
