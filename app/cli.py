@@ -1,8 +1,9 @@
 """Keystone's command line: `python -m app.cli <command>`.
 
-dev           embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), migrations,
-              demo data, then the API with --reload and the worker; Ctrl-C, SIGTERM or SIGHUP
-              stops all of it (exit 0), and a watchdog stops it if the runner is killed
+dev [--split] embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), migrations,
+              demo data, then the API with --reload and the worker (--split: an API and a worker
+              per module, events over Redis Streams, nginx on PORT in front); Ctrl-C, SIGTERM or
+              SIGHUP stops all of it (exit 0), and a watchdog stops it if the runner is killed
 serve         run the API as deployed; on SIGTERM/SIGINT it refuses new connections at once and
               lets in-flight requests finish within API_SHUTDOWN_GRACE_S
 migrate       upgrade every module's schema to its head; over Redis Streams, create the hosted
@@ -246,19 +247,19 @@ def _dev_mail(stack: DevStack) -> dict[str, str]:
     return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port), "SMTP_SECURITY": "none"}
 
 
-def cmd_dev() -> None:
-    """Exit 0 once stopped by a signal; 1 when a child died on its own; 2 when the demo data
-    cannot be made (one line saying why)."""
+def cmd_dev(split: bool = False) -> None:
+    """Exit 0 once stopped by a signal; 1 when a child died on its own (or, split, a service
+    could not start); 2 when the demo data cannot be made (one line saying why)."""
     stack = DevStack()
     stack.install_signal_handlers()
     failure: str | None = None
     with terminal_foreground():
         try:
             stack.start_watchdog()
-            failure = _run_dev(stack)
+            failure = _run_dev(stack, split)
         except Interrupted:
             print("\nstopping...", flush=True)
-        except DemoDataError as error:
+        except (DemoDataError, RuntimeError) as error:
             failure = str(error)
         finally:
             stack.stop()
@@ -267,7 +268,7 @@ def cmd_dev() -> None:
         sys.exit(2 if failure.startswith(DemoDataError.prefix) else 1)
 
 
-def _run_dev(stack: DevStack) -> str:
+def _run_dev(stack: DevStack, split: bool) -> str:
     database_url, redis_url = _dev_urls(stack)
     env = {
         **os.environ,
@@ -277,10 +278,25 @@ def _run_dev(stack: DevStack) -> str:
         "WORKER_SHUTDOWN_GRACE_S": os.environ.get("WORKER_SHUTDOWN_GRACE_S", "3"),
         **_dev_mail(stack),
     }
-    settings = Settings(database_url=database_url, redis_url=redis_url)
+    # Split: migrating as a Redis Streams process also creates every module's consumer groups.
+    streams: dict[str, Any] = {"event_transport": "redis-streams"} if split else {}
+    settings = Settings(database_url=database_url, redis_url=redis_url, **streams)
     configure_logging(settings)
     accounts = asyncio.run(_with_runtime(settings, _migrate_and_seed))
     port = os.environ.get("PORT", "8000")
+    if split:
+        from app.devsplit import start_split
+
+        start_split(stack, env, port, DATA_DIR)
+    else:
+        _spawn_monolith(stack, env, port)
+    _print_banner(port, accounts, split)
+    while all(process.poll() is None for process in stack.processes):
+        time.sleep(0.5)
+    return "a child process exited; everything was stopped"
+
+
+def _spawn_monolith(stack: DevStack, env: dict[str, str], port: str) -> None:
     python = sys.executable
     stack.spawn(
         [
@@ -292,20 +308,19 @@ def _run_dev(stack: DevStack) -> str:
         env,
     )
     stack.spawn([python, "-m", "app.cli", "worker"], env)
-    _print_banner(port, accounts)
-    while all(process.poll() is None for process in stack.processes):
-        time.sleep(0.5)
-    return "a child process exited; everything was stopped"
 
 
-def _print_banner(port: str, accounts: list[Any]) -> None:
+def _print_banner(port: str, accounts: list[Any], split: bool) -> None:
     base = f"http://127.0.0.1:{port}"
+    health = f"{base}/healthz (the gateway's; /readyz on each service's port)"
     lines = [
         "",
-        "Keystone is running (Ctrl-C stops everything)",
+        "Keystone is running"
+        + (" split: three services behind nginx" if split else "")
+        + " (Ctrl-C stops everything)",
         f"  API         {base}/api/v1",
         f"  Swagger UI  {base}/docs",
-        f"  Health      {base}/healthz  {base}/readyz",
+        f"  Health      {health if split else f'{base}/healthz  {base}/readyz'}",
         "  Demo accounts (email / password / role):",
         *(f"    {a.email} / {a.password} / {a.role}" for a in accounts),
         "",
@@ -320,8 +335,12 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("dev", "migrate", "seed", "openapi", "dead-letters"):
+    for name in ("migrate", "seed", "openapi", "dead-letters"):
         commands.add_parser(name)
+    dev = commands.add_parser("dev")
+    dev.add_argument(
+        "--split", action="store_true", help="one service and worker per module, nginx in front"
+    )
     payments = commands.add_parser("payments", help="list the sandbox provider's payments")
     payments.add_argument("--limit", type=int, default=20)
     payments.add_argument("--order", help="only the payments of this order id")
@@ -344,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "dev":
-        cmd_dev()
+        cmd_dev(args.split)
         return
     if args.command == "service-credential":
         cmd_service_credential(args.caller)
