@@ -234,17 +234,45 @@ async def test_a_pending_entry_gone_from_the_stream_is_acknowledged_and_skipped(
     assert await pending(redis, "alpha") == 0
 
 
+async def test_a_consumer_carries_on_after_redis_lost_its_streams(
+    runtime: Runtime, redis: Redis
+) -> None:
+    seen: list[UUID] = []
+    alpha = consumer(runtime, "alpha", seen)
+    running = asyncio.create_task(alpha.run())
+    try:
+        await eventually(lambda: _has_group(redis, "alpha"))
+        await redis.delete(STREAM)  # e.g. a restart without persistence: groups gone too
+        event = await publish(runtime, "published after the loss")
+        await eventually(lambda: _contains(seen, event.event_id), timeout_s=10)
+    finally:
+        alpha.stop()
+        await running
+
+
+async def _has_group(redis: Redis, group: str) -> bool:
+    if not await redis.exists(STREAM):
+        return False
+    return any(g["name"] == group.encode() for g in await redis.xinfo_groups(STREAM))
+
+
+async def _contains(seen: list[UUID], event_id: UUID) -> bool:
+    return event_id in seen
+
+
 async def test_readiness_fails_once_a_consumer_loop_has_died(
     runtime: Runtime, redis: Redis
 ) -> None:
     await runtime.start()
     assert (await runtime.readiness.run())["events"] == "ok"
-    # An operator removed catalog's group: its position is lost, the loop stops rather than
-    # guess, and the platform restarts the process (which creates the group again).
-    await redis.xgroup_destroy(stream_of("orders"), "catalog")
+    # Someone wrote a plain value where orders' stream was: the loops reading it (catalog's and
+    # orders' own) cannot, stop rather than guess, and readiness says so.
+    await redis.delete(stream_of("orders"))
+    await redis.set(stream_of("orders"), "not a stream")
 
     async def failed() -> bool:
         return (await runtime.readiness.run())["events"] != "ok"
 
     await eventually(failed, timeout_s=10)
-    assert (await runtime.readiness.run())["events"] == "failed: event consumer stopped: catalog"
+    events = (await runtime.readiness.run())["events"]
+    assert events == "failed: event consumer stopped: catalog, orders"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core.events.delivery import EventDelivery
@@ -77,7 +78,8 @@ class StreamConsumer:
         self._stopping = False
 
     async def run(self) -> None:
-        """Until `stop()`; an unexpected error ends the loop (readiness then fails)."""
+        """Until `stop()`; an unexpected error ends the loop (readiness then fails), Redis
+        being unreachable or having lost the group does not."""
         self._stopping = False
         await create_groups(self._redis, {self.group: self.streams})
         _log.info("consuming", group=self.group, streams=self.streams, consumer=self.consumer)
@@ -87,6 +89,14 @@ class StreamConsumer:
             except _REDIS_DOWN as exc:
                 _log.warning("redis unavailable; retrying", group=self.group, error=repr(exc))
                 await asyncio.sleep(RETRY_AFTER_REDIS_DOWN_S)
+            except ResponseError as exc:
+                # NOGROUP, or (Redis 7) UNBLOCKED when the stream vanished under a blocked read:
+                # Redis lost its data (a restart without persistence, a failover to an empty
+                # replica). What it held is gone; what is published from now on is not.
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                    raise
+                _log.error("consumer group gone; created again", group=self.group)
+                await create_groups(self._redis, {self.group: self.streams})
 
     def stop(self) -> None:
         """The entry in hand is finished; the loop ends within one XREADGROUP block."""
