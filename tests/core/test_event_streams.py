@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import ClassVar
 from uuid import UUID
 
@@ -28,7 +29,7 @@ from app.core.events.streams import (
     stream_of,
     trim_acknowledged,
 )
-from app.devstack import start_redis
+from app.devstack import free_port, start_redis
 from tests.conftest import Servers, eventually, make_settings
 from tests.tools import require_tool
 
@@ -248,6 +249,35 @@ async def test_a_consumer_carries_on_after_redis_lost_its_streams(
     finally:
         alpha.stop()
         await running
+
+
+async def test_a_consumer_started_before_redis_waits_for_it(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    port = free_port()  # nothing listens there yet
+    late = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
+    seen: list[UUID] = []
+    alpha = StreamConsumer(
+        late,
+        handlers(runtime, "alpha", seen),
+        group="alpha",
+        streams=[STREAM],
+        consumer="c1",
+        settings=TUNING,
+    )
+    running = asyncio.create_task(alpha.run())
+    server = start_redis(tmp_path / "late-redis", persist=False, port=port)
+    try:
+        await eventually(lambda: _has_group(late, "alpha"), timeout_s=10)
+        event = Pinged(label="once Redis is up")
+        assert await StreamPublisher(late).deliver(event)
+        await eventually(lambda: _contains(seen, event.event_id), timeout_s=10)
+        assert not running.done()
+    finally:
+        alpha.stop()
+        await running
+        await late.aclose()
+        server.stop()
 
 
 async def _has_group(redis: Redis, group: str) -> bool:

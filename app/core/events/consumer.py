@@ -81,10 +81,13 @@ class StreamConsumer:
         """Until `stop()`; an unexpected error ends the loop (readiness then fails), Redis
         being unreachable or having lost the group does not."""
         self._stopping = False
-        await create_groups(self._redis, {self.group: self.streams})
-        _log.info("consuming", group=self.group, streams=self.streams, consumer=self.consumer)
+        grouped = False
         while not self._stopping:
             try:
+                if not grouped:  # at start, and again if Redis lost the group
+                    await create_groups(self._redis, {self.group: self.streams})
+                    grouped = True
+                    _log.info("consuming", group=self.group, consumer=self.consumer)
                 await self.run_once()
             except _REDIS_DOWN as exc:
                 _log.warning("redis unavailable; retrying", group=self.group, error=repr(exc))
@@ -95,8 +98,8 @@ class StreamConsumer:
                 # replica). What it held is gone; what is published from now on is not.
                 if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                     raise
-                _log.error("consumer group gone; created again", group=self.group)
-                await create_groups(self._redis, {self.group: self.streams})
+                _log.error("consumer group gone; creating it again", group=self.group)
+                grouped = False
 
     def stop(self) -> None:
         """The entry in hand is finished; the loop ends within one XREADGROUP block."""
@@ -112,8 +115,7 @@ class StreamConsumer:
                 handled += await self._reclaim(stream)
         if now >= self._next_trim:
             self._next_trim = now + self._settings.trim_interval_s
-            for stream in self.streams:
-                await trim_acknowledged(self._redis, stream)
+            await self._trim()
         replies = await self._redis.xreadgroup(
             self.group,
             self.consumer,
@@ -126,6 +128,17 @@ class StreamConsumer:
                 await self._handle(stream.decode(), entry_id, fields, deliveries=1)
                 handled += 1
         return handled
+
+    async def _trim(self) -> None:
+        """Housekeeping: a failure is logged and tried again next interval, and never stops
+        the consumption it is there to serve."""
+        for stream in self.streams:
+            try:
+                await trim_acknowledged(self._redis, stream)
+            except _REDIS_DOWN:
+                raise
+            except Exception:
+                _log.exception("stream not trimmed; trying again later", stream=stream)
 
     async def _reclaim(self, stream: str) -> int:
         """Claims one batch of the group's entries idle for too long, from where the last pass

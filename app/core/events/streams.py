@@ -107,13 +107,14 @@ def _entry_id(value: bytes | str) -> tuple[int, int]:
 async def trim_acknowledged(redis: Redis, stream: str) -> int:
     """Drop the entries every group has acknowledged: those below the oldest pending entry of
     each group (or, for a group with none pending, below its last delivered one)."""
+    if not await redis.exists(stream):  # lost with Redis's data: the consumer makes it again
+        return 0
     floors: list[bytes] = []
     for group in await redis.xinfo_groups(stream):
-        if group["pending"]:
-            summary = await redis.xpending(stream, group["name"])
-            floors.append(summary["min"])
-        else:
-            floors.append(group["last-delivered-id"])
+        oldest = None
+        if group["pending"]:  # may all be acknowledged by the time XPENDING answers
+            oldest = (await redis.xpending(stream, group["name"]))["min"]
+        floors.append(oldest or group["last-delivered-id"])
     if not floors:  # no group yet: nobody has read anything, keep it all
         return 0
     floor = min(floors, key=_entry_id)
