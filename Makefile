@@ -4,7 +4,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: run test install lint typecheck imports pytest migrate seed worker openapi load stress bench bench-split clean
+.PHONY: run run-split test install lint typecheck imports pytest migrate seed worker openapi load stress bench bench-split clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -15,6 +15,9 @@ install: $(UV)
 
 run: install ## API + worker + embedded Postgres/Redis + demo data
 	$(UV) run --frozen python -m app.cli dev
+
+run-split: install ## the same, split: one API + worker per module, nginx on PORT in front
+	$(UV) run --frozen python -m app.cli dev --split
 
 test: install ## ruff, mypy --strict, import contracts, the whole pytest suite
 	$(UV) run --frozen ruff check .

@@ -1,4 +1,5 @@
-"""The relay: reads committed, undelivered outbox rows and hands them to the bus.
+"""The relay: reads committed, undelivered outbox rows and hands them to the bus (or, in split
+mode, to the Redis stream of their module: app/core/events/streams.py).
 
 It sweeps at start (so an event committed just before a crash is delivered after restart), when
 woken by a commit, and every `outbox_poll_interval_s`. Rows are claimed with
@@ -16,6 +17,7 @@ from sqlalchemy import Row, Table, func, select, update
 from app.core.db import Database
 from app.core.events.base import event_class
 from app.core.events.bus import EventBus
+from app.core.events.delivery import EventDelivery
 from app.core.logging import get_logger
 
 _log = get_logger("keystone.relay")
@@ -38,8 +40,12 @@ class EventRelay:
         batch_size: int,
         poll_interval_s: float,
         retry_base_s: float,
+        delivery: EventDelivery | None = None,
     ) -> None:
+        """`bus` wakes the relay after each commit; `delivery` (default: the bus itself, the
+        in-process transport) is what each event is handed to."""
         self._bus = bus
+        self._delivery: EventDelivery = delivery or bus
         self._sources = sources
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
@@ -111,7 +117,7 @@ class EventRelay:
             _log.error("unknown event type; kept for a later release", event_type=row.event_type)
             return f"unknown event type {row.event_type} v{row.event_version}"
         try:
-            done = await self._bus.deliver(cls.model_validate(row.payload))
+            done = await self._delivery.deliver(cls.model_validate(row.payload))
         except Exception as exc:
             _log.exception("event delivery failed", event_type=row.event_type)
             return f"{type(exc).__name__}: {exc}"
