@@ -197,9 +197,12 @@ def build_runtime(settings: Settings, *, hosting: Sequence[str] | None = None) -
     relay = EventRelay(
         bus,
         [OutboxSource(m.name, core.database(), m.uow.outbox) for m in modules],
+        core.outbox_signal(),
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
         retry_base_s=settings.event_retry_base_s,
+        lease_s=settings.outbox_lease_s,
+        concurrency=settings.outbox_concurrency,
     )
     return Runtime(settings, core, modules, relay, _readiness(core, modules), peers)
 

@@ -94,7 +94,8 @@ def module_worker_settings(settings: Settings, module: Module) -> dict[str, Any]
         "functions": [_job(job) for job in module.jobs],
         "cron_jobs": [_cron(job) for job in module.cron_jobs],
         "redis_settings": redis_settings(settings),
-        "max_jobs": 20,
+        "max_jobs": settings.worker_max_jobs,
+        "poll_delay": settings.worker_poll_delay_s,
         # On SIGTERM/SIGINT: take no new job, let running ones finish for this long, then cancel
         # them, which hands them back to the queue for the next worker.
         "job_completion_wait": settings.worker_shutdown_grace_s,
@@ -118,14 +119,14 @@ class Workers:
         runtime: Runtime | None = None,
         *,
         burst: bool = False,
-        poll_delay_s: float = 0.5,
+        poll_delay_s: float | None = None,
     ) -> None:
         self.runtime = runtime or build_runtime(settings, hosting=settings.worker_hosted_modules)
+        poll = {} if poll_delay_s is None else {"poll_delay": poll_delay_s}
         self._workers = [
             Worker(
-                **module_worker_settings(settings, module),
+                **{**module_worker_settings(settings, module), **poll},
                 burst=burst,
-                poll_delay=poll_delay_s,
                 handle_signals=False,
             )
             for module in _runnable(self.runtime)
