@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     # `Authorization: Bearer <metrics_token>` when a token is set (staging/prod require one).
     metrics_enabled: bool = False
     metrics_token: SecretStr | None = None
+    # Where the worker serves its own GET /metrics (same token) while metrics are enabled.
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside its container
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65_535)
     # The standard OpenTelemetry variable: traces go to {endpoint}/v1/traces (OTLP/HTTP) when set.
     otel_exporter_otlp_endpoint: str | None = None
     # Share of new traces recorded; a trace begun upstream keeps the caller's decision. A recorded

@@ -62,20 +62,26 @@ async def dead_letters(uow: UnitOfWork) -> list[DeadLetter]:
 @dataclass(frozen=True)
 class EventBacklog:
     undelivered: int  # outbox rows the relay has not delivered yet
+    oldest_age_s: float  # how long the oldest of them has waited (0 when there is none)
     dead_letters: int
 
 
 async def event_backlog(uow: UnitOfWork) -> EventBacklog:
-    """What this module still owes and what it gave up on, in one round trip (both counts are
-    served by partial indexes)."""
+    """What this module still owes, since when, and what it gave up on, in one round trip
+    (served by partial indexes)."""
     outbox, inbox = uow.outbox, uow.inbox
-    undelivered = select(func.count()).where(outbox.c.dispatched_at.is_(None))
+    pending = outbox.c.dispatched_at.is_(None)
+    undelivered = select(func.count()).where(pending)
+    oldest = select(
+        func.coalesce(func.extract("epoch", func.now() - func.min(outbox.c.occurred_at)), 0)
+    ).where(pending)
     dead = select(func.count()).where(inbox.c.status == "dead")
+    query = select(undelivered.scalar_subquery(), oldest.scalar_subquery(), dead.scalar_subquery())
     async with uow.database.session() as session:
-        row = (
-            await session.execute(select(undelivered.scalar_subquery(), dead.scalar_subquery()))
-        ).one()
-    return EventBacklog(undelivered=row[0], dead_letters=row[1])
+        row = (await session.execute(query)).one()
+    return EventBacklog(
+        undelivered=row[0], oldest_age_s=max(0.0, float(row[1])), dead_letters=row[2]
+    )
 
 
 @dataclass(frozen=True)
@@ -187,7 +193,7 @@ class EventBus:
             row = (await session.execute(record)).first()
         if row is None:  # another relay settled it meanwhile
             return True
-        dead = row.status == "dead"
+        dead = bool(row.status == "dead")
         log = _log.error if dead else _log.warning
         log(
             "event handler dead-lettered" if dead else "event handler failed, will retry",

@@ -66,6 +66,11 @@ def outbox_table(metadata: MetaData) -> Table:
             postgresql_where=text("dispatched_at IS NULL"),
         ),
         Index(
+            "ix_outbox_undispatched_age",
+            "occurred_at",
+            postgresql_where=text("dispatched_at IS NULL"),
+        ),
+        Index(
             "ix_outbox_undispatched_by_key",
             "ordering_key",
             "occurred_at",

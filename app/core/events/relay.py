@@ -241,7 +241,7 @@ class EventRelay:
                 await session.execute(source.sql(_RELEASE), {"ids": outcome.untried})
 
     def _backoff_s(self, attempts: int) -> float:
-        return min(self._retry_base_s * 2 ** min(attempts, 16), MAX_BACKOFF_S)
+        return min(self._retry_base_s * 2.0 ** min(attempts, 16), MAX_BACKOFF_S)
 
     def _observe_lag(self, module: str, rows: list[ClaimedRow], outcome: PassOutcome) -> None:
         if not self.lag_observers:
@@ -267,4 +267,3 @@ class EventRelay:
 
     def _on_notify(self, _payload: str) -> None:
         self._signal.notify()
-

@@ -24,6 +24,14 @@ def upgrade() -> None:
     op.add_column("outbox", sa.Column("ordering_key", sa.String(200)), schema=SCHEMA)
     op.add_column("outbox", sa.Column("claimed_by", sa.String(100)), schema=SCHEMA)
     op.add_column("outbox", sa.Column("claimed_until", sa.DateTime(timezone=True)), schema=SCHEMA)
+    # The relay claims oldest first; the oldest undelivered row's age is a metric.
+    op.create_index(
+        "ix_outbox_undispatched_age",
+        "outbox",
+        ["occurred_at"],
+        schema=SCHEMA,
+        postgresql_where=sa.text("dispatched_at IS NULL"),
+    )
     op.create_index(
         "ix_outbox_undispatched_by_key",
         "outbox",
@@ -51,6 +59,7 @@ def downgrade() -> None:
     op.execute(f"DROP TRIGGER outbox_notify ON {SCHEMA}.outbox")
     op.execute(f"DROP FUNCTION {SCHEMA}.outbox_notify()")
     op.drop_index("ix_outbox_undispatched_by_key", table_name="outbox", schema=SCHEMA)
+    op.drop_index("ix_outbox_undispatched_age", table_name="outbox", schema=SCHEMA)
     op.drop_column("outbox", "claimed_until", schema=SCHEMA)
     op.drop_column("outbox", "claimed_by", schema=SCHEMA)
     op.drop_column("outbox", "ordering_key", schema=SCHEMA)
