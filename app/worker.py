@@ -172,6 +172,11 @@ class Workers:
         ]
 
     @property
+    def metrics_port(self) -> int | None:
+        """Where GET /metrics is served (once running), None with metrics off."""
+        return None if self._metrics_server is None else self._metrics_server.port
+
+    @property
     def queues(self) -> list[str]:
         return [worker.queue_name for worker in self._workers]
 
