@@ -86,6 +86,18 @@ def wait_until_up(url: str) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def worker_started(log: Path) -> None:
+    """Until the worker runs its queues: a late worker would leave a backlog the whole run
+    carries, and measure its start-up instead of the backbone."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if b"workers started" in log.read_bytes():
+            time.sleep(2)  # its start-up sweeps
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the worker did not start")
+
+
 async def fresh_database(server_url: str) -> str:
     """A database of this run's own on the server BENCH_DATABASE_URL names."""
     name = f"keystone_checkout_{uuid.uuid4().hex[:8]}"
@@ -290,7 +302,7 @@ def run(args: argparse.Namespace) -> str:
         ):
             wait_until_up(f"{api}/readyz")
             wait_until_up(f"http://127.0.0.1:{provider_port}/")
-            time.sleep(2)  # the worker's start-up sweeps
+            worker_started(logs / "worker.log")
             result = asyncio.run(drive(api, database_url, product, args))
     finally:
         asyncio.run(drop_database(database_url))

@@ -189,7 +189,7 @@ class Settings(BaseSettings):
     outbox_lease_s: float = Field(default=30.0, gt=0, le=3_600)
     # Events of different aggregates delivered at once by one relay (each holds a connection
     # per subscriber for a transaction): keep it well under DB_POOL_SIZE + DB_MAX_OVERFLOW.
-    outbox_concurrency: int = Field(default=4, ge=1, le=200)
+    outbox_concurrency: int = Field(default=8, ge=1, le=200)
     event_max_attempts: int = Field(default=5, ge=1, le=100)
     event_retry_base_s: float = Field(default=1.0, ge=0)
 
