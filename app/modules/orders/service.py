@@ -408,10 +408,11 @@ class PaymentSaga:
         self._redrive_after = timedelta(seconds=redrive_after_s)
 
     async def take_payment(self, order_id: UUID) -> str:
-        order = await self._load(order_id)
+        # Each step answers with the order's state as its own transaction left it: the order
+        # is read once per step, never reloaded in between.
+        order = await self._mark_authorisation_requested(order_id)
         if order is None:
             return "no such order"
-        # Each step answers with the order's state as its own transaction left it: no reload.
         state = (str(order.status), order.payment_id)
         if state[0] == S.STOCK_RESERVED:
             state = await self._authorise(order)
@@ -512,10 +513,8 @@ class PaymentSaga:
         )
 
     async def _authorise(self, order: Order) -> tuple[str, str | None]:
-        """Authorise at the provider; the order's status and payment id afterwards."""
-        seen = await self._mark_authorisation_requested(order.id)
-        if seen[0] != S.STOCK_RESERVED:
-            return seen
+        """Authorise at the provider (the request is noted on the order already); the order's
+        status and payment id afterwards."""
         try:
             payment_id = await self._authorise_at_provider(order)
         except PaymentDeclinedError as declined:
@@ -535,14 +534,15 @@ class PaymentSaga:
         _log.info("payment authorised", order_id=str(order.id))
         return str(locked.status), payment_id
 
-    async def _mark_authorisation_requested(self, order_id: UUID) -> tuple[str, str | None]:
-        """The order's status and payment id, the request noted while it awaits payment."""
+    async def _mark_authorisation_requested(self, order_id: UUID) -> Order | None:
+        """The order, with the authorisation request noted first when it awaits payment (so a
+        hold the provider makes is looked for even if its answer is lost)."""
         async with self._uow.begin() as tx:
             locked = await OrderRepository(tx.session).get(order_id, for_update=True)
-            assert locked is not None  # orders are never deleted
-            if locked.status == S.STOCK_RESERVED and locked.authorisation_requested_at is None:
-                locked.authorisation_requested_at = datetime.now(UTC)
-        return str(locked.status), locked.payment_id
+            if locked is not None and locked.status == S.STOCK_RESERVED:
+                if locked.authorisation_requested_at is None:
+                    locked.authorisation_requested_at = datetime.now(UTC)
+        return locked
 
     async def _capture(self, order_id: UUID, payment_id: str) -> str:
         """Capture at the provider; the order's status afterwards."""
