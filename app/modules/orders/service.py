@@ -539,9 +539,12 @@ class PaymentSaga:
         hold the provider makes is looked for even if its answer is lost)."""
         async with self._uow.begin() as tx:
             locked = await OrderRepository(tx.session).get(order_id, for_update=True)
-            if locked is not None and locked.status == S.STOCK_RESERVED:
-                if locked.authorisation_requested_at is None:
-                    locked.authorisation_requested_at = datetime.now(UTC)
+            if (
+                locked is not None
+                and locked.status == S.STOCK_RESERVED
+                and locked.authorisation_requested_at is None
+            ):
+                locked.authorisation_requested_at = datetime.now(UTC)
         return locked
 
     async def _capture(self, order_id: UUID, payment_id: str) -> str:
