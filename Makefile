@@ -4,7 +4,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: run run-split test install lint typecheck imports pytest migrate seed worker openapi load stress bench bench-split clean
+.PHONY: run run-split test install lint typecheck imports pytest migrate seed worker openapi load stress bench bench-split bench-checkout clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -57,6 +57,9 @@ bench: install ## Keystone vs bare Starlette+asyncpg; results in docs/performanc
 
 bench-split: install ## checkout with the catalog over HTTP vs in process; bench/results/split.md
 	$(UV) run --frozen python -m bench.split
+
+bench-checkout: install ## checkouts against one API and one worker: placed->terminal, event lag, drain
+	$(UV) run --frozen python -m bench.checkout $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .tools .mypy_cache .pytest_cache .ruff_cache

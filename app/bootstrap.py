@@ -268,12 +268,14 @@ def build_runtime(settings: Settings, *, hosting: Sequence[str] | None = None) -
             for subscription in module.subscriptions:
                 bus.subscribe(subscription)
     relay = EventRelay(
-        bus,
+        delivery,
         [OutboxSource(m.name, core.database(), m.uow.outbox) for m in modules],
+        core.outbox_signal(),
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
         retry_base_s=settings.event_retry_base_s,
-        delivery=delivery,
+        lease_s=settings.outbox_lease_s,
+        concurrency=settings.outbox_concurrency,
     )
     readiness = _readiness(core, modules, consumers)
     return Runtime(settings, core, modules, relay, readiness, peers, consumers)

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     # `Authorization: Bearer <metrics_token>` when a token is set (staging/prod require one).
     metrics_enabled: bool = False
     metrics_token: SecretStr | None = None
+    # Where the worker serves its own GET /metrics (same token) while metrics are enabled.
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside its container
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65_535)
     # The standard OpenTelemetry variable: traces go to {endpoint}/v1/traces (OTLP/HTTP) when set.
     otel_exporter_otlp_endpoint: str | None = None
     # Share of new traces recorded; a trace begun upstream keeps the caller's decision. A recorded
@@ -172,9 +175,21 @@ class Settings(BaseSettings):
     # and answers 502; uvicorn's default is 5 s.
     api_keep_alive_s: int = Field(default=75, ge=1, le=3600)
     worker_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
+    # Jobs one worker runs at once per queue (they wait on the provider, SMTP, Postgres, not
+    # on the CPU), and how often an idle worker asks Redis for due jobs: arq does not block on
+    # the queue, so this is the wait a newly enqueued job sees at worst.
+    worker_max_jobs: int = Field(default=50, ge=1, le=1_000)
+    worker_poll_delay_s: float = Field(default=0.05, gt=0, le=10)
 
+    # Commits wake every relay at once (NOTIFY); the poll is the fallback, and what picks up
+    # deliveries retried with backoff.
     outbox_poll_interval_s: float = Field(default=2.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # How long a relay's claim on a batch lasts: a relay that died is taken over after this.
+    outbox_lease_s: float = Field(default=30.0, gt=0, le=3_600)
+    # Events of different aggregates delivered at once by one relay (each holds a connection
+    # per subscriber for a transaction): keep it well under DB_POOL_SIZE + DB_MAX_OVERFLOW.
+    outbox_concurrency: int = Field(default=8, ge=1, le=200)
     event_max_attempts: int = Field(default=5, ge=1, le=100)
     event_retry_base_s: float = Field(default=1.0, ge=0)
     # How events travel between modules (docs/split-topology.md, "Events"): in-process from the
