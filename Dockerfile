@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every environment and every process: the API, the worker and the migrations.
-#   IMAGE                                  the API (python -m app.cli serve on :8000)
+#   IMAGE                                  the API (python -m app.cli serve, on $PORT or 8000)
 #   IMAGE python -m app.cli worker         the worker (run it with --no-healthcheck)
 #   IMAGE python -m app.cli migrate        the release step: every module's schema to its head
 # The base is an argument so a mirror or a pinned digest can be given:
@@ -42,7 +42,8 @@ RUN .venv/bin/python /tmp/precompile.py
 FROM ${BASE_IMAGE}
 # No home and no shell: the process writes nowhere but /tmp, so the root filesystem may be
 # mounted read-only (Kubernetes readOnlyRootFilesystem, podman/docker --read-only).
-RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+RUN groupadd --system --gid 10001 keystone \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin keystone
 WORKDIR /srv
 # Copied without --chown: root keeps ownership, so the runtime user can change no code and
@@ -64,7 +65,8 @@ EXPOSE 8000
 # The client address comes from X-Forwarded-For only via TRUSTED_PROXIES (set it to the platform
 # proxy's network); uvicorn's own --proxy-headers would believe any client that sends one.
 STOPSIGNAL SIGTERM
-# Liveness without curl in the image: the interpreter is already there.
+# Liveness without curl in the image: the interpreter is already there. PORT moves the API
+# (`serve` reads it too), 8000 by default.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request as r; r.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-CMD ["python", "-m", "app.cli", "serve", "--host", "0.0.0.0", "--port", "8000"]
+    CMD ["python", "-c", "import os, urllib.request as r; r.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=2)"]
+CMD ["python", "-m", "app.cli", "serve", "--host", "0.0.0.0"]

@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     contracts.add_argument("--write", action="store_true")
     serve = commands.add_parser("serve")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    # PORT as most platforms set it (and the image's HEALTHCHECK reads it); 8000 otherwise.
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
     admin = commands.add_parser("create-admin")
     admin.add_argument("--email", required=True)
     admin.add_argument("--full-name", default="Administrator")

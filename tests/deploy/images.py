@@ -175,3 +175,4 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]
             f"{' '.join(command[:4])}... exited {done.returncode}:\n{done.stderr[-4000:]}"
         )
     return done
+
