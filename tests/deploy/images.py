@@ -38,7 +38,7 @@ STANDIN_HOOKS = (
     # PEP 668: the official image's pip installs into the system interpreter; Debian's refuses.
     'rm -f "$1"/usr/lib/python3.11/EXTERNALLY-MANAGED',
     # The official image's interpreter lives in /usr/local/bin.
-    'for name in python python3 python3.11 pip pip3; do '
+    "for name in python python3 python3.11 pip pip3; do "
     'ln -sf /usr/bin/$name "$1"/usr/local/bin/$name; done',
     'chroot "$1" update-ca-certificates',
 )
@@ -175,4 +175,3 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]
             f"{' '.join(command[:4])}... exited {done.returncode}:\n{done.stderr[-4000:]}"
         )
     return done
-
