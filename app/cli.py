@@ -302,7 +302,7 @@ def _print_banner(port: str, accounts: list[Any]) -> None:
     print("\n".join(lines), flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.cli",
         description=__doc__,
@@ -331,7 +331,11 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--password-stdin", action="store_true", help="read it from stdin")
     source.add_argument("--password-file", help="read it from the first line of this file")
     source.add_argument("--password", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     if args.command == "dev":
         cmd_dev()
