@@ -36,13 +36,16 @@ START_TIMEOUT_S = 90
 GRACE_S = 10
 
 
-def production_env(database_url: str, redis_url: str) -> dict[str, str]:
-    """What a production deploy sets (APP_ENV=prod comes from the image): every value prod
-    insists on, with a payment provider nobody calls here."""
+# Where the secrets are mounted, as deploy/k8s mounts the Secret the ExternalSecret makes.
+SECRETS_MOUNT = "/run/secrets/keystone"
+
+
+def production_env(redis_url: str) -> dict[str, str]:
+    """What a production deploy sets besides its secrets (APP_ENV=prod comes from the image):
+    every value prod insists on, with a payment provider nobody calls here."""
     return {
-        "DATABASE_URL": database_url,
+        "SECRETS_DIR": SECRETS_MOUNT,
         "REDIS_URL": redis_url,
-        "JWT_SECRET": secrets.token_urlsafe(32),
         "TRUSTED_HOSTS": "127.0.0.1,localhost",
         "PAYMENT_PROVIDER": "http",
         "PAYMENT_API_URL": "http://127.0.0.1:9/",
@@ -53,24 +56,38 @@ def production_env(database_url: str, redis_url: str) -> dict[str, str]:
     }
 
 
-def env_options(env: dict[str, str]) -> list[str]:
-    return [option for name, value in env.items() for option in ("--env", f"{name}={value}")]
+@pytest.fixture(scope="module")
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory, container_database_url: str) -> Path:
+    """The secrets as files, one per setting, readable by the image's user."""
+    folder = tmp_path_factory.mktemp("secrets")
+    (folder / "database_url").write_text(container_database_url + "\n")
+    (folder / "jwt_secret").write_text(secrets.token_urlsafe(32) + "\n")
+    for path in (folder, *folder.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
 
 
 @pytest.fixture(scope="module")
-def env(servers: Servers, container_database_url: str) -> dict[str, str]:
-    return production_env(container_database_url, servers.redis_database(11))
+def env(servers: Servers) -> dict[str, str]:
+    return production_env(servers.redis_database(11))
 
 
 @pytest.fixture(scope="module")
-def release_output(containers: Containers, image: str, env: dict[str, str]) -> str:
+def env_options(env: dict[str, str], secrets_dir: Path) -> list[str]:
+    """`podman run` options: the environment, and the secrets mounted read-only."""
+    options = [option for name, value in env.items() for option in ("--env", f"{name}={value}")]
+    return [*options, "--volume", f"{secrets_dir}:{SECRETS_MOUNT}:ro"]
+
+
+@pytest.fixture(scope="module")
+def release_output(containers: Containers, image: str, env_options: list[str]) -> str:
     """`migrate`, as Fly's release_command and the Kubernetes Job run it."""
     return containers.podman(
         *containers.podman_run_cmd()[1:],
         "--rm",
         "--read-only",
         "--no-healthcheck",
-        *env_options(env),
+        *env_options,
         image,
         "python",
         "-m",
@@ -82,7 +99,7 @@ def release_output(containers: Containers, image: str, env: dict[str, str]) -> s
 
 @pytest.fixture(scope="module")
 def api(
-    containers: Containers, image: str, env: dict[str, str], release_output: str
+    containers: Containers, image: str, env_options: list[str], release_output: str
 ) -> Iterator[tuple[str, str]]:
     """The image's own command (`serve`) on a free port; yields (container name, base URL)."""
     name = f"keystone-api-{uuid4().hex[:8]}"
@@ -93,7 +110,8 @@ def api(
         "--name",
         name,
         "--read-only",
-        *env_options({**env, "PORT": str(port)}),
+        *env_options,
+        *("--env", f"PORT={port}"),
         image,
     )
     base = f"http://127.0.0.1:{port}"
@@ -212,7 +230,11 @@ def test_sigterm_lets_the_request_in_flight_finish(
 
 
 async def test_worker_runs_a_job_and_stops_on_sigterm(
-    containers: Containers, image: str, env: dict[str, str], release_output: str
+    containers: Containers,
+    image: str,
+    env: dict[str, str],
+    env_options: list[str],
+    release_output: str,
 ) -> None:
     settings = Settings(_env_file=None, redis_url=env["REDIS_URL"])  # type: ignore[call-arg]
     pool = await create_pool(redis_settings(settings))
@@ -229,7 +251,7 @@ async def test_worker_runs_a_job_and_stops_on_sigterm(
             name,
             "--read-only",
             "--no-healthcheck",
-            *env_options(env),
+            *env_options,
             image,
             *("python", "-m", "app.cli", "worker"),
         )
