@@ -6,6 +6,8 @@ dev           embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set
 serve         run the API as deployed; on SIGTERM/SIGINT it refuses new connections at once and
               lets in-flight requests finish within API_SHUTDOWN_GRACE_S
 migrate       upgrade every module's schema to its head
+backup DIR    pg_dump of every hosted module's schema into DIR, with a manifest of revisions
+restore DIR   a backup into a database without those schemas (then `migrate` to the heads)
 seed          add the demo data (idempotent)
 create-admin  create an admin account (the password from a prompt, stdin or a file)
 payments      list the sandbox payment provider's payments (what was held, charged, refunded)
@@ -32,9 +34,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.backup import (
+    BackupError,
+    DatabaseState,
+    PgClient,
+    database_state,
+    dump,
+    load,
+    read_manifest,
+)
 from app.bootstrap import Runtime, build_runtime
 from app.core import migrations
 from app.core.config import Settings
+from app.core.db import asyncpg_url
 from app.core.events.bus import dead_letters
 from app.core.logging import configure_logging
 from app.core.security.rbac import Role
@@ -70,6 +84,47 @@ async def _migrate_and_seed(runtime: Runtime) -> list[Any]:
 def cmd_migrate(settings: Settings) -> None:
     asyncio.run(_with_runtime(settings, _migrate))
     print("migrated:", ", ".join(settings.app_modules))
+
+
+def _pg_client(bin_dir: str | None) -> PgClient:
+    return PgClient(bin_dir or os.environ.get("PG_BIN_DIR") or None)
+
+
+def _database_state(settings: Settings) -> DatabaseState:
+    """Postgres only: a backup or restore needs no Redis and starts no relay."""
+
+    async def read() -> DatabaseState:
+        engine = create_async_engine(asyncpg_url(settings.require_database_url()))
+        try:
+            return await database_state(engine, settings.app_modules)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def cmd_backup(settings: Settings, folder: Path, bin_dir: str | None) -> None:
+    """Exit 1 with one line saying why when the backup cannot be made."""
+    state = _database_state(settings)
+    try:
+        manifest = dump(settings.require_database_url(), state, folder, _pg_client(bin_dir))
+    except BackupError as error:
+        sys.exit(f"backup failed: {error}")
+    print(f"backed up {', '.join(manifest.modules)} into {folder}")
+
+
+def cmd_restore(settings: Settings, folder: Path, bin_dir: str | None) -> None:
+    """Exit 1 with one line saying why when the backup cannot be restored here."""
+    try:
+        manifest = read_manifest(folder)
+        before = _database_state(settings)
+        load(settings.require_database_url(), before, folder, _pg_client(bin_dir))
+        after = _database_state(settings)
+        if after.revisions != manifest.modules:
+            raise BackupError(f"restored revisions {after.revisions} differ from the manifest's")
+    except BackupError as error:
+        sys.exit(f"restore failed: {error}")
+    print(f"restored {', '.join(manifest.modules)} from {folder} (taken {manifest.created_at})")
 
 
 def cmd_seed(settings: Settings) -> None:
@@ -320,6 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     credential.add_argument("caller", help="the calling service's name, e.g. orders")
     contracts = commands.add_parser("contracts")
     contracts.add_argument("--write", action="store_true")
+    for name, role in (("backup", "the folder to write"), ("restore", "the backup's folder")):
+        archive = commands.add_parser(name)
+        archive.add_argument("folder", type=Path, help=role)
+        archive.add_argument("--pg-bin", help="folder of pg_dump/pg_restore (default PG_BIN_DIR)")
     serve = commands.add_parser("serve")
     serve.add_argument("--host", default="127.0.0.1")
     # PORT as most platforms set it (and the image's HEALTHCHECK reads it); 8000 otherwise.
@@ -352,6 +411,10 @@ def main(argv: list[str] | None = None) -> None:
         cmd_migrate(settings)
     elif args.command == "seed":
         cmd_seed(settings)
+    elif args.command == "backup":
+        cmd_backup(settings, args.folder, args.pg_bin)
+    elif args.command == "restore":
+        cmd_restore(settings, args.folder, args.pg_bin)
     elif args.command == "serve":
         cmd_serve(settings, args.host, args.port)
     elif args.command == "worker":
