@@ -74,7 +74,7 @@ def crd_checker() -> Path:
     """deploy/k8s/crd-check with its locked node packages, installed once per lock file in a
     cache outside the repository."""
     require_tool("node", "nodejs")
-    npm = require_tool("npm", "npm")
+    npm = require_tool("npm", "nodejs npm")
     source = K8S / "crd-check"
     lock = (source / "package-lock.json").read_bytes()
     target = CACHE / f"crd-check-{hashlib.sha256(lock).hexdigest()[:16]}"
