@@ -99,6 +99,10 @@ class Containers:
     def podman(self, *args: str, timeout: float = 120) -> str:
         return _run(self.podman_cmd(*args), timeout).stdout
 
+    def run(self, *args: str, timeout: float = 120) -> str:
+        """`podman run` with this machine's flags; its standard output."""
+        return _run(self.podman_run_cmd(*args), timeout).stdout
+
     def has_image(self, name: str) -> bool:
         probe = subprocess.run(
             self.podman_cmd("image", "exists", name), capture_output=True, check=False

@@ -82,8 +82,7 @@ def env_options(env: dict[str, str], secrets_dir: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def release_output(containers: Containers, image: str, env_options: list[str]) -> str:
     """`migrate`, as Fly's release_command and the Kubernetes Job run it."""
-    return containers.podman(
-        *containers.podman_run_cmd()[1:],
+    return containers.run(
         "--rm",
         "--read-only",
         "--no-healthcheck",
@@ -104,8 +103,7 @@ def api(
     """The image's own command (`serve`) on a free port; yields (container name, base URL)."""
     name = f"keystone-api-{uuid4().hex[:8]}"
     port = free_port()
-    containers.podman(
-        *containers.podman_run_cmd()[1:],
+    containers.run(
         "--detach",
         "--name",
         name,
@@ -244,8 +242,7 @@ async def test_worker_runs_a_job_and_stops_on_sigterm(
             EXPIRE_ORDER_JOB, str(uuid4()), _queue_name=queue_name("orders")
         )
         assert isinstance(job, Job)
-        containers.podman(
-            *containers.podman_run_cmd()[1:],
+        containers.run(
             "--detach",
             "--name",
             name,
