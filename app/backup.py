@@ -128,7 +128,7 @@ def load(database_url: str, before: DatabaseState, folder: Path, client: PgClien
     if occupied:
         raise BackupError(
             f"the database already holds the schemas of {', '.join(occupied)}: "
-            "restore into a new database, or drop those schemas first"
+            "restore into a new database, or remove those schemas from it first"
         )
     target, env = libpq_target(database_url)
     command = [client.path("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error"]
