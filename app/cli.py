@@ -8,6 +8,8 @@ serve         run the API as deployed; on SIGTERM/SIGINT it refuses new connecti
               lets in-flight requests finish within API_SHUTDOWN_GRACE_S
 migrate       upgrade every module's schema to its head; over Redis Streams, create the hosted
               modules' consumer groups (at 0: nothing published before their first start is missed)
+backup DIR    pg_dump of every hosted module's schema into DIR, with a manifest of revisions
+restore DIR   a backup into a database without those schemas (then `migrate` to the heads)
 seed          add the demo data (idempotent)
 create-admin  create an admin account (the password from a prompt, stdin or a file)
 payments      list the sandbox payment provider's payments (what was held, charged, refunded)
@@ -34,9 +36,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.backup import (
+    BackupError,
+    DatabaseState,
+    PgClient,
+    database_state,
+    dump,
+    load,
+    read_manifest,
+)
 from app.bootstrap import Runtime, build_runtime, create_consumer_groups
 from app.core import migrations
 from app.core.config import Settings
+from app.core.db import asyncpg_url
 from app.core.events.bus import dead_letters
 from app.core.events.streams import stream_dead_letters
 from app.core.logging import configure_logging
@@ -74,6 +88,47 @@ async def _migrate_and_seed(runtime: Runtime) -> list[Any]:
 def cmd_migrate(settings: Settings) -> None:
     asyncio.run(_with_runtime(settings, _migrate))
     print("migrated:", ", ".join(settings.app_modules))
+
+
+def _pg_client(bin_dir: str | None) -> PgClient:
+    return PgClient(bin_dir or os.environ.get("PG_BIN_DIR") or None)
+
+
+def _database_state(settings: Settings) -> DatabaseState:
+    """Postgres only: a backup or restore needs no Redis and starts no relay."""
+
+    async def read() -> DatabaseState:
+        engine = create_async_engine(asyncpg_url(settings.require_database_url()))
+        try:
+            return await database_state(engine, settings.app_modules)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def cmd_backup(settings: Settings, folder: Path, bin_dir: str | None) -> None:
+    """Exit 1 with one line saying why when the backup cannot be made."""
+    state = _database_state(settings)
+    try:
+        manifest = dump(settings.require_database_url(), state, folder, _pg_client(bin_dir))
+    except BackupError as error:
+        sys.exit(f"backup failed: {error}")
+    print(f"backed up {', '.join(manifest.modules)} into {folder}")
+
+
+def cmd_restore(settings: Settings, folder: Path, bin_dir: str | None) -> None:
+    """Exit 1 with one line saying why when the backup cannot be restored here."""
+    try:
+        manifest = read_manifest(folder)
+        before = _database_state(settings)
+        load(settings.require_database_url(), before, folder, _pg_client(bin_dir))
+        after = _database_state(settings)
+        if after.revisions != manifest.modules:
+            raise BackupError(f"restored revisions {after.revisions} differ from the manifest's")
+    except BackupError as error:
+        sys.exit(f"restore failed: {error}")
+    print(f"restored {', '.join(manifest.modules)} from {folder} (taken {manifest.created_at})")
 
 
 def cmd_seed(settings: Settings) -> None:
@@ -328,7 +383,7 @@ def _print_banner(port: str, accounts: list[Any], split: bool) -> None:
     print("\n".join(lines), flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.cli",
         description=__doc__,
@@ -350,9 +405,14 @@ def main(argv: list[str] | None = None) -> None:
     credential.add_argument("caller", help="the calling service's name, e.g. orders")
     contracts = commands.add_parser("contracts")
     contracts.add_argument("--write", action="store_true")
+    for name, role in (("backup", "the folder to write"), ("restore", "the backup's folder")):
+        archive = commands.add_parser(name)
+        archive.add_argument("folder", type=Path, help=role)
+        archive.add_argument("--pg-bin", help="folder of pg_dump/pg_restore (default PG_BIN_DIR)")
     serve = commands.add_parser("serve")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    # PORT as most platforms set it (and the image's HEALTHCHECK reads it); 8000 otherwise.
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
     admin = commands.add_parser("create-admin")
     admin.add_argument("--email", required=True)
     admin.add_argument("--full-name", default="Administrator")
@@ -360,7 +420,11 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--password-stdin", action="store_true", help="read it from stdin")
     source.add_argument("--password-file", help="read it from the first line of this file")
     source.add_argument("--password", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     if args.command == "dev":
         cmd_dev(args.split)
@@ -377,6 +441,10 @@ def main(argv: list[str] | None = None) -> None:
         cmd_migrate(settings)
     elif args.command == "seed":
         cmd_seed(settings)
+    elif args.command == "backup":
+        cmd_backup(settings, args.folder, args.pg_bin)
+    elif args.command == "restore":
+        cmd_restore(settings, args.folder, args.pg_bin)
     elif args.command == "serve":
         cmd_serve(settings, args.host, args.port)
     elif args.command == "worker":

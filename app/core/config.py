@@ -15,7 +15,14 @@ from urllib.parse import urlsplit
 
 from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from app.core.secret_files import secret_file_sources
 
 DEFAULT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in prod
 ALL_MODULES = ("users", "catalog", "orders")
@@ -269,6 +276,18 @@ class Settings(BaseSettings):
     peer_retry_wait_max_s: float = Field(default=1.0, ge=0, le=60)
     peer_breaker_threshold: int = Field(default=5, ge=1, le=1_000)
     peer_breaker_reset_s: float = Field(default=10.0, gt=0, le=3_600)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secrets may also come as files in SECRETS_DIR (app/core/secret_files.py).
+        return secret_file_sources(settings_cls, init_settings, env_settings, dotenv_settings)
 
     @field_validator(
         "app_modules",
