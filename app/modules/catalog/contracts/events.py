@@ -10,7 +10,6 @@ from app.core.events.base import IntegrationEvent
 
 class StockReserved(IntegrationEvent):
     event_type: ClassVar[str] = "catalog.StockReserved"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
@@ -19,7 +18,6 @@ class StockReservationFailed(IntegrationEvent):
     """`reason` is "out_of_stock", or "unavailable" when a product was archived meanwhile."""
 
     event_type: ClassVar[str] = "catalog.StockReservationFailed"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str
@@ -28,7 +26,6 @@ class StockReservationFailed(IntegrationEvent):
 
 class StockReleased(IntegrationEvent):
     event_type: ClassVar[str] = "catalog.StockReleased"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
@@ -38,7 +35,6 @@ class StockReservationExpired(IntegrationEvent):
     stock is back on sale. An order still waiting for payment can no longer count on it."""
 
     event_type: ClassVar[str] = "catalog.StockReservationExpired"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reserved_at: datetime
@@ -50,7 +46,6 @@ class StockCommitFailed(IntegrationEvent):
     Nothing was sold; the order's payment must be given back."""
 
     event_type: ClassVar[str] = "catalog.StockCommitFailed"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str

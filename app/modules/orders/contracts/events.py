@@ -18,6 +18,7 @@ class OrderedItem(BaseModel):
 
 class OrderPlaced(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderPlaced"
+    # The read side projects an order from its OrderPlaced, then each status change in turn.
     ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
@@ -32,6 +33,7 @@ class OrderStatusChanged(IntegrationEvent):
     arrives after a later one."""
 
     event_type: ClassVar[str] = "orders.OrderStatusChanged"
+    # The read side projects an order from its OrderPlaced, then each status change in turn.
     ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
@@ -43,14 +45,12 @@ class OrderStatusChanged(IntegrationEvent):
 
 class OrderPaid(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderPaid"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
 
 class OrderPaymentFailed(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderPaymentFailed"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str
@@ -58,14 +58,12 @@ class OrderPaymentFailed(IntegrationEvent):
 
 class OrderConfirmed(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderConfirmed"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
 
 class OrderRejected(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderRejected"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str
@@ -73,7 +71,6 @@ class OrderRejected(IntegrationEvent):
 
 class OrderCancelled(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderCancelled"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str
@@ -81,13 +78,11 @@ class OrderCancelled(IntegrationEvent):
 
 class OrderShipped(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderShipped"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
 
 class OrderRefunded(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderRefunded"
-    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
