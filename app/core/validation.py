@@ -90,6 +90,21 @@ class InputModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+def _without_null(schema: dict[str, Any]) -> None:
+    options = [option for option in schema.pop("anyOf", []) if option.get("type") != "null"]
+    if schema.get("default", "") is None:
+        del schema["default"]  # absent means unchanged, not null
+    if len(options) == 1:
+        schema.update(options[0])
+    else:
+        schema["anyOf"] = options
+
+
+# For a PATCH field that may be left out but not sent as null (its validator refuses null):
+# `name: Annotated[Name | None, NEVER_NULL] = None`, documented without the null.
+NEVER_NULL = Field(json_schema_extra=_without_null)
+
+
 def _at_least_one_property(schema: dict[str, Any]) -> None:
     # Says "at least one of these fields" in a way schema-driven tools generate from, where
     # `minProperties` would also admit a made-up field that `extra="forbid"` refuses.

@@ -120,9 +120,7 @@ async def test_limit_bounds_are_accepted(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     "cursor",
     [
-        "abc",
-        "!!!",
-        "====",
+        "abc",  # well-formed ("!!!" or "====" are a 422 naming query.cursor, below)
         forged_cursor(["2024-01-01T00:00:00+00:00", str(uuid4())]),
         forged_cursor("just a string"),
         forged_cursor(42),
@@ -352,6 +350,8 @@ async def test_a_forged_sort_key_is_a_400(
         ({"min_price": "12345678901"}, "query.min_price"),
         ({"min_price": " 5"}, "query.min_price"),
         ({"cursor": "not/base64url="}, "query.cursor"),
+        ({"cursor": "!!!"}, "query.cursor"),
+        ({"cursor": "===="}, "query.cursor"),
         ({"cursor": ""}, "query.cursor"),
         ({"in_stock": "maybe"}, "query.in_stock"),
         ({"category_id": "desks"}, "query.category_id"),

@@ -17,10 +17,10 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 
 from app.core.validation import (
     JSON_INTEGER,
+    NEVER_NULL,
     PG_INT_MAX,
     ChangeRequest,
     InputModel,
@@ -102,12 +102,12 @@ class ProductUpdate(ChangeRequest):
     """Only the fields sent change; `category_id: null` takes the product out of its category.
     Stock is set with `PUT /products/{id}/stock`."""
 
-    # Absent means unchanged; null is refused (SkipJsonSchema keeps it out of the document).
-    sku: Sku | SkipJsonSchema[None] = None
-    name: Name | SkipJsonSchema[None] = None
-    description: LongText | SkipJsonSchema[None] = None
-    price: Price | SkipJsonSchema[None] = None
-    currency: Currency | SkipJsonSchema[None] = None
+    # Absent means unchanged; null is refused, and not documented.
+    sku: Annotated[Sku | None, NEVER_NULL] = None
+    name: Annotated[Name | None, NEVER_NULL] = None
+    description: Annotated[LongText | None, NEVER_NULL] = None
+    price: Annotated[Price | None, NEVER_NULL] = None
+    currency: Annotated[Currency | None, NEVER_NULL] = None
     category_id: UUID | None = None
 
     @field_validator("sku", "name", "description", "price", "currency")
@@ -156,7 +156,7 @@ class CategoryCreate(InputModel):
 class CategoryUpdate(ChangeRequest):
     """Only the fields sent change; `parent_id: null` makes it a top-level category."""
 
-    name: Name | SkipJsonSchema[None] = None
+    name: Annotated[Name | None, NEVER_NULL] = None
     parent_id: UUID | None = None
 
     @field_validator("name")
