@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.bootstrap import Runtime, build_runtime
 from app.core.config import Environment, Settings, get_settings
+from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.health import health_router
 from app.core.http_security import install_edge_protection
@@ -79,11 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         debug=settings.debug,
         lifespan=lifespan,
-        docs_url="/docs",
-        # One documentation UI, the one the CSP is written and tested for (Swagger UI).
+        # One documentation UI, the one the CSP is written and tested for (Swagger UI), served
+        # from the app's own assets by install_docs below.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
-        swagger_ui_parameters={"persistAuthorization": True},
     )
     _attach(app, runtime)
     app.state.rate_limiter = rate_limiter
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in sorted(runtime.modules, key=lambda module: ROUTE_ORDER.index(module.name)):
         app.include_router(module.router)
     app.include_router(health_router(runtime.readiness))
+    install_docs(app, swagger_ui_parameters={"persistAuthorization": True})
     if settings.metrics_enabled:
         app.include_router(metrics_router(telemetry, settings.metrics_token))
     # What other processes call (the facades over HTTP): tried last, and not in the public

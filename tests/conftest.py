@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import time_machine
 from arq import create_pool
 from arq.jobs import JobDef
 from asgi_lifespan import LifespanManager
@@ -304,6 +306,13 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(interval_s)
+
+
+def clock_moved_on(seconds: float) -> time_machine.travel:
+    """This process's clock `seconds` later, still ticking: for a wait about time passing
+    (an expiry, a breaker's reset), which a fixed sleep would spend for real. Event-loop timers
+    run on the monotonic clock, which it leaves alone."""
+    return time_machine.travel(time.time() + seconds, tick=True)
 
 
 @asynccontextmanager

@@ -32,15 +32,16 @@ DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
 
 # The API serves JSON only: nothing may be loaded, framed or run from its responses.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# Swagger UI as FastAPI serves it: bundle and CSS from jsDelivr, the favicon from
-# fastapi.tiangolo.com, API calls to this origin, and one inline start-up script, admitted by
-# its hash (computed from the page as it is sent, so a root_path or new parameters still work).
-# Inline styles stay allowed: Swagger UI sets style attributes as it renders.
+# Swagger UI as app/core/docs.py serves it: bundle, CSS and favicon from this origin, API calls
+# to this origin, and one inline start-up script, admitted by its hash (computed from the page
+# as it is sent, so a root_path or new parameters still work). No other origin is named.
+# Inline styles stay allowed: Swagger UI sets style attributes as it renders; its SVG icons are
+# data: URLs.
 DOCS_CSP = (
     "default-src 'self'; "
-    "script-src 'self' https://cdn.jsdelivr.net{script_hashes}; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.jsdelivr.net; "
+    "script-src 'self'{script_hashes}; "
+    "style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)

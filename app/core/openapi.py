@@ -19,6 +19,8 @@ from pydantic import BaseModel, Field
 from app.core.errors import PROBLEM_CONTENT_TYPE
 
 _REF = "#/components/schemas/{model}"
+# Set by `required_headers`; read and removed by `describe_problems`.
+_REQUIRED_HEADERS = "x-keystone-required-headers"
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _MALFORMED_BODY = "Malformed body: not valid JSON, or not the declared content type"
 _RATE_LIMITED = "Too many requests: wait for Retry-After seconds (RateLimit-* headers)"
@@ -45,6 +47,38 @@ class Problem(BaseModel):
     )
 
 
+def links(source_field: str, **targets: tuple[str, str, str]) -> dict[str, Any]:
+    """OpenAPI links from a response: for each name, (method, path, parameter) of an operation
+    whose `parameter` takes this response's `source_field`. Clients and the stateful phase of
+    schema-driven tests follow them from a created resource to what can be done with it."""
+    return {
+        name: {
+            "operationRef": "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method,
+            "parameters": {parameter: f"$response.body#/{source_field}"},
+        }
+        for name, (method, path, parameter) in targets.items()
+    }
+
+
+def required_headers(*names: str) -> dict[str, Any]:
+    """`openapi_extra` for a route whose dependency refuses a request without these headers
+    with a problem of its own (a 400 naming the header, not FastAPI's generic 422): the
+    document declares them required, as the route enforces them."""
+    return {_REQUIRED_HEADERS: list(names)}
+
+
+def _mark_required_headers(operation: dict[str, Any]) -> None:
+    names = {name.lower() for name in operation.pop(_REQUIRED_HEADERS, [])}
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "header" and parameter["name"].lower() in names:
+            parameter["required"] = True
+            schema = parameter["schema"]
+            # `str | None` in the signature; never null on the wire.
+            options = [o for o in schema.pop("anyOf", []) if o.get("type") != "null"]
+            for option in options:
+                schema.update(option)
+
+
 def document_problems(app: FastAPI, *, rate_limited: bool) -> None:
     """Makes `app.openapi()` describe error responses as the API sends them."""
     generate: Callable[[], dict[str, Any]] = app.openapi
@@ -69,6 +103,7 @@ def describe_problems(document: dict[str, Any], *, rate_limited: bool) -> None:
     body = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}}
     for path, item in document.get("paths", {}).items():
         for operation in item.values():
+            _mark_required_headers(operation)
             responses: dict[str, dict[str, Any]] = operation["responses"]
             if "requestBody" in operation:
                 responses.setdefault("400", {"description": _MALFORMED_BODY})

@@ -7,6 +7,7 @@ import binascii
 import json
 from typing import Any, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel
 
 from app.core.errors import DomainError
@@ -14,6 +15,22 @@ from app.core.errors import DomainError
 T = TypeVar("T")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+
+
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def cursor_query(max_length: int) -> Any:
+    """The `cursor` query parameter: what a page's `next_cursor` said, sent back unchanged.
+    A malformed one is a 422 naming `query.cursor`; a well-formed one this API did not issue
+    (or issued for another sort) is a 400 `invalid-cursor` problem."""
+    return Query(
+        min_length=1,
+        max_length=max_length,
+        pattern=CURSOR_PATTERN,
+        description="Opaque: the `next_cursor` of the previous page, unchanged (base64url, "
+        "no padding). Omit it for the first page.",
+    )
 
 
 class Page(BaseModel, Generic[T]):

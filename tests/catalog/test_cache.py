@@ -6,21 +6,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy import text
 
+from app.bootstrap import build_runtime, truncate_all
 from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.security.rbac import Role
-from app.devstack import start_redis
+from app.devstack import EmbeddedRedis, start_redis
 from app.main import create_app
-from tests.conftest import UserFactory, eventually, make_settings
+from app.modules.catalog.schemas import ProductCreate, ProductUpdate
+from tests.conftest import Servers, UserFactory, eventually, make_settings
 from tests.helpers import CATEGORIES, PRODUCTS, create_product, events_delivered, get_product
 
 # Well under the cache TTLs of the test settings (60 s / 10 s): a test that waits this long
@@ -138,17 +143,25 @@ async def redis_gets(redis: Redis) -> int:
 async def test_a_failed_computation_fails_its_waiters_and_is_retried(app: FastAPI) -> None:
     cache = cache_of(app)
     release = asyncio.Event()
+    started = 0
 
     async def broken() -> bytes:
+        nonlocal started
+        started += 1
         await release.wait()
         raise RuntimeError("database hiccup")
 
+    async def computing() -> bool:
+        return started > 0
+
     readers = [asyncio.create_task(cache.get_or_compute("flaky", 60, broken)) for _ in range(3)]
-    await asyncio.sleep(0.05)
+    # The others joined while the first read Redis, before it began computing.
+    await eventually(computing)
     release.set()
     results = await asyncio.gather(*readers, return_exceptions=True)
 
     assert all(isinstance(result, RuntimeError) for result in results)
+    assert started == 1  # the waiters shared the failure, they did not compute again
 
     async def healthy() -> bytes:
         return b"ok"
@@ -306,49 +319,139 @@ async def test_a_write_on_one_instance_reaches_readers_of_another(
         )
 
 
+async def test_the_catalogs_events_alone_invalidate_another_instances_cache(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, make_user: UserFactory
+) -> None:
+    """A writer whose own invalidation reaches nothing (its cache is off, its relay not
+    running): only the ProductUpdated event, delivered by a relay, can drop the Redis copy the
+    reader serves, and the reader keeps no local copy to hide behind."""
+    staff = await make_user(Role.STAFF)
+    product = await create_product(client, staff, name="Desk")
+    await events_delivered(app)
+    reader = create_app(
+        make_settings(
+            settings.require_database_url(), settings.require_redis_url(), cache_local_ttl_s=0
+        )
+    )
+    writer = build_runtime(
+        make_settings(
+            settings.require_database_url(), settings.require_redis_url(), cache_enabled=False
+        )
+    )
+    try:
+        async with LifespanManager(reader), client_for(reader) as http:
+            assert (await get_product(http, product["id"]))["name"] == "Desk"
+            hits = cache_of(reader).stats.hits
+            assert (await get_product(http, product["id"]))["name"] == "Desk"
+            assert cache_of(reader).stats.hits == hits + 1  # served from Redis
+
+            await (
+                writer.module("catalog")
+                .container.products()
+                .update_product(UUID(product["id"]), ProductUpdate(name="Oak desk"))
+            )
+
+            await eventually(lambda: shows(http, product["id"], name="Oak desk"), timeout_s=BOUND_S)
+    finally:
+        await writer.stop()
+
+
 # --- Redis down ----------------------------------------------------------------------------
 
 
-async def test_redis_down_reads_come_from_postgres_and_the_cache_heals(
-    tmp_path: Path,
-    settings: Settings,
-    client: httpx.AsyncClient,
-    make_user: UserFactory,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    staff = await make_user(Role.STAFF)
-    product = await create_product(client, staff, name="Desk")
-    redis = start_redis(tmp_path / "redis", persist=False)
-    isolated = make_settings(
-        settings.require_database_url(),
-        redis.url,
-        cache_retry_after_s=0,
-        cache_timeout_s=0.5,
-        cache_local_ttl_s=0,  # every read goes to Redis, so the outage is what the test sees
-    )
-    app = create_app(isolated)
-    stats = cache_of(app).stats
+@pytest.fixture
+async def outage(servers: Servers, tmp_path: Path) -> AsyncIterator[tuple[Settings, EmbeddedRedis]]:
+    """A database of its own (no other test app's relay may deliver its events) and a Redis
+    that keeps its data when stopped (append-only file), to come back with what it held."""
+    redis = start_redis(tmp_path / "redis", persist=True)
+    url = await servers.migrated_database("keystone_cache_outage")
     try:
-        async with LifespanManager(app), client_for(app) as http:
-            assert (await get_product(http, product["id"]))["name"] == "Desk"
-            redis.stop()
-
-            down = await http.get(f"{PRODUCTS}/{product['id']}")
-            assert down.status_code == 200
-            assert down.json()["name"] == "Desk"
-            assert stats.backend_errors >= 1
-            assert "cache unavailable" in capsys.readouterr().out
-
-            # A write while Redis is down commits; its invalidation is retried later.
-            await client.patch(
-                f"{PRODUCTS}/{product['id']}", json={"name": "Oak desk"}, headers=staff.headers
-            )
-            assert (await get_product(http, product["id"]))["name"] == "Oak desk"
-
-            redis = start_redis(tmp_path / "redis", persist=False, port=redis.port)
-            assert (await get_product(http, product["id"]))["name"] == "Oak desk"
-            hits = stats.hits
-            assert (await get_product(http, product["id"]))["name"] == "Oak desk"
-            assert stats.hits == hits + 1  # served from the returned Redis again
+        yield (
+            make_settings(
+                url,
+                redis.url,
+                cache_retry_after_s=0,
+                cache_timeout_s=0.5,
+                cache_local_ttl_s=0,  # every read goes to Redis, so the outage is what it sees
+                # Retries 1, 2, 4 s apart: Redis is back before the next one.
+                event_retry_base_s=1,
+            ),
+            redis,
+        )
     finally:
         redis.stop()
+
+
+async def test_redis_down_reads_come_from_postgres_and_the_invalidation_is_retried(
+    outage: tuple[Settings, EmbeddedRedis], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, redis = outage
+    app = create_app(settings)
+    stats = cache_of(app).stats
+    async with LifespanManager(app), client_for(app) as http:
+        runtime = app.state.runtime
+        await truncate_all(runtime)
+        products = runtime.module("catalog").container.products()
+        product = await products.create_product(
+            ProductCreate(sku="DESK-1", name="Desk", price=Decimal("10.00"), currency="EUR")
+        )
+        await events_delivered(app)
+        assert (await get_product(http, str(product.id)))["name"] == "Desk"  # now in Redis
+        redis.stop()
+
+        await products.update_product(product.id, ProductUpdate(name="Oak desk"))
+        down = await http.get(f"{PRODUCTS}/{product.id}")
+        assert down.status_code == 200
+        assert down.json()["name"] == "Oak desk"  # from Postgres
+        assert stats.backend_errors >= 1
+        assert "cache unavailable" in capsys.readouterr().out
+        # Down for longer than the invalidation may take: the relay has tried the event.
+        await eventually(lambda: update_tried(app), timeout_s=BOUND_S)
+
+        # Redis comes back holding the old copy: only the retried delivery of the
+        # ProductUpdated event can drop it (the writer's own invalidation failed for good).
+        redis = start_redis(tmp_path / "redis", persist=True, port=redis.port)
+        try:
+            assert await holds(redis, f"catalog:product:{product.id}", b'"Desk"')
+            await events_delivered(app)
+            assert not await holds(redis, f"catalog:product:{product.id}", b"")
+            assert await update_attempts(app) >= 1  # dropped by a retried delivery
+            await eventually(
+                lambda: shows(http, str(product.id), name="Oak desk"), timeout_s=BOUND_S
+            )
+            hits = stats.hits
+            assert (await get_product(http, str(product.id)))["name"] == "Oak desk"
+            assert stats.hits == hits + 1  # served from the returned Redis again
+        finally:
+            redis.stop()
+
+
+async def holds(redis: EmbeddedRedis, key: str, fragment: bytes) -> bool:
+    """Whether Redis has `key`, its value containing `fragment`."""
+    client = Redis.from_url(redis.url)
+    try:
+        value = await client.get(key)
+    finally:
+        await client.aclose()
+    return value is not None and fragment in value
+
+
+async def update_attempts(app: FastAPI) -> int:
+    """Failed deliveries of the ProductUpdated event so far."""
+    async with app.state.runtime.core.database().session() as session:
+        attempts = await session.scalar(
+            text("SELECT attempts FROM catalog.outbox WHERE event_type = 'catalog.ProductUpdated'")
+        )
+    return int(attempts or 0)
+
+
+async def update_tried(app: FastAPI) -> bool:
+    """Whether the relay has tried the ProductUpdated event: failed once, or delivered it."""
+    async with app.state.runtime.core.database().session() as session:
+        tried = await session.scalar(
+            text(
+                "SELECT attempts > 0 OR dispatched_at IS NOT NULL FROM catalog.outbox"
+                " WHERE event_type = 'catalog.ProductUpdated'"
+            )
+        )
+    return bool(tried)

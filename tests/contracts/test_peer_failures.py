@@ -25,7 +25,7 @@ from app.core.context import request_id_var, traceparent_var
 from app.core.peers import PeerConnections, PeerUnavailableError
 from app.devstack import free_port
 from app.modules.catalog.client import CatalogClient
-from tests.conftest import TEST_SERVICE_TOKEN
+from tests.conftest import TEST_SERVICE_TOKEN, clock_moved_on
 from tests.sockets import on_a_socket
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -151,8 +151,9 @@ async def test_the_breaker_opens_fails_fast_and_half_opens_to_probe(
     assert raised.value.headers["Retry-After"] == "1"
 
     peer.otherwise = (200, [])
-    await asyncio.sleep(0.6)
-    assert await catalog.products_for_order([uuid4()]) == []  # the probe went through
+    with clock_moved_on(0.6):
+        probed = await catalog.products_for_order([uuid4()])
+    assert probed == []  # the probe went through
     assert pool.circuits["catalog"] == "closed"
     assert len(peer.seen) == 3
 

@@ -213,11 +213,19 @@ def serving_api_to_a_tool(settings: Settings, log: Path) -> Iterator[str]:
         yield base
 
 
-async def run_tool(command: list[str], cwd: Path, timeout_s: float) -> str:
-    """Runs a tool's command line off the event loop; fails with its output unless it exits 0,
-    else returns what it printed."""
+async def run_tool(
+    command: list[str], cwd: Path, timeout_s: float, env: dict[str, str] | None = None
+) -> str:
+    """Runs a tool's command line off the event loop, with `env` on top of the environment;
+    fails with its output unless it exits 0, else returns what it printed."""
     run = await asyncio.to_thread(
-        subprocess.run, command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s
+        subprocess.run,
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, **(env or {})},
     )
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-4000:]
     return run.stdout

@@ -4,7 +4,6 @@ call from charging twice."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from app.core.config import Settings
 from app.modules.orders.payments.http import HttpPayments
 from app.modules.orders.payments.port import PaymentDeclinedError, PaymentUnavailableError
+from tests.conftest import clock_moved_on
 from tests.fake_payment_provider import (
     API_KEY,
     DECLINE,
@@ -181,8 +181,8 @@ async def test_the_breaker_opens_fails_fast_and_half_opens_to_probe(
     assert provider.total_calls == reached  # failed fast: the provider was not called
 
     provider.behave(default=OK)  # the provider recovers
-    await asyncio.sleep(RESET_S + 0.1)
-    payment_id = await authorise(payments, key="order-probe")
+    with clock_moved_on(RESET_S + 0.1):
+        payment_id = await authorise(payments, key="order-probe")
 
     assert payments.circuit_state == "closed"
     assert payment_id in provider.intents

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -13,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.config import Settings
-from tests.conftest import UserFactory
+from tests.conftest import UserFactory, clock_moved_on
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"
@@ -179,8 +178,8 @@ async def test_a_token_accepted_before_is_refused_once_it_expires(
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
     headers = {"Authorization": f"Bearer {_forge(settings, exp=expires)}"}
     assert (await client.get(ME, headers=headers)).status_code == 404  # accepted: no such user
-    await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 0.1)
-    response = await client.get(ME, headers=headers)
+    with clock_moved_on((expires - datetime.now(UTC)).total_seconds() + 1):
+        response = await client.get(ME, headers=headers)
     assert response.status_code == 401
     assert response.json()["detail"] == "Invalid or expired access token"
 

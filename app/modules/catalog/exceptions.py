@@ -70,13 +70,6 @@ class StockBelowReservedError(ConflictError):
         super().__init__(f"{reserved} unit(s) are reserved by open orders; on_hand cannot be lower")
 
 
-class InvalidPriceRangeError(UnprocessableError):
-    code = "invalid-price-range"
-
-    def __init__(self) -> None:
-        super().__init__("min_price must not be greater than max_price")
-
-
 class CursorSortMismatchError(InvalidCursorError):
     def __init__(self, cursor_sort: str, sort: str) -> None:
         DomainError.__init__(

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.core.module import API_PREFIX
-from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from app.core.openapi import links
+from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, cursor_query
 from app.core.security.dependencies import audited, require
 from app.core.security.rbac import Permission, Principal
 from app.core.validation import Name
@@ -17,6 +17,7 @@ from app.modules.catalog.schemas import (
     CategoryCreate,
     CategoryOut,
     CategoryUpdate,
+    PriceText,
     ProductCreate,
     ProductOut,
     ProductSort,
@@ -38,7 +39,9 @@ WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid input (problem+json naming each field)"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such product"}}
-QueryPrice = Annotated[Decimal | None, Query(gt=0, max_digits=12, decimal_places=2)]
+PRODUCT = f"{API_PREFIX}/catalog/products/{{product_id}}"
+CATEGORY = f"{API_PREFIX}/catalog/categories/{{category_id}}"
+QueryPrice = Annotated[PriceText | None, Query()]
 
 
 def _etag(body: bytes) -> str:
@@ -67,7 +70,7 @@ async def list_products(
     products: Products,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     # A name-sorted cursor carries the name: 200 non-ASCII characters encode to ~1,650.
-    cursor: Annotated[str | None, Query(max_length=2_000)] = None,
+    cursor: Annotated[str | None, cursor_query(max_length=2_000)] = None,
     sort: ProductSort = ProductSort.NEWEST,
     category_id: Annotated[
         UUID | None, Query(description="This category and its subcategories")
@@ -119,7 +122,20 @@ async def get_product(product_id: UUID, products: Products, request: Request) ->
     response_model=ProductOut,
     dependencies=[CatalogWriter, audited("catalog.product_create")],
     summary="Create a product (staff or admin)",
-    responses={409: {"description": "SKU already used"}, **WRITE_PROBLEMS},
+    responses={
+        201: {
+            "description": "The product",
+            "links": links(
+                "id",
+                GetProduct=("get", PRODUCT, "product_id"),
+                UpdateProduct=("patch", PRODUCT, "product_id"),
+                SetStock=("put", f"{PRODUCT}/stock", "product_id"),
+                ArchiveProduct=("delete", PRODUCT, "product_id"),
+            ),
+        },
+        409: {"description": "SKU already used"},
+        **WRITE_PROBLEMS,
+    },
 )
 async def create_product(body: ProductCreate, products: Products) -> ProductOut:
     return ProductOut.model_validate(await products.create_product(body))
@@ -181,7 +197,18 @@ async def list_categories(categories: Categories) -> list[CategoryOut]:
     response_model=CategoryOut,
     dependencies=[CatalogWriter, audited("catalog.category_create")],
     summary="Create a category, optionally under a top-level parent (staff or admin)",
-    responses={409: {"description": "Name already used"}, **WRITE_PROBLEMS},
+    responses={
+        201: {
+            "description": "The category",
+            "links": links(
+                "id",
+                UpdateCategory=("patch", CATEGORY, "category_id"),
+                DeleteCategory=("delete", CATEGORY, "category_id"),
+            ),
+        },
+        409: {"description": "Name already used"},
+        **WRITE_PROBLEMS,
+    },
 )
 async def create_category(body: CategoryCreate, categories: Categories) -> CategoryOut:
     created = await categories.create_category(body.name, body.parent_id)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -9,14 +10,23 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
-from app.core.validation import PG_INT_MAX, InputModel, LongText, Name
+from app.core.validation import (
+    JSON_INTEGER,
+    NEVER_NULL,
+    PG_INT_MAX,
+    ChangeRequest,
+    InputModel,
+    LongText,
+    Name,
+)
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Currency = Annotated[
@@ -27,6 +37,27 @@ _CENT = Decimal("0.01")
 MAX_SNAPSHOT_IDS = 100
 
 
+# An amount as text: up to ten digits, up to two decimals, more than zero ("12.5", "0.99").
+PRICE_PATTERN = r"^(?!0*(?:\.0{1,2})?$)[0-9]{1,10}(?:\.[0-9]{1,2})?$"
+_PRICE_TEXT = re.compile(PRICE_PATTERN)
+PRICE_TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": PRICE_PATTERN, "maxLength": 13}
+_PRICE_NUMBER_SCHEMA = {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "maximum": 9_999_999_999.99,
+    "multipleOf": 0.01,
+}
+
+
+def _price_text(value: object) -> object:
+    # Decimal() would also read "1e2", " 7", "+7" and "1_000": the documented form only.
+    if isinstance(value, str) and not _PRICE_TEXT.match(value):
+        raise ValueError("must be an amount like 12.50: up to 10 digits, up to 2 decimals, > 0")
+    if isinstance(value, bool):
+        raise ValueError("must be an amount like 12.50")
+    return value
+
+
 def _in_cents(price: Decimal) -> Decimal:
     """Prices are stored with two decimals ("12.5" as 12.50): the response says so too."""
     return price.quantize(_CENT)
@@ -34,12 +65,20 @@ def _in_cents(price: Decimal) -> Decimal:
 
 Price = Annotated[
     Decimal,
-    Field(
-        gt=0, max_digits=12, decimal_places=2, description="Decimal amount, serialised as a string"
-    ),
+    BeforeValidator(_price_text),
+    Field(gt=0, max_digits=12, decimal_places=2),
     AfterValidator(_in_cents),
+    WithJsonSchema(
+        {
+            "anyOf": [PRICE_TEXT_SCHEMA, _PRICE_NUMBER_SCHEMA],
+            "description": 'Amount, as a string ("12.50", preferred) or a JSON number with at '
+            "most two decimals; answered as a string with two decimals",
+        }
+    ),
 ]
-Stock = Annotated[int, Field(strict=True, ge=0, le=PG_INT_MAX)]
+# A price in a query string: the text form only.
+PriceText = Annotated[Decimal, BeforeValidator(_price_text), WithJsonSchema(PRICE_TEXT_SCHEMA)]
+Stock = Annotated[int, Field(ge=0, le=PG_INT_MAX), JSON_INTEGER]
 
 
 class ProductSort(StrEnum):
@@ -59,15 +98,16 @@ class ProductCreate(InputModel):
     category_id: UUID | None = None
 
 
-class ProductUpdate(InputModel):
+class ProductUpdate(ChangeRequest):
     """Only the fields sent change; `category_id: null` takes the product out of its category.
     Stock is set with `PUT /products/{id}/stock`."""
 
-    sku: Sku | None = None
-    name: Name | None = None
-    description: LongText | None = None
-    price: Price | None = None
-    currency: Currency | None = None
+    # Absent means unchanged; null is refused, and not documented.
+    sku: Annotated[Sku | None, NEVER_NULL] = None
+    name: Annotated[Name | None, NEVER_NULL] = None
+    description: Annotated[LongText | None, NEVER_NULL] = None
+    price: Annotated[Price | None, NEVER_NULL] = None
+    currency: Annotated[Currency | None, NEVER_NULL] = None
     category_id: UUID | None = None
 
     @field_validator("sku", "name", "description", "price", "currency")
@@ -76,12 +116,6 @@ class ProductUpdate(InputModel):
         if value is None:
             raise ValueError("must not be null")
         return value
-
-    @model_validator(mode="after")
-    def _something_to_change(self) -> ProductUpdate:
-        if not self.model_fields_set:
-            raise ValueError("name at least one field to change")
-        return self
 
 
 class StockUpdate(InputModel):
@@ -119,10 +153,10 @@ class CategoryCreate(InputModel):
     parent_id: UUID | None = None
 
 
-class CategoryUpdate(InputModel):
+class CategoryUpdate(ChangeRequest):
     """Only the fields sent change; `parent_id: null` makes it a top-level category."""
 
-    name: Name | None = None
+    name: Annotated[Name | None, NEVER_NULL] = None
     parent_id: UUID | None = None
 
     @field_validator("name")
@@ -131,12 +165,6 @@ class CategoryUpdate(InputModel):
         if value is None:
             raise ValueError("must not be null")
         return value
-
-    @model_validator(mode="after")
-    def _something_to_change(self) -> CategoryUpdate:
-        if not self.model_fields_set:
-            raise ValueError("name at least one field to change")
-        return self
 
 
 class CategoryOut(BaseModel):

@@ -38,7 +38,6 @@ from app.modules.catalog.exceptions import (
     CategoryNotFoundError,
     CategoryTooDeepError,
     CursorSortMismatchError,
-    InvalidPriceRangeError,
     ProductNotFoundError,
     SkuTakenError,
     StockBelowReservedError,
@@ -138,12 +137,8 @@ def _position(cursor: str, sort: ProductSort) -> tuple[Any, UUID]:
 
 
 def _listing(request: ListingRequest) -> Listing:
-    if (
-        request.min_price is not None
-        and request.max_price is not None
-        and request.min_price > request.max_price
-    ):
-        raise InvalidPriceRangeError
+    # min_price above max_price is an empty range, not an error: a schema cannot say that one
+    # parameter must not exceed another, and the document promises what it can say.
     after = _position(request.cursor, request.sort) if request.cursor is not None else None
     return Listing(
         sort=request.sort,

@@ -28,6 +28,13 @@ class UnknownProductsError(UnprocessableError):
         super().__init__(f"These products cannot be ordered: {listed}")
 
 
+class DuplicateOrderLinesError(UnprocessableError):
+    code = "duplicate-order-lines"
+
+    def __init__(self) -> None:
+        super().__init__("Each product may appear once in items; raise its quantity instead")
+
+
 class MixedCurrenciesError(UnprocessableError):
     code = "mixed-currencies"
 

@@ -7,7 +7,8 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.core.errors import ForbiddenError
 from app.core.module import API_PREFIX
-from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from app.core.openapi import links, required_headers
+from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, cursor_query
 from app.core.security.dependencies import audited, current_principal, require
 from app.core.security.rbac import Permission, Principal
 from app.modules.orders.dependencies import idempotency_key, order_service
@@ -18,6 +19,7 @@ from app.modules.orders.service import Checkout, OrderService
 router = APIRouter(prefix=f"{API_PREFIX}/orders", tags=["orders"])
 Orders = Annotated[OrderService, Depends(order_service)]
 REPLAYED_HEADER = "Idempotent-Replayed"
+ORDER = f"{API_PREFIX}/orders/{{order_id}}"
 
 
 @router.post(
@@ -25,7 +27,17 @@ REPLAYED_HEADER = "Idempotent-Replayed"
     status_code=status.HTTP_201_CREATED,
     response_model=OrderOut,
     summary="Place an order; it starts 'pending' and moves on as stock and payment answer",
+    openapi_extra=required_headers("Idempotency-Key"),
     responses={
+        201: {
+            "description": "The order, pending",
+            "links": links(
+                "id",
+                GetOrder=("get", ORDER, "order_id"),
+                CancelOrder=("post", f"{ORDER}/cancel", "order_id"),
+                ShipOrder=("post", f"{ORDER}/ship", "order_id"),
+            ),
+        },
         400: {"description": "Missing or malformed Idempotency-Key"},
         401: {"description": "Not authenticated"},
         403: {
@@ -76,7 +88,7 @@ async def list_orders(
     order_status: Annotated[OrderStatus | None, Query(alias="status")] = None,
     customer_id: UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, cursor_query(max_length=500)] = None,
 ) -> Page[OrderSummaryOut]:
     staff_view = scope == "all" or customer_id is not None
     if staff_view and not principal.can(Permission.ORDERS_READ_ANY):

@@ -40,6 +40,7 @@ from app.modules.orders.contracts import (
     OrderStatusChanged,
 )
 from app.modules.orders.exceptions import (
+    DuplicateOrderLinesError,
     EmailNotVerifiedError,
     IdempotencyKeyReusedError,
     IllegalTransitionError,
@@ -168,6 +169,11 @@ class OrderService:
     # --- checkout --------------------------------------------------------------------------
 
     async def place_order(self, checkout: Checkout) -> PlacedOrder:
+        # Checked here rather than in the request model: a JSON schema cannot say "unique by
+        # product_id", and the document states every rule of the model.
+        product_ids = [product for product, _ in checkout.items]
+        if len(set(product_ids)) != len(product_ids):
+            raise DuplicateOrderLinesError
         replay = await self._replay(checkout)
         if replay is not None:
             return replay

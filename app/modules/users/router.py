@@ -9,7 +9,7 @@ from limits import parse as parse_rate_limit
 
 from app.core.audit import Origin
 from app.core.module import API_PREFIX
-from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, cursor_query
 from app.core.ratelimit import auth_rate_limit, enforce
 from app.core.security.dependencies import current_principal, current_token, require
 from app.core.security.rbac import Permission, Principal, Role
@@ -177,6 +177,7 @@ async def logout(token: CallerToken, auth: Auth, origin: From) -> Response:
 @router.post(
     "/auth/password-reset",
     status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,  # an empty 202, documented without a body
     tags=["auth"],
     summary="Ask for a password-reset email; the answer is the same whether the account exists",
     responses={**INVALID, **AUTH_PROBLEMS},
@@ -325,7 +326,7 @@ async def list_users(
     email: Annotated[str | None, Query(min_length=1, max_length=320)] = None,
     role: Role | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, cursor_query(max_length=500)] = None,
 ) -> Page[UserAdminOut]:
     page = await admin.list_users(limit, cursor, email, role)
     return Page[UserAdminOut](
@@ -379,7 +380,7 @@ async def audit_log(
     since: Annotated[Instant | None, Query(description="inclusive")] = None,
     until: Annotated[Instant | None, Query(description="exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, cursor_query(max_length=500)] = None,
 ) -> Page[AuditEntryOut]:
     query = AuditQuery(actor_id=actor, action=action, since=since, until=until)
     page = await audit.search(limit, cursor, query)

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
 from app.core.audit import AuditEntry, Origin, Outcome
@@ -18,7 +19,19 @@ def normalise_email(email: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
-Email = Annotated[EmailStr, Field(max_length=320), AfterValidator(normalise_email)]
+def _any_case(word: str) -> str:
+    return "".join(f"[{letter.lower()}{letter.upper()}]" for letter in word)
+
+
+# email-validator refuses addresses at special-use domains (RFC 6761: local, test, ...); the
+# document says so, in a pattern (ECMA regexes have no flag for case).
+_SPECIAL_USE = "|".join(_any_case(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+EMAIL_PATTERN = rf"^(?![\s\S]*[@.](?:{_SPECIAL_USE})$)[\s\S]+@[\s\S]+$"
+Email = Annotated[
+    EmailStr,
+    Field(max_length=320, json_schema_extra={"pattern": EMAIL_PATTERN}),
+    AfterValidator(normalise_email),
+]
 Password = Annotated[str, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
 
 
