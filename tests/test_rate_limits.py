@@ -128,7 +128,7 @@ async def test_far_from_its_limit_a_client_is_counted_in_batches(
 
 
 async def test_near_its_limit_every_request_is_decided_by_redis(limited_app: AppFactory) -> None:
-    async with limited_app(rate_limit_default="160/minute") as app, http_client(app) as http:
+    async with limited_app(rate_limit_default="160/day") as app, http_client(app) as http:
         statuses = [(await http.get(CATEGORIES)).status_code for _ in range(170)]
     assert statuses == [200] * 160 + [429] * 10
 
