@@ -20,6 +20,7 @@ from app.core.errors import install_error_handlers
 from app.core.health import health_router
 from app.core.http_security import install_edge_protection
 from app.core.logging import configure_logging
+from app.core.metrics import core_metrics
 from app.core.middleware import RequestContextMiddleware
 from app.core.observability import init_sentry
 from app.core.openapi import document_problems
@@ -56,6 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cache=runtime.core.cache(),
         rate_limiter=rate_limiter,
         event_stores={module.name: module.uow for module in runtime.modules},
+        scraped=[
+            *core_metrics(runtime.readiness, runtime.core.database()),
+            *(metric for module in runtime.modules for metric in module.metrics),
+        ],
     )
 
     @asynccontextmanager

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
@@ -45,6 +45,7 @@ from app.core.events.bus import EventBacklog, event_backlog
 from app.core.events.outbox import UnitOfWork
 from app.core.http_security import PROBE_PATHS
 from app.core.logging import get_logger
+from app.core.metrics import ScrapedInstruments, ScrapedMetric
 from app.core.ratelimit import RateLimiter
 
 METRICS_PATH = "/metrics"
@@ -68,6 +69,7 @@ class Telemetry:
         cache: ResponseCache,
         rate_limiter: RateLimiter,
         event_stores: Mapping[str, UnitOfWork],
+        scraped: Sequence[ScrapedMetric] = (),
     ) -> None:
         resource = Resource.create(
             {
@@ -81,13 +83,16 @@ class Telemetry:
         self.meter_provider: MeterProvider | None = None
         self._event_stores = event_stores
         self._backlog: dict[str, EventBacklog] = {}
+        self._scraped: ScrapedInstruments | None = None
         if settings.metrics_enabled:
             self.meter_provider = MeterProvider(
                 metric_readers=[PrometheusMetricReader(registry=self.registry)],
                 resource=resource,
                 shutdown_on_exit=False,
             )
-            self._observe(self.meter_provider.get_meter("keystone"), cache, rate_limiter)
+            meter = self.meter_provider.get_meter("keystone")
+            self._observe(meter, cache, rate_limiter)
+            self._scraped = ScrapedInstruments(meter, scraped)
 
     def fastapi_config(self) -> TelemetryConfig:
         return {
@@ -144,6 +149,8 @@ class Telemetry:
     async def scrape(self) -> bytes:
         """The Prometheus text of every instrument, with the event backlog counted now."""
         self._backlog = await self._count_backlog()
+        if self._scraped is not None:
+            await self._scraped.refresh()
         # Collecting and rendering is CPU work: a thread, not the event loop.
         return await asyncio.to_thread(generate_latest, self.registry)
 

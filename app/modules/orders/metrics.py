@@ -1,0 +1,36 @@
+"""What orders reports when Prometheus scrapes: how many times orders reached each status.
+
+Counted from `status_changes`, the history every transition appends to in its own transaction,
+so a rolled-back transition is never counted and every process (API or worker) that moved an
+order is seen, whichever process is scraped. History rows are never deleted (erasure keeps
+orders for accounting), so the count only grows: a Prometheus counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+
+from app.core.events.outbox import UnitOfWork
+from app.core.metrics import Reading, ScrapedMetric
+from app.modules.orders.models import OrderStatus, StatusChange
+
+
+def order_metrics(uow: UnitOfWork) -> list[ScrapedMetric]:
+    async def transitions() -> Sequence[Reading]:
+        query = select(StatusChange.status, func.count()).group_by(StatusChange.status)
+        async with uow.database.session() as session:
+            counts = dict((await session.execute(query)).tuples().all())
+        # Every status has its series from the start, so rate() sees the first one counted.
+        return [(counts.get(status.value, 0), {"status": status.value}) for status in OrderStatus]
+
+    return [
+        ScrapedMetric(
+            "keystone.orders.transitions",
+            "Orders that reached each status (pending: placed), from the order history",
+            "{order}",
+            transitions,
+            counter=True,
+        )
+    ]
