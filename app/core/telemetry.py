@@ -35,7 +35,12 @@ from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+)
 from pydantic import SecretStr
 
 from app.core.cache import ResponseCache
@@ -90,6 +95,8 @@ class Telemetry:
                 resource=resource,
                 shutdown_on_exit=False,
             )
+            # CPU seconds and memory of the process, read from /proc at scrape: the cost signals.
+            ProcessCollector(registry=self.registry)
             meter = self.meter_provider.get_meter("keystone")
             self._observe(meter, cache, rate_limiter)
             self._scraped = ScrapedInstruments(meter, scraped)

@@ -41,9 +41,9 @@ from tests.observability.stack import (
 from tests.tools import require_tool
 
 METRICS_TOKEN = "observability-" + "t" * 24
-# Raw metric names follow the app's prefixes (and Prometheus's own `up`); recording rules are
-# `keystone:<what>:<how>`.
-RAW_METRIC = re.compile(r"\b(?:keystone_[a-z0-9_]+|http_server_[a-z0-9_]+|up)\b(?!:)")
+# Raw metric names: the app's own, FastAPI's, the process collector's, and Prometheus's own per
+# target (`up`, `scrape_*`); recording rules are `keystone:<what>:<how>`.
+RAW_METRIC = re.compile(r"\b(?:(?:keystone|http_server|process|scrape)_[a-z0-9_]+|up)\b(?!:)")
 RECORDED_METRIC = re.compile(r"\bkeystone:[a-z0-9_]+:[a-z0-9_]+\b")
 # Grafana's own variables, as a dashboard panel would have them filled in.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$job": "keystone"}
