@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.bootstrap import Runtime, build_runtime
+from app.core import tracing
 from app.core.config import Environment, Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.health import health_router
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
     init_sentry(settings)
+    if settings.tracing_enabled:
+        tracing.instrument_libraries()  # before the engine and clients exist
     runtime = build_runtime(settings)
     rate_limiter = RateLimiter(runtime.core.redis(), settings)
     telemetry = Telemetry(

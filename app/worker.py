@@ -19,14 +19,17 @@ from typing import Any
 import structlog
 from arq import Retry, cron, func
 from arq.worker import Worker
+from opentelemetry.trace import SpanKind
 
 from app.bootstrap import Runtime, build_runtime
+from app.core import tracing
 from app.core.config import Settings, get_settings
 from app.core.context import correlation_id_var
 from app.core.jobs import CronJob, Job, RetryLater, queue_name, redis_settings
 from app.core.logging import configure_logging, get_logger
 from app.core.module import Module
 from app.core.peers import PeerUnavailableError
+from app.core.telemetry import tracer_provider
 
 _log = get_logger("keystone.worker")
 WORKER_DRAIN_S = 20
@@ -35,12 +38,25 @@ _TRANSIENT = (RetryLater, PeerUnavailableError)
 
 
 def _job(job: Job) -> Any:
-    async def run(ctx: dict[Any, Any], *args: Any, correlation_id: str | None = None) -> Any:
+    async def run(
+        ctx: dict[Any, Any],
+        *args: Any,
+        correlation_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> Any:
         token = correlation_id_var.set(correlation_id)
         job_try: int = ctx.get("job_try", 1)
         try:
-            with structlog.contextvars.bound_contextvars(
-                request_id=correlation_id, job=job.name, job_try=job_try
+            with (
+                structlog.contextvars.bound_contextvars(
+                    request_id=correlation_id, job=job.name, job_try=job_try
+                ),
+                tracing.span(
+                    f"job {job.name}",
+                    traceparent=traceparent,
+                    kind=SpanKind.CONSUMER,
+                    attributes={"messaging.system": "arq", "keystone.job.try": job_try},
+                ),
             ):
                 return await _attempt(job, job_try, args)
         finally:
@@ -191,7 +207,16 @@ def run_workers(settings: Settings, *, burst: bool = False) -> None:
 
 
 async def _run(settings: Settings, burst: bool) -> None:
-    await Workers(settings, burst=burst).run(signals=(signal.SIGTERM, signal.SIGINT))
+    provider = tracer_provider(settings)
+    if provider is not None:
+        tracing.instrument_libraries()  # before the runtime's engine and clients exist
+    tracing.use(provider)
+    try:
+        await Workers(settings, burst=burst).run(signals=(signal.SIGTERM, signal.SIGINT))
+    finally:
+        if provider is not None:
+            # Sends the spans still batched (in a thread: it waits on the collector).
+            await asyncio.to_thread(provider.shutdown)
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:

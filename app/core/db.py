@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import sqlalchemy.ext.asyncio
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -20,7 +21,6 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 from sqlalchemy.util.concurrency import await_
 
@@ -61,7 +61,9 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    engine = create_async_engine(
+    # Looked up at call time: the OpenTelemetry instrumentation (app/core/tracing.py) replaces
+    # it to trace the engines created after it is installed.
+    engine = sqlalchemy.ext.asyncio.create_async_engine(
         asyncpg_url(settings.require_database_url()),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,

@@ -43,6 +43,7 @@ from prometheus_client import (
 )
 from pydantic import SecretStr
 
+from app.core import tracing
 from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.errors import UnauthorizedError
@@ -76,14 +77,10 @@ class Telemetry:
         event_stores: Mapping[str, UnitOfWork],
         scraped: Sequence[ScrapedMetric] = (),
     ) -> None:
-        resource = Resource.create(
-            {
-                SERVICE_NAME: settings.app_name,
-                SERVICE_VERSION: settings.release,
-                "deployment.environment.name": settings.app_env.value,
-            }
-        )
-        self.tracer_provider = _tracer_provider(settings, resource)
+        resource = _resource(settings)
+        self.tracer_provider = tracer_provider(settings)
+        # Events, jobs and the instrumented libraries record into it (app/core/tracing.py).
+        tracing.use(self.tracer_provider)
         self.registry = CollectorRegistry()
         self.meter_provider: MeterProvider | None = None
         self._event_stores = event_stores
@@ -187,12 +184,23 @@ def _reading(read: Callable[[], int]) -> Callback:
     return observe
 
 
-def _tracer_provider(settings: Settings, resource: Resource) -> TracerProvider | None:
+def _resource(settings: Settings) -> Resource:
+    return Resource.create(
+        {
+            SERVICE_NAME: settings.app_name,
+            SERVICE_VERSION: settings.release,
+            "deployment.environment.name": settings.app_env.value,
+        }
+    )
+
+
+def tracer_provider(settings: Settings) -> TracerProvider | None:
+    """The provider of a process (the API's, a worker's), None when tracing is off."""
     if settings.otel_exporter_otlp_endpoint is None:
         return None
     provider = TracerProvider(
         sampler=ParentBased(TraceIdRatioBased(settings.tracing_sample_ratio)),
-        resource=resource,
+        resource=_resource(settings),
         shutdown_on_exit=False,
     )
     # Headers, timeout and compression come from the standard OTEL_EXPORTER_OTLP_* variables.

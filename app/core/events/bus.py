@@ -17,9 +17,11 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+from opentelemetry.trace import SpanKind
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from app.core import tracing
 from app.core.context import correlation_id_var
 from app.core.events.base import IntegrationEvent
 from app.core.events.outbox import Transaction, UnitOfWork
@@ -110,19 +112,31 @@ class EventBus:
             await asyncio.wait_for(self._wakeup.wait(), timeout_s)
         self._wakeup.clear()
 
-    async def deliver(self, event: IntegrationEvent) -> bool:
+    async def deliver(self, event: IntegrationEvent, traceparent: str | None = None) -> bool:
         """Deliver to every subscriber; True when each has processed it or given up on it."""
         correlation_id = event.correlation_id or str(event.event_id)
         token = correlation_id_var.set(correlation_id)
         try:
-            with structlog.contextvars.bound_contextvars(
-                correlation_id=correlation_id, event_id=str(event.event_id)
+            with (
+                structlog.contextvars.bound_contextvars(
+                    correlation_id=correlation_id, event_id=str(event.event_id)
+                ),
+                tracing.span(
+                    f"deliver {event.event_type}",
+                    traceparent=traceparent,
+                    kind=SpanKind.CONSUMER,
+                    attributes={"messaging.message.id": str(event.event_id)},
+                ),
             ):
                 subscriptions = self.subscriptions(type(event))
-                settled = [await self._deliver_to(sub, event) for sub in subscriptions]
+                settled = [await self._traced_delivery(sub, event) for sub in subscriptions]
         finally:
             correlation_id_var.reset(token)
         return all(settled)
+
+    async def _traced_delivery(self, sub: Subscription, event: IntegrationEvent) -> bool:
+        with tracing.span(f"handle {sub.name}", attributes={"keystone.handler": sub.name}):
+            return await self._deliver_to(sub, event)
 
     async def _deliver_to(self, sub: Subscription, event: IntegrationEvent) -> bool:
         inbox = sub.uow.inbox

@@ -21,7 +21,9 @@ def order_metrics(uow: UnitOfWork) -> list[ScrapedMetric]:
     async def transitions() -> Sequence[Reading]:
         query = select(StatusChange.status, func.count()).group_by(StatusChange.status)
         async with uow.database.session() as session:
-            counts = dict((await session.execute(query)).tuples().all())
+            counts: dict[str, int] = {
+                status: count for status, count in await session.execute(query)
+            }
         # Every status has its series from the start, so rate() sees the first one counted.
         return [(counts.get(status.value, 0), {"status": status.value}) for status in OrderStatus]
 
