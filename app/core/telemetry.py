@@ -172,6 +172,7 @@ class Telemetry:
     async def shutdown(self) -> None:
         """Sends the spans still batched (in a thread: it waits on the collector), then stops."""
         if self.tracer_provider is not None:
+            tracing.stop_using(self.tracer_provider)
             await asyncio.to_thread(self.tracer_provider.shutdown)
         if self.meter_provider is not None:
             self.meter_provider.shutdown()
