@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             *flags.metrics(),
         ],
     )
+    if telemetry.backbone is not None:
+        runtime.relay.lag_observers.append(telemetry.backbone.delivered)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

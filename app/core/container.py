@@ -15,6 +15,7 @@ from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.events.bus import EventBus
+from app.core.events.delivery import OutboxSignal
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
 from app.core.mail import SmtpMailer
@@ -38,14 +39,14 @@ def unit_of_work(
     core: providers.DependenciesContainer, outbox: Table, inbox: Table
 ) -> providers.Singleton[UnitOfWork]:
     """A module's unit of work: the shared database, its own outbox and inbox, and the core's
-    job queue and event bus for what happens after commit."""
+    job queue and the relay's wake-up for what happens after commit."""
     return providers.Singleton(
         UnitOfWork,
         database=core.database,
         outbox=outbox,
         inbox=inbox,
         jobs=core.jobs,
-        on_events_committed=core.bus.provided.notify,
+        on_events_committed=core.outbox_signal.provided.notify,
     )
 
 
@@ -56,6 +57,7 @@ class CoreContainer(containers.DeclarativeContainer):
     cache = providers.Singleton(ResponseCache, settings=settings)
     jobs = providers.Singleton(JobQueue, settings=settings)
     bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
+    outbox_signal = providers.Singleton(OutboxSignal)
     tokens = providers.Singleton(TokenService, settings=settings)
     passwords = providers.Singleton(PasswordHasher)
     mailer = providers.Singleton(SmtpMailer, settings=settings)

@@ -7,8 +7,10 @@ counter. This module builds the SDK providers it hands FastAPI:
 
 - metrics (METRICS_ENABLED): a MeterProvider read by the Prometheus client at `GET /metrics`, in
   a registry of this app's own. Beyond FastAPI's instruments, observable ones read counters the
-  app keeps anyway (response cache, rate-limit storage) and the event backlog, which is counted
-  in Postgres once per scrape: nothing is added to a request for them.
+  app keeps anyway (response cache, rate-limit storage), and the event backbone's
+  (app/core/backbone_metrics.py: outbox backlog and age, delivery lag, job queues), counted in
+  Postgres and Redis once per scrape: nothing is added to a request for them. The worker serves
+  its own (app/core/metrics_server.py).
 - traces (OTEL_EXPORTER_OTLP_ENDPOINT): a TracerProvider recording TRACING_SAMPLE_RATIO of new
   traces (a trace begun upstream keeps the caller's decision), batched to the collector over
   OTLP/HTTP.
@@ -44,19 +46,18 @@ from prometheus_client import (
 from pydantic import SecretStr
 
 from app.core import tracing
+from app.core.backbone_metrics import BackboneMetrics
 from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.errors import UnauthorizedError
-from app.core.events.bus import EventBacklog, event_backlog
 from app.core.events.outbox import UnitOfWork
 from app.core.http_security import PROBE_PATHS
+from app.core.jobs import JobQueue
 from app.core.logging import get_logger
 from app.core.metrics import ScrapedInstruments, ScrapedMetric
 from app.core.ratelimit import RateLimiter
 
 METRICS_PATH = "/metrics"
-# A scrape waits this long for the event backlog, then answers without it.
-BACKLOG_TIMEOUT_S = 2.0
 _log = get_logger("keystone.telemetry")
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
@@ -72,19 +73,26 @@ class Telemetry:
         self,
         settings: Settings,
         *,
-        cache: ResponseCache,
-        rate_limiter: RateLimiter,
+        cache: ResponseCache | None,
+        rate_limiter: RateLimiter | None,
         event_stores: Mapping[str, UnitOfWork],
+        jobs: JobQueue | None = None,
+        queues: Sequence[str] = (),
         scraped: Sequence[ScrapedMetric] = (),
+        traces: bool = True,
     ) -> None:
+        """`cache` and `rate_limiter` are the API's; `jobs` and `queues`, the worker's (the
+        queues whose depth it reports); `scraped`, what is read at each scrape. `traces`: False
+        when the process's tracer provider is someone else's (the worker's is its entry
+        point's, set up before the runtime it instruments)."""
         resource = _resource(settings)
-        self.tracer_provider = tracer_provider(settings)
-        # Events, jobs and the instrumented libraries record into it (app/core/tracing.py).
-        tracing.use(self.tracer_provider)
+        self.tracer_provider = tracer_provider(settings) if traces else None
+        if traces:
+            # Events, jobs and the instrumented libraries record into it (app/core/tracing.py).
+            tracing.use(self.tracer_provider)
         self.registry = CollectorRegistry()
         self.meter_provider: MeterProvider | None = None
-        self._event_stores = event_stores
-        self._backlog: dict[str, EventBacklog] = {}
+        self.backbone: BackboneMetrics | None = None
         self._scraped: ScrapedInstruments | None = None
         if settings.metrics_enabled:
             self.meter_provider = MeterProvider(
@@ -95,7 +103,9 @@ class Telemetry:
             # CPU seconds and memory of the process, read from /proc at scrape: the cost signals.
             ProcessCollector(registry=self.registry)
             meter = self.meter_provider.get_meter("keystone")
-            self._observe(meter, cache, rate_limiter)
+            if cache is not None and rate_limiter is not None:
+                self._observe(meter, cache, rate_limiter)
+            self.backbone = BackboneMetrics(meter, event_stores, jobs, queues)
             self._scraped = ScrapedInstruments(meter, scraped)
 
     def fastapi_config(self) -> TelemetryConfig:
@@ -127,47 +137,15 @@ class Telemetry:
             meter.create_observable_counter(
                 name, [_reading(read)], unit="{event}", description=description
             )
-        meter.create_observable_gauge(
-            "keystone.events.undelivered",
-            [self._backlog_of("undelivered")],
-            unit="{event}",
-            description="Outbox rows not yet relayed, per module",
-        )
-        meter.create_observable_gauge(
-            "keystone.events.dead_letters",
-            [self._backlog_of("dead_letters")],
-            unit="{delivery}",
-            description="Event deliveries given up on, per module (see `app.cli dead-letters`)",
-        )
-
-    def _backlog_of(self, field: str) -> Callback:
-        def observe(_: CallbackOptions) -> Iterable[Observation]:
-            backlog = self._backlog  # replaced whole by a scrape, never changed in place
-            return [
-                Observation(getattr(counts, field), {"module": module})
-                for module, counts in backlog.items()
-            ]
-
-        return observe
 
     async def scrape(self) -> bytes:
         """The Prometheus text of every instrument, with the event backlog counted now."""
-        self._backlog = await self._count_backlog()
+        if self.backbone is not None:
+            await self.backbone.refresh()
         if self._scraped is not None:
             await self._scraped.refresh()
         # Collecting and rendering is CPU work: a thread, not the event loop.
         return await asyncio.to_thread(generate_latest, self.registry)
-
-    async def _count_backlog(self) -> dict[str, EventBacklog]:
-        backlog: dict[str, EventBacklog] = {}
-        for module, uow in self._event_stores.items():
-            try:
-                async with asyncio.timeout(BACKLOG_TIMEOUT_S):
-                    backlog[module] = await event_backlog(uow)
-            except Exception as exc:
-                # The series go missing for this scrape, which `absent()` alerts can see.
-                _log.warning("event backlog not counted", module=module, error=repr(exc)[:300])
-        return backlog
 
     async def shutdown(self) -> None:
         """Sends the spans still batched (in a thread: it waits on the collector), then stops."""

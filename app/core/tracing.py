@@ -1,9 +1,10 @@
 """One trace per request across processes: the request, the outbox write, the relay's delivery,
 each inbox handler, the jobs it leads to, and their SQL, Redis and HTTP calls.
 
-The W3C `traceparent` of the span that wrote an event travels in the event (`IntegrationEvent.
-traceparent`, kept in the outbox row) and that of the span that asked for a job in the job's
-arguments; the relay and the worker continue the trace from there. SQL (SQLAlchemy), Redis and
+The W3C `traceparent` of the span that wrote an event travels beside the event, outside its
+contract: in its outbox row, and in split mode in its Redis stream entry (app/core/events/
+streams.py); that of the span that asked for a job travels in the job's arguments. The relay,
+the stream consumers and the worker continue the trace from there. SQL (SQLAlchemy), Redis and
 httpx spans come from the maintained OpenTelemetry instrumentations, installed once per process
 when tracing is on and recording into this process's tracer provider (`use`): the API's is
 built by `Telemetry`, the worker's by `app.worker`. With tracing off nothing is installed and

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import yaml
 
+from app.core.config import Settings
 from app.devstack import free_port
 from tests.tools import require_tool
 
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "deploy" / "observability"
 PROMETHEUS_DIR = OBSERVABILITY / "prometheus"
 START_TIMEOUT_S = 30
+WORKER_START_TIMEOUT_S = 60  # the whole runtime starts before its metrics are served
 
 
 @dataclass
@@ -159,9 +162,11 @@ def alert_rules_for_tests() -> dict[str, Any]:
 
 
 @contextmanager
-def prometheus(folder: Path, target: str, token: str, alertmanager_url: str) -> Iterator[str]:
-    """Prometheus on the shipped config: scraping `target` (host:port) every second with
-    `token`, evaluating the shipped rules every second, alerting `alertmanager_url`."""
+def prometheus(
+    folder: Path, api: str, worker: str, token: str, alertmanager_url: str
+) -> Iterator[str]:
+    """Prometheus on the shipped config: scraping the `api` and `worker` (host:port) every
+    second with `token`, evaluating the shipped rules every second, alerting `alertmanager_url`."""
     binary = require_tool("prometheus", "prometheus")
     token_file = folder / "metrics-token"
     token_file.write_text(token)
@@ -179,7 +184,8 @@ def prometheus(folder: Path, target: str, token: str, alertmanager_url: str) -> 
     ]
     [job] = config["scrape_configs"]
     job["authorization"]["credentials_file"] = str(token_file)
-    job["static_configs"][0]["targets"] = [target]
+    api_targets, worker_targets = job["static_configs"]
+    api_targets["targets"], worker_targets["targets"] = [api], [worker]
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     base = f"http://127.0.0.1:{free_port()}"
     command = [
@@ -191,3 +197,53 @@ def prometheus(folder: Path, target: str, token: str, alertmanager_url: str) -> 
     ]
     with _process(command, folder / "prometheus.log", f"{base}/-/ready"):
         yield base
+
+
+@contextmanager
+def serving_worker(settings: Settings, log: Path, token: str) -> Iterator[str]:
+    """`python -m app.cli worker`, as deployed, on the settings' database and Redis, with its
+    GET /metrics behind `token` on a free port; yields that port's host:port."""
+    address = f"127.0.0.1:{free_port()}"
+    environment = {
+        **os.environ,
+        "DATABASE_URL": settings.require_database_url(),
+        "REDIS_URL": settings.require_redis_url(),
+        "APP_ENV": "test",
+        "LOG_LEVEL": "WARNING",
+        "METRICS_ENABLED": "true",
+        "METRICS_TOKEN": token,
+        "WORKER_METRICS_HOST": "127.0.0.1",
+        "WORKER_METRICS_PORT": address.rsplit(":", 1)[1],
+    }
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"],
+            cwd=ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_served(process, f"http://{address}/metrics", token, log)
+        yield address
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _wait_until_served(process: subprocess.Popen[bytes], url: str, token: str, log: Path) -> None:
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+    while True:
+        assert process.poll() is None, f"the worker exited:\n{log.read_text()}"
+        try:
+            answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=2)
+            if answer.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"the worker serves no metrics:\n{log.read_text()}"
+        time.sleep(0.2)

@@ -1,10 +1,12 @@
 """The shipped observability against a running Keystone: a real Prometheus scrapes
-`python -m app.cli serve` with METRICS_TOKEN on the shipped config and rules, every metric the
-rules and dashboards name exists in what it scraped, every recording rule yields a series, every
-dashboard query evaluates (`promtool query instant`), and a readiness check the test breaks
-reaches the pager's webhook through a real Alertmanager on the shipped routing tree.
+`python -m app.cli serve` and `python -m app.cli worker` with METRICS_TOKEN on the shipped
+config and rules, every metric the rules and dashboards name exists in what it scraped, every
+recording rule yields a series, every dashboard query evaluates (`promtool query instant`), and
+a readiness check the test breaks reaches the pager's webhook through a real Alertmanager on the
+shipped routing tree.
 
-One Keystone, Prometheus and Alertmanager for the whole module (a few seconds to start)."""
+One Keystone (API and worker), Prometheus and Alertmanager for the whole module (a few
+seconds to start)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from tests.observability.stack import (
     alertmanager,
     prometheus,
     scratch,
+    serving_worker,
     webhook,
 )
 from tests.tools import require_tool
@@ -102,18 +105,38 @@ def stack(settings: Settings) -> Iterator[Stack]:
             METRICS_ENABLED="true",
             METRICS_TOKEN=METRICS_TOKEN,
         ) as (keystone, _),
+        serving_worker(settings, folder / "worker.log", METRICS_TOKEN) as worker,
         alertmanager(folder, hook.url) as alerts,
-        prometheus(folder, keystone.removeprefix("http://"), METRICS_TOKEN, alerts) as metrics,
+        prometheus(
+            folder, keystone.removeprefix("http://"), worker, METRICS_TOKEN, alerts
+        ) as metrics,
     ):
         stack = Stack(keystone, metrics, hook, settings)
+        _register_a_customer(keystone)
+        # Series that exist once something happened: an event delivered, a job run.
+        for recorded in (
+            "keystone_events_delivery_lag_seconds_count",
+            "keystone_jobs_completed_total",
+        ):
+            _wait_for(stack, recorded)
         # Rates need a counter that moved between two scrapes: traffic until one has.
-        _wait_for(stack, 'up{job="keystone"}')
         deadline = time.monotonic() + WAIT_S
         while not query(stack, "keystone:http_requests:rate5m > 0"):
             assert time.monotonic() < deadline, f"no request rate recorded: {_targets(stack)}"
             _make_traffic(keystone)
             time.sleep(0.5)
         yield stack
+
+
+def _register_a_customer(base: str) -> None:
+    """Writes UserRegistered (delivered by a relay) and enqueues the verification email job."""
+    account = {
+        "email": f"observed-{uuid4().hex[:12]}@example.com",
+        "password": "a-sturdy-passphrase",
+        "full_name": "Observed Customer",
+    }
+    answer = httpx.post(f"{base}/api/v1/auth/register", json=account, timeout=10)
+    assert answer.status_code == 201, answer.text
 
 
 def _make_traffic(base: str) -> None:
@@ -154,11 +177,13 @@ def scraped_names(stack: Stack) -> set[str]:
     return set(answer.json()["data"])
 
 
-def test_prometheus_scrapes_keystone_with_the_metrics_token(stack: Stack) -> None:
-    [up] = query(stack, 'up{job="keystone"}')
-    assert up["value"][1] == "1"
-    [target] = _targets(stack)
-    assert target["health"] == "up", target["lastError"]
+def test_prometheus_scrapes_the_api_and_the_worker_with_the_metrics_token(stack: Stack) -> None:
+    ups = query(stack, 'up{job="keystone"}')
+    assert [up["value"][1] for up in ups] == ["1", "1"]
+    targets = _targets(stack)
+    assert len(targets) == 2
+    for target in targets:
+        assert target["health"] == "up", target["lastError"]
 
 
 def test_every_metric_the_rules_and_dashboards_name_is_scraped(stack: Stack) -> None:

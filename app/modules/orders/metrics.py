@@ -1,4 +1,5 @@
-"""What orders reports when Prometheus scrapes: how many times orders reached each status.
+"""What orders reports when Prometheus scrapes: how many times orders reached each status, and
+whether this process's circuit to the payment provider is open.
 
 Counted from `status_changes`, the history every transition appends to in its own transaction,
 so a rolled-back transition is never counted and every process (API or worker) that moved an
@@ -15,9 +16,10 @@ from sqlalchemy import func, select
 from app.core.events.outbox import UnitOfWork
 from app.core.metrics import Reading, ScrapedMetric
 from app.modules.orders.models import OrderStatus, StatusChange
+from app.modules.orders.payments.port import PaymentGateway
 
 
-def order_metrics(uow: UnitOfWork) -> list[ScrapedMetric]:
+def order_metrics(uow: UnitOfWork, payments: PaymentGateway) -> list[ScrapedMetric]:
     async def transitions() -> Sequence[Reading]:
         query = select(StatusChange.status, func.count()).group_by(StatusChange.status)
         async with uow.database.session() as session:
@@ -27,6 +29,9 @@ def order_metrics(uow: UnitOfWork) -> list[ScrapedMetric]:
         # Every status has its series from the start, so rate() sees the first one counted.
         return [(counts.get(status.value, 0), {"status": status.value}) for status in OrderStatus]
 
+    async def circuit_open() -> Sequence[Reading]:
+        return [(1 if payments.circuit_state == "opened" else 0, {})]
+
     return [
         ScrapedMetric(
             "keystone.orders.transitions",
@@ -34,5 +39,11 @@ def order_metrics(uow: UnitOfWork) -> list[ScrapedMetric]:
             "{order}",
             transitions,
             counter=True,
-        )
+        ),
+        ScrapedMetric(
+            "keystone.payments.circuit_open",
+            "1 while this process's circuit to the payment provider is open (calls fail fast)",
+            "{circuit}",
+            circuit_open,
+        ),
     ]

@@ -37,7 +37,7 @@ def build(core: CoreContainer, catalog: CatalogFacade, users: UsersFacade) -> Mo
         cron_jobs=cron_jobs(orders, saga, emails),
         personal_data=container.personal_data(),
         on_stop=(payments.close,),
-        metrics=order_metrics(container.uow()),
+        metrics=order_metrics(container.uow(), payments),
     )
 
 

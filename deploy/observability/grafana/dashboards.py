@@ -15,6 +15,9 @@ DURATION = "http_server_request_duration_seconds"
 FIVE_XX = ',http_response_status_code=~"5.."'
 POOL = "keystone_db_pool_connections"
 IN_USE, IDLE = ',state="in_use"', ',state="idle"'
+OLDEST = "keystone_events_oldest_undelivered_age_seconds"
+JOBS = "keystone_jobs_completed_total"
+QUANTILES = {"p99": "0.99", "p50": "0.5"}
 Panel = dict[str, Any]
 
 
@@ -208,8 +211,32 @@ def checkout() -> dict[str, Any]:
                 "Dead letters by module",
                 {"{{module}}": f"max by (module) (keystone_events_dead_letters{{{SELECTOR}}})"},
             ),
+            panel(
+                "Event delivery lag (commit to delivery), p99 and p50",
+                {f"{{{{module}}}} {name}": _lag_quantile(q) for name, q in QUANTILES.items()},
+                "s",
+            ),
+            panel(
+                "Oldest undelivered event's age by module",
+                {"{{module}}": f"max by (module) ({series(OLDEST)})"},
+                "s",
+            ),
+            panel(
+                "Job runs per second by outcome",
+                {"{{function}} {{outcome}}": rate(JOBS, by="function, outcome")},
+                "ops",
+            ),
+            panel(
+                "Payment circuit open (per process)",
+                {"{{instance}}": series("keystone_payments_circuit_open")},
+            ),
         ],
     )
+
+
+def _lag_quantile(q: str) -> str:
+    buckets = series("keystone_events_delivery_lag_seconds_bucket")
+    return f"histogram_quantile({q}, sum by (le, module) (rate({buckets}[$__rate_interval])))"
 
 
 def database_and_redis() -> dict[str, Any]:
