@@ -15,12 +15,15 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.bootstrap import Runtime, build_runtime
+from app.core import tracing
 from app.core.config import Environment, Settings, get_settings
 from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
+from app.core.flags import FeatureFlags, WritesPausedGuard
 from app.core.health import health_router
 from app.core.http_security import install_edge_protection
 from app.core.logging import configure_logging
+from app.core.metrics import core_metrics
 from app.core.middleware import RequestContextMiddleware
 from app.core.observability import init_sentry
 from app.core.openapi import document_problems
@@ -50,13 +53,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
     init_sentry(settings)
+    if settings.tracing_enabled:
+        tracing.instrument_libraries()  # before the engine and clients exist
     runtime = build_runtime(settings)
     rate_limiter = RateLimiter(runtime.core.redis(), settings)
+    flags = FeatureFlags(settings)
     telemetry = Telemetry(
         settings,
         cache=runtime.core.cache(),
         rate_limiter=rate_limiter,
         event_stores={module.name: module.uow for module in runtime.modules},
+        scraped=[
+            *core_metrics(runtime.readiness, runtime.core.database()),
+            *(metric for module in runtime.modules for metric in module.metrics),
+            *flags.metrics(),
+        ],
     )
     if telemetry.backbone is not None:
         runtime.relay.lag_observers.append(telemetry.backbone.delivered)
@@ -71,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.readiness.shutting_down = True
             gc.unfreeze()
             await runtime.stop()
+            flags.shutdown()
             await telemetry.shutdown()
 
     app = FastAPI(
@@ -104,8 +116,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     document_problems(app, rate_limited=settings.rate_limit_enabled)
     callers = ServiceCallers(settings.service_callers)
     # Middleware runs outermost-last-added: request context, edge protection, CORS, rate limit,
-    # the guard of the internal endpoints.
+    # the maintenance switch, the guard of the internal endpoints.
     app.add_middleware(InternalRoutesGuard, callers=callers)
+    app.add_middleware(WritesPausedGuard, flags=flags)
     if settings.rate_limit_enabled:
         check_route_limits(settings, app)
         app.add_middleware(

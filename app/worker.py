@@ -20,8 +20,10 @@ from typing import Any
 import structlog
 from arq import Retry, cron, func
 from arq.worker import Worker
+from opentelemetry.trace import SpanKind
 
 from app.bootstrap import Runtime, build_runtime
+from app.core import tracing
 from app.core.backbone_metrics import BackboneMetrics
 from app.core.config import Settings, get_settings
 from app.core.context import correlation_id_var
@@ -30,7 +32,7 @@ from app.core.logging import configure_logging, get_logger
 from app.core.metrics_server import MetricsServer
 from app.core.module import Module
 from app.core.peers import PeerUnavailableError
-from app.core.telemetry import Telemetry
+from app.core.telemetry import Telemetry, tracer_provider
 
 _log = get_logger("keystone.worker")
 WORKER_DRAIN_S = 20
@@ -39,15 +41,28 @@ _TRANSIENT = (RetryLater, PeerUnavailableError)
 
 
 def _job(job: Job, queue: str, metrics: BackboneMetrics | None) -> Any:
-    async def run(ctx: dict[Any, Any], *args: Any, correlation_id: str | None = None) -> Any:
+    async def run(
+        ctx: dict[Any, Any],
+        *args: Any,
+        correlation_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> Any:
         token = correlation_id_var.set(correlation_id)
         job_try: int = ctx.get("job_try", 1)
         if metrics is not None and ctx.get("score"):  # when the job was due, in ms
             metrics.job_started(queue, time.time() - ctx["score"] / 1000)
         outcome = "failed"
         try:
-            with structlog.contextvars.bound_contextvars(
-                request_id=correlation_id, job=job.name, job_try=job_try
+            with (
+                structlog.contextvars.bound_contextvars(
+                    request_id=correlation_id, job=job.name, job_try=job_try
+                ),
+                tracing.span(
+                    f"job {job.name}",
+                    traceparent=traceparent,
+                    kind=SpanKind.CONSUMER,
+                    attributes={"messaging.system": "arq", "keystone.job.try": job_try},
+                ),
             ):
                 result = await _attempt(job, job_try, args)
                 outcome = "done"
@@ -147,6 +162,9 @@ class Workers:
             event_stores={module.name: module.uow for module in self.runtime.modules},
             jobs=self.runtime.core.jobs(),
             queues=[queue_name(module.name) for module in runnable],
+            # What its modules read at a scrape: the payment circuit is the worker's own.
+            scraped=[metric for module in self.runtime.modules for metric in module.metrics],
+            traces=False,
         )
         metrics = self.telemetry.backbone
         if metrics is not None:
@@ -241,7 +259,16 @@ def run_workers(settings: Settings, *, burst: bool = False) -> None:
 
 
 async def _run(settings: Settings, burst: bool) -> None:
-    await Workers(settings, burst=burst).run(signals=(signal.SIGTERM, signal.SIGINT))
+    provider = tracer_provider(settings)
+    if provider is not None:
+        tracing.instrument_libraries()  # before the runtime's engine and clients exist
+    tracing.use(provider)
+    try:
+        await Workers(settings, burst=burst).run(signals=(signal.SIGTERM, signal.SIGINT))
+    finally:
+        if provider is not None:
+            # Sends the spans still batched (in a thread: it waits on the collector).
+            await asyncio.to_thread(provider.shutdown)
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:

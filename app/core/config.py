@@ -174,6 +174,13 @@ class Settings(BaseSettings):
     # trace costs the API far more than an unrecorded one (README "Metrics and tracing").
     tracing_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
 
+    # Feature flags (app/core/flags.py, OpenFeature with the flagd provider): a flagd flag file
+    # evaluated in process (no server: dev, tests, small deployments), or a flagd server whose
+    # flags are synced and evaluated in process. Neither: every flag is off.
+    feature_flags_file: str | None = None
+    flagd_host: str | None = None
+    flagd_port: int = Field(default=8015, ge=1, le=65535)
+
     # On SIGTERM/SIGINT: how long in-flight requests (`python -m app.cli serve`) and running jobs
     # (the worker) may finish before they are cut off. Keep them below the platform's kill timeout.
     api_shutdown_grace_s: int = Field(default=20, ge=0, le=600)

@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import sqlalchemy.ext.asyncio
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -20,7 +22,6 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 from sqlalchemy.util.concurrency import await_
 
@@ -61,7 +62,9 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    engine = create_async_engine(
+    # Looked up at call time: the OpenTelemetry instrumentation (app/core/tracing.py) replaces
+    # it to trace the engines created after it is installed.
+    engine = sqlalchemy.ext.asyncio.create_async_engine(
         asyncpg_url(settings.require_database_url()),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -107,6 +110,16 @@ _UNREACHABLE = (
 _READ_POOL_CLOSE_S = 5.0
 
 
+@dataclass(frozen=True)
+class PoolUsage:
+    """Connections of one pool: checked out, idle, and the most it may open."""
+
+    pool: str
+    in_use: int
+    idle: int
+    limit: int
+
+
 class Database:
     """The process-wide engine and session factory; one per process, shared by every module.
 
@@ -121,6 +134,7 @@ class Database:
         self.engine = create_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._read_pool_size = settings.db_read_pool_size
+        self.max_overflow = settings.db_max_overflow
         self._read_connect_args = _connect_args(settings)
         self._acquire_timeout_s = settings.db_pool_timeout_s
         self._read_pool: asyncpg.Pool | None = None
@@ -188,6 +202,18 @@ class Database:
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
+
+    def pool_usage(self) -> list[PoolUsage]:
+        """Both pools as they are now: counters read in memory, no I/O (a scrape reads them)."""
+        orm: Any = self.engine.pool  # a QueuePool, whose counters the Pool base lacks
+        usage = [
+            PoolUsage("orm", orm.checkedout(), orm.checkedin(), orm.size() + self.max_overflow)
+        ]
+        reads = self._read_pool
+        if reads is not None:
+            idle = reads.get_idle_size()
+            usage.append(PoolUsage("reads", reads.get_size() - idle, idle, reads.get_max_size()))
+        return usage
 
     async def dispose(self) -> None:
         pool, self._read_pool = self._read_pool, None

@@ -72,6 +72,8 @@ class JobRequest:
     job_id: str | None = None
     # The request (or event chain) that asked for the job, so its logs can be tied back to it.
     correlation_id: str | None = None
+    # W3C trace context of the span that asked for it: the job's span continues that trace.
+    traceparent: str | None = None
 
 
 QUEUE_PREFIX = "keystone:"
@@ -122,6 +124,7 @@ class JobQueue:
             _job_id=request.job_id,
             _queue_name=queue,
             correlation_id=request.correlation_id,
+            traceparent=request.traceparent,
         )
         _log.info("job enqueued", job=request.name, job_id=request.job_id, queue=queue)
 

@@ -1,8 +1,9 @@
 """Structured logging: JSON lines outside dev, a readable console in dev.
 
 Every line carries the request id (and the user id and correlation id when known) through
-structlog's contextvars; the stdlib loggers of uvicorn, arq and SQLAlchemy go through the same
-renderer so one process writes one format.
+structlog's contextvars, and with tracing on the trace and span ids of the span it is written
+in; the stdlib loggers of uvicorn, arq and SQLAlchemy go through the same renderer so one
+process writes one format.
 
 `line_logger` serves lines written on every request (the access line): the same processors,
 stream and format, without logging's record, handler and formatter layers in between, which
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import FilteringBoundLogger, Processor
 
 from app.core.config import Settings
@@ -54,6 +57,8 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+    if settings.tracing_enabled:
+        shared.append(_trace_ids)
     renderer: Any
     if settings.logs_as_json:
         shared.append(structlog.processors.format_exc_info)
@@ -86,6 +91,16 @@ def configure_logging(settings: Settings) -> None:
     for name in ("uvicorn", "uvicorn.error", "arq"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+
+
+def _trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The trace and span ids of the span running as the line is written, to join logs and
+    traces (a line written outside any span keeps what the request bound, if anything)."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = f"{context.trace_id:032x}"
+        event["span_id"] = f"{context.span_id:016x}"
+    return event
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from app.core.events.bus import Subscription
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import CronJob, Job
+from app.core.metrics import ScrapedMetric
 from app.core.privacy import PersonalDataSource
 from app.core.security.services import INTERNAL_PREFIX
 
@@ -51,3 +52,5 @@ class Module:
     personal_data: PersonalDataSource | None = None
     # Closes what the module opened itself (an HTTP client to a third party), at process stop.
     on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
+    # Read when Prometheus scrapes the process hosting the module (app/core/metrics.py).
+    metrics: Sequence[ScrapedMetric] = ()

@@ -37,9 +37,15 @@ from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+)
 from pydantic import SecretStr
 
+from app.core import tracing
 from app.core.backbone_metrics import BackboneMetrics
 from app.core.cache import ResponseCache
 from app.core.config import Settings
@@ -48,6 +54,7 @@ from app.core.events.outbox import UnitOfWork
 from app.core.http_security import PROBE_PATHS
 from app.core.jobs import JobQueue
 from app.core.logging import get_logger
+from app.core.metrics import ScrapedInstruments, ScrapedMetric
 from app.core.ratelimit import RateLimiter
 
 METRICS_PATH = "/metrics"
@@ -71,30 +78,35 @@ class Telemetry:
         event_stores: Mapping[str, UnitOfWork],
         jobs: JobQueue | None = None,
         queues: Sequence[str] = (),
+        scraped: Sequence[ScrapedMetric] = (),
+        traces: bool = True,
     ) -> None:
         """`cache` and `rate_limiter` are the API's; `jobs` and `queues`, the worker's (the
-        queues whose depth it reports)."""
-        resource = Resource.create(
-            {
-                SERVICE_NAME: settings.app_name,
-                SERVICE_VERSION: settings.release,
-                "deployment.environment.name": settings.app_env.value,
-            }
-        )
-        self.tracer_provider = _tracer_provider(settings, resource)
+        queues whose depth it reports); `scraped`, what is read at each scrape. `traces`: False
+        when the process's tracer provider is someone else's (the worker's is its entry
+        point's, set up before the runtime it instruments)."""
+        resource = _resource(settings)
+        self.tracer_provider = tracer_provider(settings) if traces else None
+        if traces:
+            # Events, jobs and the instrumented libraries record into it (app/core/tracing.py).
+            tracing.use(self.tracer_provider)
         self.registry = CollectorRegistry()
         self.meter_provider: MeterProvider | None = None
         self.backbone: BackboneMetrics | None = None
+        self._scraped: ScrapedInstruments | None = None
         if settings.metrics_enabled:
             self.meter_provider = MeterProvider(
                 metric_readers=[PrometheusMetricReader(registry=self.registry)],
                 resource=resource,
                 shutdown_on_exit=False,
             )
+            # CPU seconds and memory of the process, read from /proc at scrape: the cost signals.
+            ProcessCollector(registry=self.registry)
             meter = self.meter_provider.get_meter("keystone")
             if cache is not None and rate_limiter is not None:
                 self._observe(meter, cache, rate_limiter)
             self.backbone = BackboneMetrics(meter, event_stores, jobs, queues)
+            self._scraped = ScrapedInstruments(meter, scraped)
 
     def fastapi_config(self) -> TelemetryConfig:
         return {
@@ -130,12 +142,15 @@ class Telemetry:
         """The Prometheus text of every instrument, with the event backlog counted now."""
         if self.backbone is not None:
             await self.backbone.refresh()
+        if self._scraped is not None:
+            await self._scraped.refresh()
         # Collecting and rendering is CPU work: a thread, not the event loop.
         return await asyncio.to_thread(generate_latest, self.registry)
 
     async def shutdown(self) -> None:
         """Sends the spans still batched (in a thread: it waits on the collector), then stops."""
         if self.tracer_provider is not None:
+            tracing.stop_using(self.tracer_provider)
             await asyncio.to_thread(self.tracer_provider.shutdown)
         if self.meter_provider is not None:
             self.meter_provider.shutdown()
@@ -148,12 +163,23 @@ def _reading(read: Callable[[], int]) -> Callback:
     return observe
 
 
-def _tracer_provider(settings: Settings, resource: Resource) -> TracerProvider | None:
+def _resource(settings: Settings) -> Resource:
+    return Resource.create(
+        {
+            SERVICE_NAME: settings.app_name,
+            SERVICE_VERSION: settings.release,
+            "deployment.environment.name": settings.app_env.value,
+        }
+    )
+
+
+def tracer_provider(settings: Settings) -> TracerProvider | None:
+    """The provider of a process (the API's, a worker's), None when tracing is off."""
     if settings.otel_exporter_otlp_endpoint is None:
         return None
     provider = TracerProvider(
         sampler=ParentBased(TraceIdRatioBased(settings.tracing_sample_ratio)),
-        resource=resource,
+        resource=_resource(settings),
         shutdown_on_exit=False,
     )
     # Headers, timeout and compression come from the standard OTEL_EXPORTER_OTLP_* variables.

@@ -17,9 +17,11 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Integer, case, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from app.core import tracing
 from app.core.context import correlation_id_var
 from app.core.events.base import IntegrationEvent
 from app.core.events.outbox import Transaction, UnitOfWork
@@ -109,19 +111,33 @@ class EventBus:
     def subscriptions(self, event_type: type[IntegrationEvent]) -> list[Subscription]:
         return list(self._subscriptions.get(event_type, ()))
 
-    async def deliver(self, event: IntegrationEvent) -> bool:
+    async def deliver(self, event: IntegrationEvent, traceparent: str | None = None) -> bool:
         """Deliver to every subscriber; True when each has processed it or given up on it."""
         correlation_id = event.correlation_id or str(event.event_id)
         token = correlation_id_var.set(correlation_id)
         try:
-            with structlog.contextvars.bound_contextvars(
-                correlation_id=correlation_id, event_id=str(event.event_id)
+            with (
+                structlog.contextvars.bound_contextvars(
+                    correlation_id=correlation_id, event_id=str(event.event_id)
+                ),
+                tracing.span(
+                    f"deliver {event.event_type}",
+                    traceparent=traceparent,
+                    kind=SpanKind.CONSUMER,
+                    attributes={"messaging.message.id": str(event.event_id)},
+                ),
             ):
                 subscriptions = self.subscriptions(type(event))
-                settled = await asyncio.gather(*(self._deliver_to(s, event) for s in subscriptions))
+                settled = await asyncio.gather(
+                    *(self._traced_delivery(s, event) for s in subscriptions)
+                )
         finally:
             correlation_id_var.reset(token)
         return all(settled)
+
+    async def _traced_delivery(self, sub: Subscription, event: IntegrationEvent) -> bool:
+        with tracing.span(f"handle {sub.name}", attributes={"keystone.handler": sub.name}):
+            return await self._deliver_to(sub, event)
 
     async def _deliver_to(self, sub: Subscription, event: IntegrationEvent) -> bool:
         try:

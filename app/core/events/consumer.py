@@ -27,6 +27,7 @@ from app.core.events.streams import (
     create_groups,
     dead_letter_stream,
     decode,
+    entry_traceparent,
     trim_acknowledged,
 )
 from app.core.health import NotReadyError
@@ -196,7 +197,8 @@ class StreamConsumer:
             await self._dead_letter(stream, entry_id, fields, deliveries - 1)
             return
         try:
-            settled = await self._handlers.deliver(decode(fields))
+            event = decode(fields)
+            settled = await self._handlers.deliver(event, traceparent=entry_traceparent(fields))
         except UnreadableEntryError as exc:
             _log.error("unreadable stream entry", stream=stream, group=self.group, error=str(exc))
             settled = False

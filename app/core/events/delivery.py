@@ -15,12 +15,14 @@ from app.core.events.base import IntegrationEvent
 
 
 class EventDelivery(Protocol):
-    async def deliver(self, event: IntegrationEvent) -> bool:
+    async def deliver(self, event: IntegrationEvent, traceparent: str | None = None) -> bool:
         """Hand `event` on; True once it is settled for good (every subscriber processed it or
         gave up on it, or a broker accepted it durably), False to have the relay retry it
         later with backoff. Raising counts as False. Called concurrently for events of
         different ordering keys, one at a time for events of the same key; may be called again
-        for an event already handed on (at-least-once: consumers deduplicate by event id)."""
+        for an event already handed on (at-least-once: consumers deduplicate by event id).
+        `traceparent` is the W3C trace context of the span that wrote the event: its delivery
+        continues that trace."""
         ...
 
 

@@ -30,13 +30,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import tracing
 from app.core.context import current_correlation_id
 from app.core.db import Database
 from app.core.events.base import IntegrationEvent
 from app.core.jobs import JobQueue, JobRequest
 from app.core.logging import get_logger
+from app.core.tracing import current_traceparent
 
 _log = get_logger("keystone.outbox")
+# The key of an outbox row's payload that holds the W3C trace context of the span that wrote it
+# (app/core/tracing.py); the relay takes it out before reading the event.
+TRACEPARENT = "traceparent"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -118,6 +123,7 @@ class Transaction:
                 defer_by=defer_by,
                 job_id=job_id,
                 correlation_id=current_correlation_id(),
+                traceparent=current_traceparent(),
             )
         )
 
@@ -155,9 +161,7 @@ class UnitOfWork:
             tx = Transaction(session)
             yield tx
             if tx.events:
-                await session.execute(
-                    insert(self.outbox), [self._outbox_row(event) for event in tx.events]
-                )
+                await self._write_outbox(session, tx.events)
         if tx.events:
             self._on_events_committed()
         for job in tx.jobs:
@@ -171,13 +175,25 @@ class UnitOfWork:
         except Exception:
             _log.exception("job not enqueued after commit", job=job.name, job_id=job.job_id)
 
+    async def _write_outbox(self, session: AsyncSession, events: list[IntegrationEvent]) -> None:
+        with tracing.span(
+            "outbox write", attributes={"messaging.batch.message_count": len(events)}
+        ):
+            # The relay's delivery of these events continues the trace from this span.
+            traceparent = tracing.current_traceparent()
+            rows = [self._outbox_row(event, traceparent) for event in events]
+            await session.execute(insert(self.outbox), rows)
+
     @staticmethod
-    def _outbox_row(event: IntegrationEvent) -> dict[str, object]:
+    def _outbox_row(event: IntegrationEvent, traceparent: str | None) -> dict[str, object]:
+        payload = event.model_dump(mode="json")
+        if traceparent is not None:
+            payload[TRACEPARENT] = traceparent
         return {
             "event_id": event.event_id,
             "event_type": event.event_type,
             "event_version": event.event_version,
-            "payload": event.model_dump(mode="json"),
+            "payload": payload,
             "occurred_at": event.occurred_at,
             "ordering_key": event.ordering_key(),
         }

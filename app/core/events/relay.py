@@ -32,6 +32,7 @@ from sqlalchemy import Table, text
 from app.core.db import Database
 from app.core.events.base import event_class
 from app.core.events.delivery import EventDelivery, OutboxSignal
+from app.core.events.outbox import TRACEPARENT
 from app.core.logging import get_logger
 
 _log = get_logger("keystone.relay")
@@ -219,7 +220,12 @@ class EventRelay:
             _log.error("unknown event type; kept for a later release", event_type=row.event_type)
             return f"unknown event type {row.event_type} v{row.event_version}"
         try:
-            done = await self._delivery.deliver(cls.model_validate(row.payload))
+            # The trace context rides beside the event in its outbox row, not in the contract.
+            payload = dict(row.payload)
+            traceparent = payload.pop(TRACEPARENT, None)
+            done = await self._delivery.deliver(
+                cls.model_validate(payload), traceparent=traceparent
+            )
         except Exception as exc:
             _log.exception("event delivery failed", event_type=row.event_type)
             return f"{type(exc).__name__}: {exc}"

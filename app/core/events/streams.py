@@ -13,9 +13,11 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from app.core import tracing
 from app.core.events.base import IntegrationEvent, event_class
 from app.core.events.bus import Subscription
 from app.core.logging import get_logger
@@ -23,6 +25,7 @@ from app.core.logging import get_logger
 _log = get_logger("keystone.streams")
 STREAM_PREFIX = "keystone:events:"
 DEAD_LETTER_PREFIX = "keystone:dead-letters:"
+TRACEPARENT_FIELD = "traceparent"
 
 
 def stream_of(module: str) -> str:
@@ -47,13 +50,23 @@ class UnreadableEntryError(Exception):
     """A stream entry this release cannot turn into an event (unknown type, bad payload)."""
 
 
-def encode(event: IntegrationEvent) -> dict[str, str]:
-    return {
+def encode(event: IntegrationEvent, traceparent: str | None = None) -> dict[str, str]:
+    entry = {
         "event_id": str(event.event_id),
         "event_type": event.event_type,
         "event_version": str(event.event_version),
         "payload": event.model_dump_json(),
     }
+    if traceparent is not None:
+        # Beside the event, like in the outbox row: trace context is not part of its contract.
+        entry[TRACEPARENT_FIELD] = traceparent
+    return entry
+
+
+def entry_traceparent(fields: Mapping[bytes, bytes]) -> str | None:
+    """The trace context the entry was published in, if any (older entries have none)."""
+    value = fields.get(TRACEPARENT_FIELD.encode())
+    return value.decode(errors="replace") if value is not None else None
 
 
 def decode(fields: Mapping[bytes, bytes]) -> IntegrationEvent:
@@ -78,9 +91,18 @@ class StreamPublisher:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def deliver(self, event: IntegrationEvent) -> bool:
+    async def deliver(self, event: IntegrationEvent, traceparent: str | None = None) -> bool:
         stream = stream_of(publisher_of(event.event_type))
-        await self._redis.xadd(stream, encode(event))  # type: ignore[arg-type]
+        with tracing.span(
+            f"publish {event.event_type}",
+            traceparent=traceparent,
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.destination.name": stream},
+        ):
+            # The consumer's delivery continues from this span (or from the writer's, when
+            # this process records no trace of its own).
+            carried = tracing.current_traceparent() or traceparent
+            await self._redis.xadd(stream, encode(event, carried))  # type: ignore[arg-type]
         return True
 
 

@@ -13,6 +13,7 @@ from app.modules.orders.emails import OrderEmails
 from app.modules.orders.handlers import subscriptions
 from app.modules.orders.internal import router as internal_router
 from app.modules.orders.jobs import cron_jobs, jobs
+from app.modules.orders.metrics import order_metrics
 from app.modules.orders.payments.port import PaymentGateway
 from app.modules.orders.router import router
 from app.modules.orders.service import OrderService, PaymentSaga
@@ -36,6 +37,7 @@ def build(core: CoreContainer, catalog: CatalogFacade, users: UsersFacade) -> Mo
         cron_jobs=cron_jobs(orders, saga, emails),
         personal_data=container.personal_data(),
         on_stop=(payments.close,),
+        metrics=order_metrics(container.uow(), payments),
     )
 
 

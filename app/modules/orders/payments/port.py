@@ -21,6 +21,10 @@ class PaymentUnavailableError(Exception):
 
 
 class PaymentGateway(Protocol):
+    # The provider's circuit in this process: `closed`, `opened` (calls fail fast) or
+    # `half-opened` (one call probes); read by the metrics, never by the saga.
+    circuit_state: str
+
     async def authorise(
         self,
         *,

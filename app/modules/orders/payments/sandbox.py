@@ -102,6 +102,8 @@ _REFUND = "requires_capture>canceled>canceled_at,succeeded>refunded>refunded_at"
 
 
 class SandboxPayments:
+    circuit_state = "closed"  # nothing remote to trip over: the circuit never opens
+
     def __init__(self, redis: Callable[[], Redis], slow_s: float) -> None:
         """`redis`: called at first use, so commands that never pay need no Redis."""
         self._redis = redis
