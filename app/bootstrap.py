@@ -25,6 +25,7 @@ from app.core.logging import get_logger
 from app.core.migrations import current_revision, head_revision
 from app.core.module import Module
 from app.core.peers import PeerConnections
+from app.core.security.keys import RemoteKeys, VerificationKeys
 from app.modules.catalog import module as catalog
 from app.modules.orders import module as orders
 from app.modules.users import module as users
@@ -126,6 +127,7 @@ def _build_modules(
     else:
         trail = users.remote_audit_trail(peers.peer("users"), core.jobs())
     core.audit.override(providers.Object(trail))
+    _provide_verification_keys(core, built.get("users"), peers)
     if "orders" in hosting:
         built["orders"] = orders.build(
             core,
@@ -141,6 +143,23 @@ def _build_modules(
             ),
         )
     return list(built.values())
+
+
+def _provide_verification_keys(
+    core: CoreContainer, hosted_users: Module | None, peers: PeerConnections
+) -> None:
+    """Tokens verify with users' own keys where it is hosted, else with those it publishes,
+    fetched when first needed (a worker never verifies a token)."""
+    keys: providers.Provider[VerificationKeys]
+    if hosted_users is not None:
+        keys = providers.Object(hosted_users.container.signing_keys())
+    else:
+        keys = providers.Singleton(
+            RemoteKeys,
+            users=providers.Callable(peers.peer, "users"),
+            refetch_min_s=core.settings.provided.jwks_refetch_min_s,
+        )
+    core.verification_keys.override(keys)
 
 
 def _register_personal_data(

@@ -14,6 +14,7 @@ openapi       print the OpenAPI document
 dead-letters  list event deliveries that gave up
 service-credential NAME   a new credential for the service NAME, and the digest its peers keep
 contracts     check the committed contract snapshots (docs/contracts); --write refreshes them
+signing-key KID           a new access-token signing key for the users service (Ed25519)
 """
 
 from __future__ import annotations
@@ -154,6 +155,16 @@ def cmd_service_credential(caller: str) -> None:
     token = new_service_token()
     print(f"# the {caller} service sets (a secret):\nSERVICE_TOKEN={token}")
     print(f"# every service it calls adds to SERVICE_CALLERS:\n{caller}:{credential_digest(token)}")
+
+
+def cmd_signing_key(kid: str) -> None:
+    from app.core.security.ed25519 import new_signing_key, private_pem, public_text
+
+    key = new_signing_key()
+    one_line = private_pem(key).strip().replace("\n", "\\n")
+    print(f'# the users service sets (secrets):\nJWT_KEY_ID={kid}\nJWT_PRIVATE_KEY="{one_line}"')
+    public = public_text(key.public_key())
+    print(f"# after the next rotation, add to JWT_PREVIOUS_KEYS:\n{kid}:{public}")
 
 
 def cmd_contracts(write: bool) -> None:
@@ -318,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--burst", action="store_true", help="stop once the queues are empty")
     credential = commands.add_parser("service-credential")
     credential.add_argument("caller", help="the calling service's name, e.g. orders")
+    signing_key = commands.add_parser("signing-key")
+    signing_key.add_argument("kid", help="the new key's id, e.g. k2 or 2026-11")
     contracts = commands.add_parser("contracts")
     contracts.add_argument("--write", action="store_true")
     serve = commands.add_parser("serve")
@@ -337,6 +350,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "service-credential":
         cmd_service_credential(args.caller)
+        return
+    if args.command == "signing-key":
+        cmd_signing_key(args.kid)
         return
     if args.command == "contracts":
         cmd_contracts(args.write)

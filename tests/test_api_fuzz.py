@@ -65,7 +65,11 @@ async def test_generated_requests_get_only_documented_answers(
                 email_verified=True,
             )
         )
-        token = runtime.core.tokens().issue_access_token(admin.id, frozenset({Role.ADMIN}), uuid4())
+        token = (
+            runtime.module("users")
+            .container.issuer()
+            .issue_access_token(admin.id, frozenset({Role.ADMIN}), uuid4())
+        )
     with serving_api_to_a_tool(settings, tmp_path / "api.log") as base:
         printed = await run_tool(
             [

@@ -19,6 +19,7 @@ from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
 from app.core.mail import SmtpMailer
 from app.core.privacy import PersonalDataRegistry
+from app.core.security.keys import VerificationKeys
 from app.core.security.passwords import PasswordHasher
 from app.core.security.revocation import RevocationMirror, TokenRevocations
 from app.core.security.tokens import TokenService
@@ -56,7 +57,10 @@ class CoreContainer(containers.DeclarativeContainer):
     cache = providers.Singleton(ResponseCache, settings=settings)
     jobs = providers.Singleton(JobQueue, settings=settings)
     bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
-    tokens = providers.Singleton(TokenService, settings=settings)
+    # The users module's own keys where it is hosted, else its published ones (JWKS): the
+    # composition root provides them.
+    verification_keys: providers.Dependency[VerificationKeys] = providers.Dependency()
+    tokens = providers.Singleton(TokenService, settings=settings, keys=verification_keys)
     passwords = providers.Singleton(PasswordHasher)
     mailer = providers.Singleton(SmtpMailer, settings=settings)
     # The users module's audit table, or its HTTP client where users is served elsewhere: the

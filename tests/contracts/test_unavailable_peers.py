@@ -13,12 +13,14 @@ import httpx
 import pytest
 from arq import Retry
 from asgi_lifespan import LifespanManager
+from dependency_injector import providers
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.config import Settings
 from app.core.jobs import Job
 from app.core.peers import PeerUnavailableError
+from app.core.security.keys import signing_keys
 from app.core.security.rbac import Role
 from app.devstack import free_port
 from app.main import create_app
@@ -43,12 +45,18 @@ async def hosting(
         **overrides,
     }
     application = create_app(settings.model_copy(update=values))
+    if "users" not in modules:
+        # Users' public keys as this process would have fetched them before users went away
+        # (RemoteKeys keeps them), so the peer under test is the only one missing.
+        keys = signing_keys(settings)
+        application.state.core.verification_keys.override(providers.Object(keys))
     async with LifespanManager(application), http_client(application) as http:
         yield http
 
 
 def bearer(app: FastAPI, role: Role) -> dict[str, str]:
-    token = app.state.runtime.core.tokens().issue_access_token(uuid4(), frozenset({role}), uuid4())
+    issuer = app.state.runtime.module("users").container.issuer()
+    token = issuer.issue_access_token(uuid4(), frozenset({role}), uuid4())
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -182,7 +182,7 @@ async def test_no_order_is_lost_or_charged_twice_when_processes_are_killed(
         tmp_path / "api.log",
     )
     worker = Process(["-m", "app.cli", "worker"], env, tmp_path / "worker.log")
-    tokens = runtime.core.tokens()
+    tokens = runtime.module("users").container.issuer()
     rng = random.Random(4)
     bodies = [order_body((rng.choice(product_ids), rng.randint(1, 2))) for _ in range(ORDERS_COUNT)]
     api.start()
