@@ -18,6 +18,7 @@ import pytest
 
 from app.bootstrap import Runtime, build_runtime, truncate_all
 from app.core.config import ALL_MODULES, Settings
+from app.core.security.ed25519 import new_signing_key, private_pem
 from app.core.security.rbac import Role
 from app.core.security.services import credential_digest, new_service_token
 from app.devstack import free_port
@@ -30,6 +31,9 @@ START_TIMEOUT_S = 180
 # Which services each one accepts calls from: users is called by the catalog (audit) and orders
 # (contacts, audit), the catalog by orders (snapshots), orders by users (data export).
 CALLERS = {"users": ("catalog", "orders"), "catalog": ("orders",), "orders": ("users",)}
+# Users signs with a key of its own; the catalog and orders services get none, and verify with
+# the public keys users publishes (its JWKS).
+SIGNING_KEY = new_signing_key()
 
 
 @dataclass
@@ -92,6 +96,7 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         "REDIS_URL": settings.require_redis_url(),
         **{f"{m.upper()}_URL": f"http://127.0.0.1:{port}" for m, port in ports.items()},
         "PEER_BREAKER_RESET_S": "1",
+        "JWKS_REFETCH_MIN_S": "1",
         "RATE_LIMIT_DEFAULT": "100000/minute",
         "RATE_LIMIT_AUTH_IP": "100000/minute",
         "RATE_LIMIT_AUTH_ACCOUNT": "100000/minute",
@@ -100,6 +105,7 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         module: {
             **common,
             "APP_MODULES": module,
+            **({"JWT_PRIVATE_KEY": private_pem(SIGNING_KEY)} if module == "users" else {}),
             "SERVICE_TOKEN": tokens[module],
             "SERVICE_CALLERS": ",".join(
                 f"{caller}:{credential_digest(tokens[caller])}" for caller in CALLERS[module]
