@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 from dependency_injector import providers
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import ALL_MODULES, Settings
 from app.core.container import CoreContainer
+from app.core.db import asyncpg_url
 from app.core.events.relay import EventRelay, OutboxSource
 from app.core.health import NotReadyError, Readiness, ReadinessCheck
 from app.core.logging import get_logger
@@ -107,7 +109,7 @@ class Runtime:
         if self.settings.redis_url:  # commands like `migrate` run without Redis
             await self.core.redis().aclose()
             await self.core.cache().close()
-        await self.core.database().dispose()
+        await self.core.databases().dispose()
         _log.info("stopped")
 
 
@@ -178,7 +180,8 @@ def _register_personal_data(
 
 def _readiness(core: CoreContainer, modules: list[Module]) -> Readiness:
     async def postgres() -> None:
-        await core.database().ping()
+        for module in modules:  # each with its own login
+            await module.uow.database.ping()
 
     async def redis() -> None:
         await core.redis().ping()
@@ -186,9 +189,10 @@ def _readiness(core: CoreContainer, modules: list[Module]) -> Readiness:
     heads = {module.name: head_revision(module.name) for module in modules}
 
     async def migrations() -> None:
-        engine = core.database().engine
         behind = [
-            name for name, head in heads.items() if await current_revision(engine, name) != head
+            module.name
+            for module in modules
+            if await current_revision(module.uow.database.engine, module.name) != heads[module.name]
         ]
         if behind:
             raise NotReadyError(f"not at migration head: {', '.join(behind)}")
@@ -215,7 +219,7 @@ def build_runtime(settings: Settings, *, hosting: Sequence[str] | None = None) -
             bus.subscribe(subscription)
     relay = EventRelay(
         bus,
-        [OutboxSource(m.name, core.database(), m.uow.outbox) for m in modules],
+        [OutboxSource(m.name, m.uow.database, m.uow.outbox) for m in modules],
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
         retry_base_s=settings.event_retry_base_s,
@@ -224,11 +228,16 @@ def build_runtime(settings: Settings, *, hosting: Sequence[str] | None = None) -
 
 
 async def truncate_all(runtime: Runtime) -> None:
-    """Empty every table of every mounted module (the tests start each case from this)."""
+    """Empty every table of every mounted module (the tests start each case from this), as the
+    operator (DATABASE_URL): the modules' own logins may not TRUNCATE."""
     tables = [
         f'"{table.schema}"."{table.name}"'
         for module in runtime.modules
         for table in module.uow.outbox.metadata.sorted_tables
     ]
-    async with runtime.core.database().session() as session:
-        await session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    engine = create_async_engine(asyncpg_url(runtime.settings.require_database_url()))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()

@@ -33,6 +33,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from app.bootstrap import Runtime, build_runtime
 from app.core import migrations
 from app.core.config import Settings
@@ -58,7 +60,10 @@ async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[
 
 
 async def _migrate(runtime: Runtime) -> None:
-    await migrations.upgrade(runtime.core.database().engine, runtime.settings.app_modules)
+    """Roles, schemas and migrations of the hosted modules (app/core/db_roles.py)."""
+    settings = runtime.settings
+    logins = {module: settings.module_database_url(module) for module in settings.app_modules}
+    await migrations.migrate(settings.require_database_url(), logins)
 
 
 async def _migrate_and_seed(runtime: Runtime) -> list[Any]:
@@ -233,6 +238,23 @@ def _dev_urls(stack: DevStack) -> tuple[str, str]:
     return database_url, redis_url
 
 
+def _dev_module_logins(database_url: str) -> dict[str, str]:
+    """Each module connects with its own login, as in production (app/core/db_roles.py), unless
+    its <MODULE>_DATABASE_URL is set; `migrate` makes the roles. Without a password, which a
+    local Postgres trusting its own connections (the embedded one) does not ask for."""
+    from app.core.config import ALL_MODULES
+    from app.core.db_roles import login_url
+
+    if make_url(database_url).password:
+        return {}  # a server that asks for passwords: the modules share DATABASE_URL's login
+    variables = {f"{module.upper()}_DATABASE_URL": module for module in ALL_MODULES}
+    return {
+        name: login_url(database_url, module)
+        for name, module in variables.items()
+        if not os.environ.get(name)
+    }
+
+
 def _dev_mail(stack: DevStack) -> dict[str, str]:
     """Unless SMTP_HOST is set, emails (verification, password resets) go to a local sink that
     prints them."""
@@ -277,7 +299,11 @@ def _run_dev(stack: DevStack) -> str:
         "WORKER_SHUTDOWN_GRACE_S": os.environ.get("WORKER_SHUTDOWN_GRACE_S", "3"),
         **_dev_mail(stack),
     }
-    settings = Settings(database_url=database_url, redis_url=redis_url)
+    logins = _dev_module_logins(database_url)
+    env.update(logins)
+    settings = Settings(database_url=database_url, redis_url=redis_url).model_copy(
+        update={name.lower(): url for name, url in logins.items()}
+    )
     configure_logging(settings)
     accounts = asyncio.run(_with_runtime(settings, _migrate_and_seed))
     port = os.environ.get("PORT", "8000")

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     app_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(ALL_MODULES))
 
     database_url: str | None = None
+    # Each module's own login, which can use only the module's schema (app/core/db_roles.py);
+    # unset, the module connects with DATABASE_URL. `migrate` creates the roles these name
+    # (with their passwords) and runs each module's migrations as its owner role.
+    users_database_url: str | None = None
+    catalog_database_url: str | None = None
+    orders_database_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
@@ -409,8 +415,12 @@ class Settings(BaseSettings):
             raise ValueError("DEBUG must be false in staging/prod")
         if self.smtp_security == "none":
             raise ValueError("SMTP_SECURITY must be starttls or tls in staging/prod")
-        if not self.database_url:
-            raise ValueError("DATABASE_URL must be set in staging/prod")
+        hosted = {*self.app_modules, *self.worker_hosted_modules}
+        if not self.database_url and not all(getattr(self, f"{m}_database_url") for m in hosted):
+            raise ValueError(
+                "DATABASE_URL (or each hosted module's <MODULE>_DATABASE_URL) must be set in "
+                "staging/prod"
+            )
         if not self.redis_url:
             raise ValueError("REDIS_URL must be set in staging/prod")
         if not self.trusted_hosts or "*" in self.trusted_hosts:
@@ -466,6 +476,11 @@ class Settings(BaseSettings):
                 "DATABASE_URL=postgresql+asyncpg://user@host:5432/db"
             )
         return self.database_url
+
+    def module_database_url(self, module: str) -> str:
+        """The module's own login where set, else DATABASE_URL."""
+        own: str | None = getattr(self, f"{module}_database_url", None)
+        return own or self.require_database_url()
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

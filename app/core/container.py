@@ -13,7 +13,7 @@ from sqlalchemy import Table
 from app.core.audit import AuditTrail
 from app.core.cache import ResponseCache
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Databases
 from app.core.events.bus import EventBus
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
@@ -38,11 +38,11 @@ def create_redis(settings: Settings) -> Redis:
 def unit_of_work(
     core: providers.DependenciesContainer, outbox: Table, inbox: Table
 ) -> providers.Singleton[UnitOfWork]:
-    """A module's unit of work: the shared database, its own outbox and inbox, and the core's
+    """A module's unit of work: its own database login, its own outbox and inbox, and the core's
     job queue and event bus for what happens after commit."""
     return providers.Singleton(
         UnitOfWork,
-        database=core.database,
+        database=core.databases.provided.of.call(outbox.schema),
         outbox=outbox,
         inbox=inbox,
         jobs=core.jobs,
@@ -52,7 +52,7 @@ def unit_of_work(
 
 class CoreContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
-    database = providers.Singleton(Database, settings=settings)
+    databases = providers.Singleton(Databases, settings=settings)
     redis = providers.Singleton(create_redis, settings=settings)
     cache = providers.Singleton(ResponseCache, settings=settings)
     jobs = providers.Singleton(JobQueue, settings=settings)

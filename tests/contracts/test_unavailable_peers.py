@@ -26,6 +26,7 @@ from app.devstack import free_port
 from app.main import create_app
 from app.worker import _attempt
 from tests.conftest import http_client, queued_jobs, run_worker_burst
+from tests.databases import operator_database
 from tests.helpers import ORDERS, PRODUCTS, assert_problem, order_body, product_body
 
 NOBODY = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on
@@ -81,7 +82,7 @@ async def test_a_checkout_without_its_catalog_is_a_503_with_retry_after(
         assert_problem(third, 503, "peer-unavailable")
         assert 1 <= int(third.headers["retry-after"]) <= int(settings.peer_breaker_reset_s)
 
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         assert await session.scalar(text("SELECT count(*) FROM orders.orders")) == 0
 
 
@@ -111,7 +112,7 @@ async def test_an_audit_entry_waits_in_the_users_queue_while_users_is_down(
 
     await run_worker_burst(settings)  # users' worker, users reachable again
 
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = (
             await session.execute(text("SELECT action, outcome, entry_id FROM users.audit_log"))
         ).all()

@@ -23,6 +23,7 @@ from app.core.security.rbac import Role
 from app.core.security.services import credential_digest, new_service_token
 from app.devstack import free_port
 from tests.conftest import Servers
+from tests.databases import database_env
 from tests.faults.conftest import ROOT, settings_on_own_database, wait_until_ready
 
 PASSWORD = "correct-horse-battery"
@@ -92,7 +93,7 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         "APP_ENV": "test",
         "LOG_LEVEL": "INFO",
         "LOG_JSON": "true",
-        "DATABASE_URL": settings.require_database_url(),
+        **database_env(settings),
         "REDIS_URL": settings.require_redis_url(),
         **{f"{m.upper()}_URL": f"http://127.0.0.1:{port}" for m, port in ports.items()},
         "PEER_BREAKER_RESET_S": "1",

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from app.core.config import Settings
 from app.core.security.ed25519 import dev_signing_key, new_signing_key
 from tests.conftest import UserFactory
+from tests.databases import operator_database
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"
@@ -223,7 +224,7 @@ async def test_passwords_are_stored_as_argon2id_hashes(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     await register(client, "hash@example.com")
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         stored = await session.scalar(
             text("SELECT password_hash FROM users.users WHERE email = 'hash@example.com'")
         )

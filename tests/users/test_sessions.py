@@ -23,6 +23,7 @@ from app.core.security.ed25519 import (
 from app.devstack import free_port
 from app.main import create_app
 from tests.conftest import Servers, UserFactory, make_settings
+from tests.databases import operator_database
 from tests.helpers import assert_problem
 
 LOGIN = "/api/v1/auth/login"
@@ -48,7 +49,7 @@ async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Respon
 
 
 async def family_rows(app: FastAPI) -> list[dict[str, Any]]:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = await session.execute(
             text("SELECT * FROM users.refresh_tokens ORDER BY created_at, id")
         )
@@ -83,7 +84,7 @@ async def test_refresh_tokens_are_stored_only_as_digests(
     assert len(rows) == 2  # the fixture's login and this one
     digest = hashlib.sha256(tokens["refresh_token"].encode()).hexdigest()
     assert digest in {row["token_digest"] for row in rows}
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         dump = await session.scalar(
             text("SELECT string_agg(t::text, '|') FROM users.refresh_tokens t")
         )
@@ -148,7 +149,7 @@ async def test_an_expired_refresh_token_is_refused(
 ) -> None:
     user = await make_user()
     tokens = await log_in(client, user.email, user.password)
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(
             text("UPDATE users.refresh_tokens SET expires_at = now() - interval '1 second'")
         )
@@ -311,7 +312,7 @@ async def test_a_token_that_escaped_a_racing_revocation_is_still_refused(
     first = await log_in(client, user.email, user.password)
     newest = (await refresh(client, first["refresh_token"])).json()
     digest = hashlib.sha256(first["refresh_token"].encode()).hexdigest()
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(
             text("UPDATE users.refresh_tokens SET revoked_at = now() WHERE token_digest = :d"),
             {"d": digest},
