@@ -106,6 +106,7 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         module: {
             **common,
             "APP_MODULES": module,
+            "APP_NAME": f"keystone-{module}",  # its Postgres application_name
             **({"JWT_PRIVATE_KEY": private_pem(SIGNING_KEY)} if module == "users" else {}),
             "SERVICE_TOKEN": tokens[module],
             "SERVICE_CALLERS": ",".join(
