@@ -34,7 +34,7 @@ NOBODY = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on
 
 @asynccontextmanager
 async def hosting(
-    settings: Settings, modules: list[str], **overrides: Any
+    settings: Settings, modules: list[str], *, knows_users_keys: bool = True, **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An API process hosting only `modules`; the others are at NOBODY."""
     elsewhere = {f"{name}_url": NOBODY for name in ("users", "catalog", "orders")}
@@ -46,7 +46,7 @@ async def hosting(
         **overrides,
     }
     application = create_app(settings.model_copy(update=values))
-    if "users" not in modules:
+    if "users" not in modules and knows_users_keys:
         # Users' public keys as this process would have fetched them before users went away
         # (RemoteKeys keeps them), so the peer under test is the only one missing.
         keys = signing_keys(settings)
@@ -59,6 +59,17 @@ def bearer(app: FastAPI, role: Role) -> dict[str, str]:
     issuer = app.state.runtime.module("users").container.issuer()
     token = issuer.issue_access_token(uuid4(), frozenset({role}), uuid4())
     return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_token_under_a_key_not_yet_fetched_is_a_503_while_users_is_away(
+    settings: Settings, app: FastAPI
+) -> None:
+    """Users' JWKS cannot be fetched: the token can be neither accepted nor refused."""
+    customer = bearer(app, Role.CUSTOMER)
+    async with hosting(settings, ["orders"], knows_users_keys=False) as orders:
+        response = await orders.get(ORDERS, headers=customer)
+    assert_problem(response, 503, "peer-unavailable")
+    assert int(response.headers["retry-after"]) >= 1
 
 
 async def test_a_checkout_without_its_catalog_is_a_503_with_retry_after(

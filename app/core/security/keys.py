@@ -5,7 +5,8 @@ it publishes the public halves of its current and previous keys as a JWK Set at
 `GET /api/v1/auth/jwks.json`. A process that does not host users holds no private key: it
 verifies with the public keys it fetches from there (`RemoteKeys`), kept in memory and fetched
 again only when a token names a key id it does not know, at most once per
-`JWKS_REFETCH_MIN_S`, so a flood of made-up key ids costs the users service nothing.
+`JWKS_REFETCH_MIN_S`, so a flood of made-up key ids costs the users service one request per
+interval at most.
 
 Rotation (docs/adr/0009-asymmetric-access-tokens.md): the new key signs as soon as it is
 configured; the old one's public half stays listed in `JWT_PREVIOUS_KEYS` until every token it
