@@ -149,7 +149,7 @@ def _orphans(contracts: list[Contract], root: Path) -> list[str]:
     declared = {contract.path for contract in contracts}
     return [
         f"{path.relative_to(root)}: snapshot of a contract the code no longer declares; "
-        "delete it once nothing reads that contract any more"
+        "remove it once nothing reads that contract any more"
         for path in sorted(root.rglob("*.json"))
         if path not in declared
     ]
