@@ -4,7 +4,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: run test install lint typecheck imports pytest migrate seed worker openapi load stress bench bench-split clean
+.PHONY: run run-split test install lint typecheck imports pytest migrate seed worker openapi load stress bench bench-split bench-checkout clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -16,12 +16,15 @@ install: $(UV)
 run: install ## API + worker + embedded Postgres/Redis + demo data
 	$(UV) run --frozen python -m app.cli dev
 
+run-split: install ## the same, split: one API + worker per module, nginx on PORT in front
+	$(UV) run --frozen python -m app.cli dev --split
+
 test: install ## ruff, mypy --strict, import contracts, the whole pytest suite
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
 	$(UV) run --frozen lint-imports
-	$(UV) run --frozen pytest --cov --cov-report=term --cov-report=html:reports/coverage --cov-report=xml:reports/coverage.xml
+	$(UV) run --frozen pytest -n 3 --dist loadfile --cov --cov-report=term --cov-report=html:reports/coverage --cov-report=xml:reports/coverage.xml
 
 migrate: install
 	$(UV) run --frozen python -m app.cli migrate
@@ -54,6 +57,9 @@ bench: install ## Keystone vs bare Starlette+asyncpg; results in docs/performanc
 
 bench-split: install ## checkout with the catalog over HTTP vs in process; bench/results/split.md
 	$(UV) run --frozen python -m bench.split
+
+bench-checkout: install ## checkouts against one API and one worker: placed->terminal, event lag, drain
+	$(UV) run --frozen python -m bench.checkout $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .tools .mypy_cache .pytest_cache .ruff_cache

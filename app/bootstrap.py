@@ -21,7 +21,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.core.config import ALL_MODULES, Settings
 from app.core.container import CoreContainer
 from app.core.db import asyncpg_url
+from app.core.events.bus import EventBus
+from app.core.events.consumer import (
+    ConsumerLoops,
+    ConsumerSettings,
+    StreamConsumer,
+    consumer_name,
+    consumer_redis,
+)
+from app.core.events.delivery import EventDelivery
 from app.core.events.relay import EventRelay, OutboxSource
+from app.core.events.streams import StreamPublisher, create_groups, streams_read_by
 from app.core.health import NotReadyError, Readiness, ReadinessCheck
 from app.core.logging import get_logger
 from app.core.migrations import current_revision, head_revision
@@ -43,6 +53,8 @@ class Runtime:
     relay: EventRelay
     readiness: Readiness
     peers: PeerConnections
+    # The Redis Streams consumers of the hosted modules (None: events are delivered in process).
+    consumers: ConsumerLoops | None = None
     _relay_task: asyncio.Task[None] | None = field(default=None, init=False)
     _mirror_task: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -54,10 +66,12 @@ class Runtime:
 
     @property
     def relays_events(self) -> bool:
-        """Only a process holding every module relays: a relay marks an event delivered once
-        the subscribers it knows have it, so a partial process would swallow events meant for
-        modules it does not mount. Split deployments need a broker (not built yet)."""
-        return {m.name for m in self.modules} == set(ALL_MODULES)
+        """A relay delivering in process marks an event delivered once the subscribers it knows
+        have it, so only a process holding every module may run one: a partial one would
+        swallow events meant for modules it does not mount. Over Redis Streams every process
+        relays its own modules' outboxes."""
+        hosts_all = {m.name for m in self.modules} == set(ALL_MODULES)
+        return self.consumers is not None or hosts_all
 
     async def start(self, *, checks_tokens: bool = True) -> None:
         """`checks_tokens`: this process serves authenticated requests (the API, not the
@@ -71,6 +85,8 @@ class Runtime:
             self.start_relay()
         else:
             _log.warning("partial process: integration events are not relayed here")
+        if self.consumers is not None:
+            self.consumers.start()
         _log.info("started", modules=[m.name for m in self.modules], env=self.settings.app_env)
 
     def start_relay(self) -> None:
@@ -100,6 +116,9 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.stop_mirror()
+        if self.consumers is not None:  # first: their handlers write outboxes the relay reads
+            await self.consumers.stop(grace_s=10.0)
+            await self.consumers.close()
         await self.stop_relay()
         for module in self.modules:
             for close in module.on_stop:
@@ -178,7 +197,9 @@ def _register_personal_data(
         registry.register("orders", orders.remote_personal_data(peers.peer("orders")))
 
 
-def _readiness(core: CoreContainer, modules: list[Module]) -> Readiness:
+def _readiness(
+    core: CoreContainer, modules: list[Module], consumers: ConsumerLoops | None
+) -> Readiness:
     async def postgres() -> None:
         for module in modules:  # each with its own login
             await module.uow.database.ping()
@@ -197,12 +218,58 @@ def _readiness(core: CoreContainer, modules: list[Module]) -> Readiness:
         if behind:
             raise NotReadyError(f"not at migration head: {', '.join(behind)}")
 
-    return Readiness(
-        [
-            ReadinessCheck("postgres", postgres),
-            ReadinessCheck("redis", redis),
-            ReadinessCheck("migrations", migrations),
-        ]
+    checks = [
+        ReadinessCheck("postgres", postgres),
+        ReadinessCheck("redis", redis),
+        ReadinessCheck("migrations", migrations),
+    ]
+    if consumers is not None:
+        checks.append(ReadinessCheck("events", consumers.check))
+    return Readiness(checks)
+
+
+def _stream_consumers(settings: Settings, modules: list[Module]) -> ConsumerLoops:
+    """One consumer per hosted module that subscribes to anything, each delivering to its own
+    module's handlers only (its consumer group stands for that module alone)."""
+    redis = consumer_redis(
+        settings.require_redis_url(), settings.redis_timeout_s, settings.event_stream_block_ms
+    )
+    tuning = ConsumerSettings(
+        block_ms=settings.event_stream_block_ms,
+        batch_size=settings.event_stream_batch_size,
+        claim_idle_ms=settings.event_stream_claim_idle_ms,
+        max_deliveries=settings.event_stream_max_deliveries,
+        trim_interval_s=settings.event_stream_trim_interval_s,
+    )
+    consumers = []
+    for module in modules:
+        if not module.subscriptions:
+            continue
+        handlers = EventBus(settings.event_max_attempts)
+        for subscription in module.subscriptions:
+            handlers.subscribe(subscription)
+        consumers.append(
+            StreamConsumer(
+                redis,
+                handlers,
+                group=module.name,
+                streams=streams_read_by(module.subscriptions),
+                consumer=consumer_name(),
+                settings=tuning,
+            )
+        )
+    return ConsumerLoops(redis, consumers)
+
+
+async def create_consumer_groups(runtime: Runtime) -> None:
+    """The release step's part for Redis Streams (`python -m app.cli migrate`): every hosted
+    module's consumer groups, at `0`, so nothing published before its first start is missed
+    and no stream is trimmed past what it has not read."""
+    if runtime.consumers is None:
+        return
+    await create_groups(
+        runtime.core.redis(),
+        {consumer.group: consumer.streams for consumer in runtime.consumers.consumers},
     )
 
 
@@ -214,17 +281,27 @@ def build_runtime(settings: Settings, *, hosting: Sequence[str] | None = None) -
     modules = _build_modules(core, hosting or settings.app_modules, peers)
     _register_personal_data(core, modules, peers)
     bus = core.bus()
-    for module in modules:
-        for subscription in module.subscriptions:
-            bus.subscribe(subscription)
+    consumers: ConsumerLoops | None = None
+    delivery: EventDelivery = bus
+    if settings.events_transport([m.name for m in modules]) == "redis-streams":
+        consumers = _stream_consumers(settings, modules)
+        delivery = StreamPublisher(core.redis())
+    else:
+        for module in modules:
+            for subscription in module.subscriptions:
+                bus.subscribe(subscription)
     relay = EventRelay(
-        bus,
+        delivery,
         [OutboxSource(m.name, m.uow.database, m.uow.outbox) for m in modules],
+        core.outbox_signal(),
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
         retry_base_s=settings.event_retry_base_s,
+        lease_s=settings.outbox_lease_s,
+        concurrency=settings.outbox_concurrency,
     )
-    return Runtime(settings, core, modules, relay, _readiness(core, modules), peers)
+    readiness = _readiness(core, modules, consumers)
+    return Runtime(settings, core, modules, relay, readiness, peers, consumers)
 
 
 async def truncate_all(runtime: Runtime) -> None:

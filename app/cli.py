@@ -1,17 +1,21 @@
 """Keystone's command line: `python -m app.cli <command>`.
 
-dev           embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), migrations,
-              demo data, then the API with --reload and the worker; Ctrl-C, SIGTERM or SIGHUP
-              stops all of it (exit 0), and a watchdog stops it if the runner is killed
+dev [--split] embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), migrations,
+              demo data, then the API with --reload and the worker (--split: an API and a worker
+              per module, events over Redis Streams, nginx on PORT in front); Ctrl-C, SIGTERM or
+              SIGHUP stops all of it (exit 0), and a watchdog stops it if the runner is killed
 serve         run the API as deployed; on SIGTERM/SIGINT it refuses new connections at once and
               lets in-flight requests finish within API_SHUTDOWN_GRACE_S
-migrate       upgrade every module's schema to its head
+migrate       upgrade every module's schema to its head; over Redis Streams, create the hosted
+              modules' consumer groups (at 0: nothing published before their first start is missed)
+backup DIR    pg_dump of every hosted module's schema into DIR, with a manifest of revisions
+restore DIR   a backup into a database without those schemas (then `migrate` to the heads)
 seed          add the demo data (idempotent)
 create-admin  create an admin account (the password from a prompt, stdin or a file)
 payments      list the sandbox payment provider's payments (what was held, charged, refunded)
 worker        run the jobs and crons of the hosted modules (WORKER_MODULES), one queue each
 openapi       print the OpenAPI document
-dead-letters  list event deliveries that gave up
+dead-letters  list event deliveries that gave up (inboxes, and the streams' dead-letter entries)
 service-credential NAME   a new credential for the service NAME, and the digest its peers keep
 contracts     check the committed contract snapshots (docs/contracts); --write refreshes them
 signing-key KID           a new access-token signing key for the users service (Ed25519)
@@ -34,11 +38,23 @@ from types import FrameType
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.bootstrap import Runtime, build_runtime
+from app.backup import (
+    BackupError,
+    DatabaseState,
+    PgClient,
+    database_state,
+    dump,
+    load,
+    read_manifest,
+)
+from app.bootstrap import Runtime, build_runtime, create_consumer_groups
 from app.core import migrations
 from app.core.config import Settings
+from app.core.db import asyncpg_url
 from app.core.events.bus import dead_letters
+from app.core.events.streams import stream_dead_letters
 from app.core.logging import configure_logging
 from app.core.security.rbac import Role
 from app.devrunner import DevStack, Interrupted, terminal_foreground
@@ -60,10 +76,12 @@ async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[
 
 
 async def _migrate(runtime: Runtime) -> None:
-    """Roles, schemas and migrations of the hosted modules (app/core/db_roles.py)."""
+    """Roles, schemas and migrations of the hosted modules (app/core/db_roles.py), then the
+    consumer groups of the Redis Streams transport."""
     settings = runtime.settings
     logins = {module: settings.module_database_url(module) for module in settings.app_modules}
     await migrations.migrate(settings.require_database_url(), logins)
+    await create_consumer_groups(runtime)
 
 
 async def _migrate_and_seed(runtime: Runtime) -> list[Any]:
@@ -76,6 +94,47 @@ async def _migrate_and_seed(runtime: Runtime) -> list[Any]:
 def cmd_migrate(settings: Settings) -> None:
     asyncio.run(_with_runtime(settings, _migrate))
     print("migrated:", ", ".join(settings.app_modules))
+
+
+def _pg_client(bin_dir: str | None) -> PgClient:
+    return PgClient(bin_dir or os.environ.get("PG_BIN_DIR") or None)
+
+
+def _database_state(settings: Settings) -> DatabaseState:
+    """Postgres only: a backup or restore needs no Redis and starts no relay."""
+
+    async def read() -> DatabaseState:
+        engine = create_async_engine(asyncpg_url(settings.require_database_url()))
+        try:
+            return await database_state(engine, settings.app_modules)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def cmd_backup(settings: Settings, folder: Path, bin_dir: str | None) -> None:
+    """Exit 1 with one line saying why when the backup cannot be made."""
+    state = _database_state(settings)
+    try:
+        manifest = dump(settings.require_database_url(), state, folder, _pg_client(bin_dir))
+    except BackupError as error:
+        sys.exit(f"backup failed: {error}")
+    print(f"backed up {', '.join(manifest.modules)} into {folder}")
+
+
+def cmd_restore(settings: Settings, folder: Path, bin_dir: str | None) -> None:
+    """Exit 1 with one line saying why when the backup cannot be restored here."""
+    try:
+        manifest = read_manifest(folder)
+        before = _database_state(settings)
+        load(settings.require_database_url(), before, folder, _pg_client(bin_dir))
+        after = _database_state(settings)
+        if after.revisions != manifest.modules:
+            raise BackupError(f"restored revisions {after.revisions} differ from the manifest's")
+    except BackupError as error:
+        sys.exit(f"restore failed: {error}")
+    print(f"restored {', '.join(manifest.modules)} from {folder} (taken {manifest.created_at})")
 
 
 def cmd_seed(settings: Settings) -> None:
@@ -140,10 +199,18 @@ def cmd_openapi(settings: Settings) -> None:
 
 
 def cmd_dead_letters(settings: Settings) -> None:
+    """One JSON object a line: the inboxes' dead letters (a handler gave up), then, over Redis
+    Streams, the entries a module's consumer group gave up on (`"source": "stream"`)."""
+
     async def read(runtime: Runtime) -> None:
         for module in runtime.modules:
             for letter in await dead_letters(module.uow):
                 print(json.dumps({"module": module.name, **asdict(letter)}, default=str))
+        if runtime.consumers is None:
+            return
+        for consumer in runtime.consumers.consumers:
+            for entry in await stream_dead_letters(runtime.core.redis(), consumer.group):
+                print(json.dumps({"source": "stream", **asdict(entry)}))
 
     asyncio.run(_with_runtime(settings, read))
 
@@ -268,19 +335,19 @@ def _dev_mail(stack: DevStack) -> dict[str, str]:
     return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port), "SMTP_SECURITY": "none"}
 
 
-def cmd_dev() -> None:
-    """Exit 0 once stopped by a signal; 1 when a child died on its own; 2 when the demo data
-    cannot be made (one line saying why)."""
+def cmd_dev(split: bool = False) -> None:
+    """Exit 0 once stopped by a signal; 1 when a child died on its own (or, split, a service
+    could not start); 2 when the demo data cannot be made (one line saying why)."""
     stack = DevStack()
     stack.install_signal_handlers()
     failure: str | None = None
     with terminal_foreground():
         try:
             stack.start_watchdog()
-            failure = _run_dev(stack)
+            failure = _run_dev(stack, split)
         except Interrupted:
             print("\nstopping...", flush=True)
-        except DemoDataError as error:
+        except (DemoDataError, RuntimeError) as error:
             failure = str(error)
         finally:
             stack.stop()
@@ -289,7 +356,7 @@ def cmd_dev() -> None:
         sys.exit(2 if failure.startswith(DemoDataError.prefix) else 1)
 
 
-def _run_dev(stack: DevStack) -> str:
+def _run_dev(stack: DevStack, split: bool) -> str:
     database_url, redis_url = _dev_urls(stack)
     env = {
         **os.environ,
@@ -301,12 +368,27 @@ def _run_dev(stack: DevStack) -> str:
     }
     logins = _dev_module_logins(database_url)
     env.update(logins)
-    settings = Settings(database_url=database_url, redis_url=redis_url).model_copy(
+    # Split: migrating as a Redis Streams process also creates every module's consumer groups.
+    streams: dict[str, Any] = {"event_transport": "redis-streams"} if split else {}
+    settings = Settings(database_url=database_url, redis_url=redis_url, **streams).model_copy(
         update={name.lower(): url for name, url in logins.items()}
     )
     configure_logging(settings)
     accounts = asyncio.run(_with_runtime(settings, _migrate_and_seed))
     port = os.environ.get("PORT", "8000")
+    if split:
+        from app.devsplit import start_split
+
+        start_split(stack, env, port, DATA_DIR)
+    else:
+        _spawn_monolith(stack, env, port)
+    _print_banner(port, accounts, split)
+    while all(process.poll() is None for process in stack.processes):
+        time.sleep(0.5)
+    return "a child process exited; everything was stopped"
+
+
+def _spawn_monolith(stack: DevStack, env: dict[str, str], port: str) -> None:
     python = sys.executable
     stack.spawn(
         [
@@ -318,20 +400,19 @@ def _run_dev(stack: DevStack) -> str:
         env,
     )
     stack.spawn([python, "-m", "app.cli", "worker"], env)
-    _print_banner(port, accounts)
-    while all(process.poll() is None for process in stack.processes):
-        time.sleep(0.5)
-    return "a child process exited; everything was stopped"
 
 
-def _print_banner(port: str, accounts: list[Any]) -> None:
+def _print_banner(port: str, accounts: list[Any], split: bool) -> None:
     base = f"http://127.0.0.1:{port}"
+    health = f"{base}/healthz (the gateway's; /readyz on each service's port)"
     lines = [
         "",
-        "Keystone is running (Ctrl-C stops everything)",
+        "Keystone is running"
+        + (" split: three services behind nginx" if split else "")
+        + " (Ctrl-C stops everything)",
         f"  API         {base}/api/v1",
         f"  Swagger UI  {base}/docs",
-        f"  Health      {base}/healthz  {base}/readyz",
+        f"  Health      {health if split else f'{base}/healthz  {base}/readyz'}",
         "  Demo accounts (email / password / role):",
         *(f"    {a.email} / {a.password} / {a.role}" for a in accounts),
         "",
@@ -339,15 +420,19 @@ def _print_banner(port: str, accounts: list[Any]) -> None:
     print("\n".join(lines), flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.cli",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("dev", "migrate", "seed", "openapi", "dead-letters"):
+    for name in ("migrate", "seed", "openapi", "dead-letters"):
         commands.add_parser(name)
+    dev = commands.add_parser("dev")
+    dev.add_argument(
+        "--split", action="store_true", help="one service and worker per module, nginx in front"
+    )
     payments = commands.add_parser("payments", help="list the sandbox provider's payments")
     payments.add_argument("--limit", type=int, default=20)
     payments.add_argument("--order", help="only the payments of this order id")
@@ -359,9 +444,14 @@ def main(argv: list[str] | None = None) -> None:
     signing_key.add_argument("kid", help="the new key's id, e.g. k2 or 2026-11")
     contracts = commands.add_parser("contracts")
     contracts.add_argument("--write", action="store_true")
+    for name, role in (("backup", "the folder to write"), ("restore", "the backup's folder")):
+        archive = commands.add_parser(name)
+        archive.add_argument("folder", type=Path, help=role)
+        archive.add_argument("--pg-bin", help="folder of pg_dump/pg_restore (default PG_BIN_DIR)")
     serve = commands.add_parser("serve")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    # PORT as most platforms set it (and the image's HEALTHCHECK reads it); 8000 otherwise.
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
     admin = commands.add_parser("create-admin")
     admin.add_argument("--email", required=True)
     admin.add_argument("--full-name", default="Administrator")
@@ -369,10 +459,14 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--password-stdin", action="store_true", help="read it from stdin")
     source.add_argument("--password-file", help="read it from the first line of this file")
     source.add_argument("--password", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     if args.command == "dev":
-        cmd_dev()
+        cmd_dev(args.split)
         return
     if args.command == "service-credential":
         cmd_service_credential(args.caller)
@@ -389,6 +483,10 @@ def main(argv: list[str] | None = None) -> None:
         cmd_migrate(settings)
     elif args.command == "seed":
         cmd_seed(settings)
+    elif args.command == "backup":
+        cmd_backup(settings, args.folder, args.pg_bin)
+    elif args.command == "restore":
+        cmd_restore(settings, args.folder, args.pg_bin)
     elif args.command == "serve":
         cmd_serve(settings, args.host, args.port)
     elif args.command == "worker":

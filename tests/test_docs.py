@@ -41,7 +41,7 @@ def test_env_example_documents_every_setting() -> None:
 
 def test_makefile_targets_named_in_the_readme_exist() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("run", "test", "load", "stress", "bench"):
+    for target in ("run", "run-split", "test", "load", "stress", "bench"):
         assert re.search(rf"^{target}:", makefile, re.MULTILINE), target
 
 

@@ -112,7 +112,7 @@ async def counted_in_redis(redis: Redis) -> int:
 async def test_far_from_its_limit_a_client_is_counted_in_batches(
     limited_app: AppFactory, redis: Redis
 ) -> None:
-    async with limited_app(rate_limit_default="100000/minute") as app, http_client(app) as http:
+    async with limited_app(rate_limit_default="100000/day") as app, http_client(app) as http:
         remaining = []
         for _ in range(200):
             response = await http.get(CATEGORIES)

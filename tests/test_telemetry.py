@@ -209,8 +209,8 @@ async def test_metrics_count_the_event_backlog_per_module(metered: FastAPI) -> N
         await session.execute(
             text(
                 "INSERT INTO catalog.outbox (event_id, event_type, event_version, payload, "
-                "occurred_at, next_attempt_at) VALUES (:id, 'test.waiting', 1, '{}', now(), "
-                "now() + interval '1 hour')"
+                "occurred_at, next_attempt_at) VALUES (:id, 'test.waiting', 1, '{}', "
+                "now() - interval '90 seconds', now() + interval '1 hour')"
             ),
             {"id": uuid.uuid4()},
         )
@@ -230,6 +230,12 @@ async def test_metrics_count_the_event_backlog_per_module(metered: FastAPI) -> N
     }
     dead = {s.labels["module"]: s.value for s in samples(body, "keystone_events_dead_letters")}
     assert undelivered == {"users": 0, "catalog": 1, "orders": 0}
+    age = {
+        s.labels["module"]: s.value
+        for s in samples(body, "keystone_events_oldest_undelivered_age_seconds")
+    }
+    assert age["users"] == age["orders"] == 0
+    assert 90 <= age["catalog"] < 3600
     assert dead == {"users": 0, "catalog": 0, "orders": 2}
 
 

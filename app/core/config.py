@@ -15,8 +15,14 @@ from urllib.parse import urlsplit
 
 from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from app.core.secret_files import secret_file_sources
 from app.core.security.ed25519 import check_signing_keys
 
 ALL_MODULES = ("users", "catalog", "orders")
@@ -103,7 +109,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_timeout_s: float = Field(default=2.0, gt=0)
 
-    # Access tokens (app/core/security/keys.py, docs/adr/0009-asymmetric-access-tokens.md):
+    # Access tokens (app/core/security/keys.py, docs/adr/0011-asymmetric-access-tokens.md):
     # the Ed25519 private key (PKCS#8 PEM) only the process hosting users holds; unset in
     # dev/test, a fixed development key signs (refused in staging/prod).
     # `python -m app.cli signing-key KID` makes one.
@@ -173,6 +179,9 @@ class Settings(BaseSettings):
     # `Authorization: Bearer <metrics_token>` when a token is set (staging/prod require one).
     metrics_enabled: bool = False
     metrics_token: SecretStr | None = None
+    # Where the worker serves its own GET /metrics (same token) while metrics are enabled.
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside its container
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65_535)
     # The standard OpenTelemetry variable: traces go to {endpoint}/v1/traces (OTLP/HTTP) when set.
     otel_exporter_otlp_endpoint: str | None = None
     # Share of new traces recorded; a trace begun upstream keeps the caller's decision. A recorded
@@ -187,11 +196,39 @@ class Settings(BaseSettings):
     # and answers 502; uvicorn's default is 5 s.
     api_keep_alive_s: int = Field(default=75, ge=1, le=3600)
     worker_shutdown_grace_s: int = Field(default=20, ge=0, le=600)
+    # Jobs one worker runs at once per queue (they wait on the provider, SMTP, Postgres, not
+    # on the CPU), and how often an idle worker asks Redis for due jobs: arq does not block on
+    # the queue, so this is the wait a newly enqueued job sees at worst.
+    worker_max_jobs: int = Field(default=50, ge=1, le=1_000)
+    worker_poll_delay_s: float = Field(default=0.05, gt=0, le=10)
 
+    # Commits wake every relay at once (NOTIFY); the poll is the fallback, and what picks up
+    # deliveries retried with backoff.
     outbox_poll_interval_s: float = Field(default=2.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # How long a relay's claim on a batch lasts: a relay that died is taken over after this.
+    outbox_lease_s: float = Field(default=30.0, gt=0, le=3_600)
+    # Events of different aggregates delivered at once by one relay (each holds a connection
+    # per subscriber for a transaction): keep it well under DB_POOL_SIZE + DB_MAX_OVERFLOW.
+    outbox_concurrency: int = Field(default=8, ge=1, le=200)
     event_max_attempts: int = Field(default=5, ge=1, le=100)
     event_retry_base_s: float = Field(default=1.0, ge=0)
+    # How events travel between modules (docs/split-topology.md, "Events"): in-process from the
+    # outbox to the subscribers, or through Redis Streams (one stream per publishing module, one
+    # consumer group per subscribing module). Unset: in-process when this process hosts every
+    # module, Redis Streams otherwise.
+    event_transport: Literal["inprocess", "redis-streams"] | None = None
+    # XREADGROUP waits this long for new entries before it looks for stale ones to reclaim.
+    event_stream_block_ms: int = Field(default=1_000, ge=10, le=60_000)
+    event_stream_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # An entry read but not acknowledged for this long (its consumer died, or its delivery
+    # failed) is claimed again (XAUTOCLAIM), by whichever consumer of the group looks first.
+    event_stream_claim_idle_ms: int = Field(default=30_000, ge=10, le=86_400_000)
+    # After this many deliveries an entry goes to its group's dead-letter stream. Above
+    # EVENT_MAX_ATTEMPTS, so a handler that keeps failing ends as the inbox's dead letter first.
+    event_stream_max_deliveries: int = Field(default=10, ge=1, le=1_000)
+    # How often a consumer trims the streams it reads, below every group's oldest pending entry.
+    event_stream_trim_interval_s: float = Field(default=60.0, gt=0, le=86_400)
 
     order_pending_timeout_s: int = Field(default=900, ge=1)
     reservation_ttl_s: int = Field(default=1_800, ge=1)
@@ -253,6 +290,18 @@ class Settings(BaseSettings):
     peer_retry_wait_max_s: float = Field(default=1.0, ge=0, le=60)
     peer_breaker_threshold: int = Field(default=5, ge=1, le=1_000)
     peer_breaker_reset_s: float = Field(default=10.0, gt=0, le=3_600)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secrets may also come as files in SECRETS_DIR (app/core/secret_files.py).
+        return secret_file_sources(settings_cls, init_settings, env_settings, dotenv_settings)
 
     @field_validator(
         "app_modules",
@@ -443,6 +492,13 @@ class Settings(BaseSettings):
     @property
     def worker_hosted_modules(self) -> list[str]:
         return self.worker_modules or self.app_modules
+
+    def events_transport(self, hosted: list[str]) -> Literal["inprocess", "redis-streams"]:
+        """The transport of a process hosting `hosted`: EVENT_TRANSPORT, or by default
+        in-process for a process hosting every module and Redis Streams for any other."""
+        if self.event_transport is not None:
+            return self.event_transport
+        return "inprocess" if set(hosted) == set(ALL_MODULES) else "redis-streams"
 
     @property
     def peer_urls(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.db import Databases
 from app.core.events.bus import EventBus
+from app.core.events.delivery import OutboxSignal
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
 from app.core.mail import SmtpMailer
@@ -39,14 +40,14 @@ def unit_of_work(
     core: providers.DependenciesContainer, outbox: Table, inbox: Table
 ) -> providers.Singleton[UnitOfWork]:
     """A module's unit of work: its own database login, its own outbox and inbox, and the core's
-    job queue and event bus for what happens after commit."""
+    job queue and the relay's wake-up for what happens after commit."""
     return providers.Singleton(
         UnitOfWork,
         database=core.databases.provided.of.call(outbox.schema),
         outbox=outbox,
         inbox=inbox,
         jobs=core.jobs,
-        on_events_committed=core.bus.provided.notify,
+        on_events_committed=core.outbox_signal.provided.notify,
     )
 
 
@@ -57,6 +58,7 @@ class CoreContainer(containers.DeclarativeContainer):
     cache = providers.Singleton(ResponseCache, settings=settings)
     jobs = providers.Singleton(JobQueue, settings=settings)
     bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
+    outbox_signal = providers.Singleton(OutboxSignal)
     # The users module's own keys where it is hosted, else its published ones (JWKS): the
     # composition root provides them.
     verification_keys: providers.Dependency[VerificationKeys] = providers.Dependency()

@@ -7,7 +7,8 @@ module's schema therefore fails at DDL time, which is what keeps modules extract
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -170,6 +171,20 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on any error."""
         async with self.sessions.begin() as session:
             yield session
+
+    async def listen(self, channel: str, on_message: Callable[[str], None]) -> None:
+        """Until cancelled or the connection is lost: `on_message(payload)` for every NOTIFY on
+        `channel`, on a connection of its own (a pooled one would be handed to others)."""
+        _, address = self.engine.dialect.create_connect_args(self.engine.url)
+        connection = await asyncpg.connect(**address, **self._read_connect_args)
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _: lost.set())
+        try:
+            await connection.add_listener(channel, lambda *args: on_message(str(args[-1])))
+            await lost.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), _READ_POOL_CLOSE_S)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -123,6 +124,18 @@ class JobQueue:
             correlation_id=request.correlation_id,
         )
         _log.info("job enqueued", job=request.name, job_id=request.job_id, queue=queue)
+
+    async def due_counts(self, queues: list[str]) -> dict[str, int]:
+        """Jobs due now and not yet taken, per queue. arq keeps a queue as a sorted set scored
+        by when each job is due; deferred jobs (an order's expiry, a retry's backoff) are not
+        counted until their time comes."""
+        pool = await self._connection()
+        now_ms = int(time.time() * 1000)
+        async with pool.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zcount(queue, "-inf", now_ms)
+            counts = await pipe.execute()
+        return {queue: int(count) for queue, count in zip(queues, counts, strict=True)}
 
     async def close(self) -> None:
         if self._pool is not None:

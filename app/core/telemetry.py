@@ -7,8 +7,10 @@ counter. This module builds the SDK providers it hands FastAPI:
 
 - metrics (METRICS_ENABLED): a MeterProvider read by the Prometheus client at `GET /metrics`, in
   a registry of this app's own. Beyond FastAPI's instruments, observable ones read counters the
-  app keeps anyway (response cache, rate-limit storage) and the event backlog, which is counted
-  in Postgres once per scrape: nothing is added to a request for them.
+  app keeps anyway (response cache, rate-limit storage), and the event backbone's
+  (app/core/backbone_metrics.py: outbox backlog and age, delivery lag, job queues), counted in
+  Postgres and Redis once per scrape: nothing is added to a request for them. The worker serves
+  its own (app/core/metrics_server.py).
 - traces (OTEL_EXPORTER_OTLP_ENDPOINT): a TracerProvider recording TRACING_SAMPLE_RATIO of new
   traces (a trace begun upstream keeps the caller's decision), batched to the collector over
   OTLP/HTTP.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
@@ -38,18 +40,17 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
+from app.core.backbone_metrics import BackboneMetrics
 from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.errors import UnauthorizedError
-from app.core.events.bus import EventBacklog, event_backlog
 from app.core.events.outbox import UnitOfWork
 from app.core.http_security import PROBE_PATHS
+from app.core.jobs import JobQueue
 from app.core.logging import get_logger
 from app.core.ratelimit import RateLimiter
 
 METRICS_PATH = "/metrics"
-# A scrape waits this long for the event backlog, then answers without it.
-BACKLOG_TIMEOUT_S = 2.0
 _log = get_logger("keystone.telemetry")
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 
@@ -65,10 +66,14 @@ class Telemetry:
         self,
         settings: Settings,
         *,
-        cache: ResponseCache,
-        rate_limiter: RateLimiter,
+        cache: ResponseCache | None,
+        rate_limiter: RateLimiter | None,
         event_stores: Mapping[str, UnitOfWork],
+        jobs: JobQueue | None = None,
+        queues: Sequence[str] = (),
     ) -> None:
+        """`cache` and `rate_limiter` are the API's; `jobs` and `queues`, the worker's (the
+        queues whose depth it reports)."""
         resource = Resource.create(
             {
                 SERVICE_NAME: settings.app_name,
@@ -79,15 +84,17 @@ class Telemetry:
         self.tracer_provider = _tracer_provider(settings, resource)
         self.registry = CollectorRegistry()
         self.meter_provider: MeterProvider | None = None
-        self._event_stores = event_stores
-        self._backlog: dict[str, EventBacklog] = {}
+        self.backbone: BackboneMetrics | None = None
         if settings.metrics_enabled:
             self.meter_provider = MeterProvider(
                 metric_readers=[PrometheusMetricReader(registry=self.registry)],
                 resource=resource,
                 shutdown_on_exit=False,
             )
-            self._observe(self.meter_provider.get_meter("keystone"), cache, rate_limiter)
+            meter = self.meter_provider.get_meter("keystone")
+            if cache is not None and rate_limiter is not None:
+                self._observe(meter, cache, rate_limiter)
+            self.backbone = BackboneMetrics(meter, event_stores, jobs, queues)
 
     def fastapi_config(self) -> TelemetryConfig:
         return {
@@ -118,45 +125,13 @@ class Telemetry:
             meter.create_observable_counter(
                 name, [_reading(read)], unit="{event}", description=description
             )
-        meter.create_observable_gauge(
-            "keystone.events.undelivered",
-            [self._backlog_of("undelivered")],
-            unit="{event}",
-            description="Outbox rows not yet relayed, per module",
-        )
-        meter.create_observable_gauge(
-            "keystone.events.dead_letters",
-            [self._backlog_of("dead_letters")],
-            unit="{delivery}",
-            description="Event deliveries given up on, per module (see `app.cli dead-letters`)",
-        )
-
-    def _backlog_of(self, field: str) -> Callback:
-        def observe(_: CallbackOptions) -> Iterable[Observation]:
-            backlog = self._backlog  # replaced whole by a scrape, never changed in place
-            return [
-                Observation(getattr(counts, field), {"module": module})
-                for module, counts in backlog.items()
-            ]
-
-        return observe
 
     async def scrape(self) -> bytes:
         """The Prometheus text of every instrument, with the event backlog counted now."""
-        self._backlog = await self._count_backlog()
+        if self.backbone is not None:
+            await self.backbone.refresh()
         # Collecting and rendering is CPU work: a thread, not the event loop.
         return await asyncio.to_thread(generate_latest, self.registry)
-
-    async def _count_backlog(self) -> dict[str, EventBacklog]:
-        backlog: dict[str, EventBacklog] = {}
-        for module, uow in self._event_stores.items():
-            try:
-                async with asyncio.timeout(BACKLOG_TIMEOUT_S):
-                    backlog[module] = await event_backlog(uow)
-            except Exception as exc:
-                # The series go missing for this scrape, which `absent()` alerts can see.
-                _log.warning("event backlog not counted", module=module, error=repr(exc)[:300])
-        return backlog
 
     async def shutdown(self) -> None:
         """Sends the spans still batched (in a thread: it waits on the collector), then stops."""

@@ -197,7 +197,12 @@ async def test_a_partial_process_leaves_events_for_a_full_one(
     runtime: Runtime, settings: Settings
 ) -> None:
     # orders is "served elsewhere" (nothing is called): users' export would ask it over HTTP.
-    elsewhere = {"app_modules": ["users", "catalog"], "orders_url": "http://127.0.0.1:9"}
+    # In process (a partial process defaults to Redis Streams, tests/core/test_event_streams.py).
+    elsewhere = {
+        "app_modules": ["users", "catalog"],
+        "orders_url": "http://127.0.0.1:9",
+        "event_transport": "inprocess",
+    }
     partial = build_runtime(settings.model_copy(update=elsewhere))
     await partial.start()
     try:

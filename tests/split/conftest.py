@@ -1,14 +1,16 @@
-"""Split mode for real: one `python -m app.cli serve` process per module, on a database and a
-Redis database of their own, each with its own service credential, reaching the others at
-127.0.0.1 ports (what Kubernetes Service DNS names are in production). Events do not flow
-between these processes yet (that needs the Redis Streams transport): the tests assert on what
-the synchronous calls do."""
+"""Split mode for real: one `python -m app.cli serve` process per module, and the orders worker
+(`python -m app.cli worker`, payments), on a database and a Redis database of their own, each
+with its own service credential, reaching the others at 127.0.0.1 ports (what Kubernetes
+Service DNS names are in production). Events travel between them over Redis Streams, tuned to
+reclaim an unacknowledged entry after a second and dead-letter it after three deliveries."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,32 +41,50 @@ SIGNING_KEY = new_signing_key()
 
 @dataclass
 class Service:
-    """One module's API process; it can be stopped and started again on the same port."""
+    """One module's API process (with a port) or worker (without); it can be stopped, killed
+    and started again, on the same port."""
 
     module: str
-    port: int
+    port: int | None
     env: dict[str, str]
     log: Path
     process: subprocess.Popen[bytes] | None = field(default=None)
+    _log_offset: int = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)]
+        self._log_offset = self.log.stat().st_size if self.log.exists() else 0
+        role = ["serve", "--port", str(self.port)] if self.port else ["worker"]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "app.cli", *role],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     def ready(self) -> None:
         assert self.process is not None
-        wait_until_ready(self.url, self.process, self.log, timeout_s=START_TIMEOUT_S)
+        if self.port:
+            wait_until_ready(self.url, self.process, self.log, timeout_s=START_TIMEOUT_S)
+            return
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while b"workers started" not in self.log.read_bytes()[self._log_offset :]:
+            assert self.process.poll() is None, f"the worker exited:\n{self.log.read_text()}"
+            assert time.monotonic() < deadline, f"the worker did not start:\n{self.log.read_text()}"
+            time.sleep(0.2)
 
-    def stop(self) -> None:
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -76,6 +96,8 @@ class Service:
 class Split:
     services: dict[str, Service]
     runtime: Runtime
+    # Beside the services: the orders worker (payments, and a second consumer in orders' group).
+    workers: dict[str, Service] = field(default_factory=dict)
 
     def client(self, module: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.services[module].url, timeout=20)
@@ -98,6 +120,11 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         **{f"{m.upper()}_URL": f"http://127.0.0.1:{port}" for m, port in ports.items()},
         "PEER_BREAKER_RESET_S": "1",
         "JWKS_REFETCH_MIN_S": "1",
+        # The gateway (tests/split/test_gateway.py) is on this machine.
+        "TRUSTED_PROXIES": "127.0.0.1",
+        "EVENT_STREAM_CLAIM_IDLE_MS": "1000",
+        "EVENT_STREAM_MAX_DELIVERIES": "3",
+        "EVENT_STREAM_TRIM_INTERVAL_S": "1",
         "RATE_LIMIT_DEFAULT": "100000/minute",
         "RATE_LIMIT_AUTH_IP": "100000/minute",
         "RATE_LIMIT_AUTH_ACCOUNT": "100000/minute",
@@ -131,25 +158,27 @@ async def split(
         module: Service(module, ports[module], envs[module], logs / f"{module}.log")
         for module in ALL_MODULES
     }
-    for service in services.values():
-        service.start()
+    workers = {"orders": Service("orders", None, envs["orders"], logs / "orders-worker.log")}
+    processes = [*services.values(), *workers.values()]
+    for process in processes:
+        process.start()
     try:
-        for service in services.values():
-            service.ready()
-        yield Split(services, runtime)
+        for process in processes:
+            process.ready()
+        yield Split(services, runtime, workers)
     finally:
-        for service in services.values():
-            service.stop()
+        for process in processes:
+            process.stop()
         await runtime.stop()
 
 
 @pytest.fixture
 def services(split: Split) -> dict[str, Service]:
-    """Every test starts with every service up, whatever the previous one did to them."""
-    for service in split.services.values():
-        if service.process is None or service.process.poll() is not None:
-            service.start()
-            service.ready()
+    """Every test starts with every service and worker up, whatever the previous one did."""
+    for process in [*split.services.values(), *split.workers.values()]:
+        if not process.running:
+            process.start()
+            process.ready()
     return split.services
 
 

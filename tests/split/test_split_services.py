@@ -60,13 +60,11 @@ async def test_a_checkout_reaches_the_catalog_over_http(
 
     # The catalog answered the orders service, under the checkout's own request id.
     calls = [
-        line
+        (line["request_id"], line["status"])
         for line in access_lines(services["catalog"])
         if line["path"] == "/internal/catalog/products"
     ]
-    assert [(line["request_id"], line["status"]) for line in calls][:1] == [
-        ("split-checkout-1", 200)
-    ]
+    assert ("split-checkout-1", 200) in calls
 
 
 async def test_every_services_audit_entries_reach_users(

@@ -25,10 +25,19 @@ class IntegrationEvent(BaseModel):
 
     event_type: ClassVar[str]
     event_version: ClassVar[int] = 1
+    # The field naming the aggregate whose events a consumer must see in the order they were
+    # raised (e.g. "order_id": an order's status changes); None: any order will do.
+    ordered_by: ClassVar[str | None] = None
 
     event_id: UUID = Field(default_factory=uuid4)
     occurred_at: datetime = Field(default_factory=utcnow)
     correlation_id: str | None = Field(default_factory=current_correlation_id)
+
+    def ordering_key(self) -> str | None:
+        """Events with the same key are delivered one after the other, in the order raised."""
+        if self.ordered_by is None:
+            return None
+        return f"{self.ordered_by}:{getattr(self, self.ordered_by)}"
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

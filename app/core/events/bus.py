@@ -3,12 +3,12 @@
 Each handler runs in a transaction of the module that owns it, recording the event in that
 module's inbox in the same transaction: a redelivered event is skipped, a failing handler is
 retried until `max_attempts` and then left as a dead letter, without holding back other handlers.
+The handlers of one event run concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, case, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app.core.context import correlation_id_var
@@ -62,20 +62,26 @@ async def dead_letters(uow: UnitOfWork) -> list[DeadLetter]:
 @dataclass(frozen=True)
 class EventBacklog:
     undelivered: int  # outbox rows the relay has not delivered yet
+    oldest_age_s: float  # how long the oldest of them has waited (0 when there is none)
     dead_letters: int
 
 
 async def event_backlog(uow: UnitOfWork) -> EventBacklog:
-    """What this module still owes and what it gave up on, in one round trip (both counts are
-    served by partial indexes)."""
+    """What this module still owes, since when, and what it gave up on, in one round trip
+    (served by partial indexes)."""
     outbox, inbox = uow.outbox, uow.inbox
-    undelivered = select(func.count()).where(outbox.c.dispatched_at.is_(None))
+    pending = outbox.c.dispatched_at.is_(None)
+    undelivered = select(func.count()).where(pending)
+    oldest = select(
+        func.coalesce(func.extract("epoch", func.now() - func.min(outbox.c.occurred_at)), 0)
+    ).where(pending)
     dead = select(func.count()).where(inbox.c.status == "dead")
+    query = select(undelivered.scalar_subquery(), oldest.scalar_subquery(), dead.scalar_subquery())
     async with uow.database.session() as session:
-        row = (
-            await session.execute(select(undelivered.scalar_subquery(), dead.scalar_subquery()))
-        ).one()
-    return EventBacklog(undelivered=row[0], dead_letters=row[1])
+        row = (await session.execute(query)).one()
+    return EventBacklog(
+        undelivered=row[0], oldest_age_s=max(0.0, float(row[1])), dead_letters=row[2]
+    )
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,12 @@ class Subscription:
 
 
 class EventBus:
+    """The in-process `EventDelivery`: every subscriber of an event runs, concurrently, each in
+    a transaction of its own module that records the event in that module's inbox."""
+
     def __init__(self, max_attempts: int) -> None:
         self._subscriptions: dict[type[IntegrationEvent], list[Subscription]] = defaultdict(list)
         self._max_attempts = max_attempts
-        self._wakeup = asyncio.Event()
 
     def subscribe(self, subscription: Subscription) -> None:
         taken = {s.name for s in self._subscriptions[subscription.event]}
@@ -101,15 +109,6 @@ class EventBus:
     def subscriptions(self, event_type: type[IntegrationEvent]) -> list[Subscription]:
         return list(self._subscriptions.get(event_type, ()))
 
-    def notify(self) -> None:
-        """Called after a commit wrote events: the relay delivers them now, not at its next poll."""
-        self._wakeup.set()
-
-    async def wait_for_events(self, timeout_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout_s)
-        self._wakeup.clear()
-
     async def deliver(self, event: IntegrationEvent) -> bool:
         """Deliver to every subscriber; True when each has processed it or given up on it."""
         correlation_id = event.correlation_id or str(event.event_id)
@@ -119,70 +118,89 @@ class EventBus:
                 correlation_id=correlation_id, event_id=str(event.event_id)
             ):
                 subscriptions = self.subscriptions(type(event))
-                settled = [await self._deliver_to(sub, event) for sub in subscriptions]
+                settled = await asyncio.gather(*(self._deliver_to(s, event) for s in subscriptions))
         finally:
             correlation_id_var.reset(token)
         return all(settled)
 
     async def _deliver_to(self, sub: Subscription, event: IntegrationEvent) -> bool:
+        try:
+            async with sub.uow.begin() as tx:
+                if not await self._claim(tx, sub, event):
+                    return True  # processed or dead-lettered before
+                await sub.handle(event, tx)
+        except Exception as exc:
+            # The handler's writes and its inbox row went with the rollback; the failure is
+            # counted in a transaction of its own.
+            return await self._record_failure(sub, event, exc)
+        return True
+
+    @staticmethod
+    async def _claim(tx: Transaction, sub: Subscription, event: IntegrationEvent) -> bool:
+        """One round trip: record (event, handler) as processed, or take the row of an earlier
+        failed try; False when it was processed or dead-lettered already. The row stays locked
+        until commit, so a second relay racing on it waits, then sees it processed."""
         inbox = sub.uow.inbox
-        key = (inbox.c.event_id == event.event_id) & (inbox.c.handler == sub.name)
-        async with sub.uow.begin() as tx:
-            # Insert-then-lock serialises two relays racing on the same (event, handler).
-            await tx.session.execute(
-                pg_insert(inbox)
-                .values(
-                    event_id=event.event_id,
-                    handler=sub.name,
-                    event_type=event.event_type,
-                    status="pending",
-                )
-                .on_conflict_do_nothing()
+        claim = (
+            pg_insert(inbox)
+            .values(
+                event_id=event.event_id,
+                handler=sub.name,
+                event_type=event.event_type,
+                status="processed",
             )
-            seen = (
-                await tx.session.execute(
-                    select(inbox.c.status, inbox.c.attempts).where(key).with_for_update()
-                )
-            ).one()
-            if seen.status in ("processed", "dead"):
-                return True
-            try:
-                async with tx.savepoint():
-                    await sub.handle(event, tx)
-            except Exception as exc:
-                return await self._record_failure(tx, sub, event, seen.attempts + 1, exc)
-            await tx.session.execute(
-                update(inbox).where(key).values(status="processed", updated_at=func.now())
+            .on_conflict_do_update(
+                index_elements=[inbox.c.event_id, inbox.c.handler],
+                set_={"status": "processed", "updated_at": func.now()},
+                where=inbox.c.status == "failed",
             )
-            return True
+            .returning(inbox.c.event_id)
+        )
+        return (await tx.session.execute(claim)).first() is not None
 
     async def _record_failure(
-        self,
-        tx: Transaction,
-        sub: Subscription,
-        event: IntegrationEvent,
-        attempts: int,
-        exc: Exception,
+        self, sub: Subscription, event: IntegrationEvent, exc: Exception
     ) -> bool:
+        """Count the failed try; True when it was the last one allowed (a dead letter now)."""
         inbox = sub.uow.inbox
-        dead = attempts >= self._max_attempts
-        await tx.session.execute(
-            update(inbox)
-            .where((inbox.c.event_id == event.event_id) & (inbox.c.handler == sub.name))
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        # Coerced: the container hands modules a copy of their table whose column types lost
+        # their operator lookup (SQLAlchemy's memoised state does not survive the copy).
+        attempts = type_coerce(inbox.c.attempts, Integer()) + 1
+        record = (
+            pg_insert(inbox)
             .values(
-                status="dead" if dead else "failed",
-                attempts=attempts,
-                last_error=f"{type(exc).__name__}: {exc}"[:2000],
-                updated_at=func.now(),
+                event_id=event.event_id,
+                handler=sub.name,
+                event_type=event.event_type,
+                status="dead" if self._max_attempts <= 1 else "failed",
+                attempts=1,
+                last_error=error,
             )
+            .on_conflict_do_update(
+                index_elements=[inbox.c.event_id, inbox.c.handler],
+                set_={
+                    "status": case((attempts >= self._max_attempts, "dead"), else_="failed"),
+                    "attempts": attempts,
+                    "last_error": error,
+                    "updated_at": func.now(),
+                },
+                where=inbox.c.status == "failed",
+            )
+            .returning(inbox.c.status, inbox.c.attempts)
         )
+        async with sub.uow.database.session() as session:
+            row = (await session.execute(record)).first()
+        if row is None:  # another relay settled it meanwhile
+            return True
+        dead = bool(row.status == "dead")
         log = _log.error if dead else _log.warning
         log(
             "event handler dead-lettered" if dead else "event handler failed, will retry",
             handler=sub.name,
             event_type=event.event_type,
             event_id=str(event.event_id),
-            attempts=attempts,
+            attempts=row.attempts,
             exc_info=exc,
         )
         return dead

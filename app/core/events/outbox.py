@@ -2,7 +2,9 @@
 
 A use case runs inside `UnitOfWork.begin()`; the events it publishes are inserted into the
 module's own `outbox` table in the same transaction as the state change, so either both happen
-or neither does. After the commit the relay is woken and the requested jobs are enqueued.
+or neither does. The insert fires a NOTIFY on the `keystone_outbox` channel (a trigger of each
+module's migrations), so relays in every process wake at the commit; this process's own relay is
+also woken directly. After the commit the requested jobs are enqueued.
 """
 
 from __future__ import annotations
@@ -52,10 +54,27 @@ def outbox_table(metadata: MetaData) -> Table:
         ),
         Column("last_error", Text),
         Column("dispatched_at", DateTime(timezone=True)),
+        # Events with one key are delivered in order (`IntegrationEvent.ordering_key`).
+        Column("ordering_key", String(200)),
+        # A relay's lease on the row while it delivers it outside any transaction; once
+        # `claimed_until` has passed, another relay may take the row over.
+        Column("claimed_by", String(100)),
+        Column("claimed_until", DateTime(timezone=True)),
         Index(
             "ix_outbox_undispatched",
             "next_attempt_at",
             postgresql_where=text("dispatched_at IS NULL"),
+        ),
+        Index(
+            "ix_outbox_undispatched_age",
+            "occurred_at",
+            postgresql_where=text("dispatched_at IS NULL"),
+        ),
+        Index(
+            "ix_outbox_undispatched_by_key",
+            "ordering_key",
+            "occurred_at",
+            postgresql_where=text("dispatched_at IS NULL AND ordering_key IS NOT NULL"),
         ),
     )
 
@@ -160,4 +179,5 @@ class UnitOfWork:
             "event_version": event.event_version,
             "payload": event.model_dump(mode="json"),
             "occurred_at": event.occurred_at,
+            "ordering_key": event.ordering_key(),
         }

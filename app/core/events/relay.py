@@ -1,25 +1,82 @@
-"""The relay: reads committed, undelivered outbox rows and hands them to the bus.
+"""The relay: hands committed outbox rows to an `EventDelivery` (the in-process bus, or in split
+mode the Redis stream of their module), in short transactions.
 
-It sweeps at start (so an event committed just before a crash is delivered after restart), when
-woken by a commit, and every `outbox_poll_interval_s`. Rows are claimed with
-`FOR UPDATE SKIP LOCKED`, so the API and the worker may both run a relay safely.
+A pass over one outbox claims a batch (one statement: `FOR UPDATE SKIP LOCKED`, then a lease,
+`claimed_by`/`claimed_until`, committed at once), delivers it outside any relay transaction, and
+marks it in one batched UPDATE. Several relays (every API process and worker) share the work:
+a claimed row is skipped by the others until its lease runs out, so a crashed relay's rows are
+taken over then. Rows with the same `ordering_key` (an order's events) are delivered one after
+the other, in the order raised, and a row is not claimed while an earlier one of its key is
+undelivered elsewhere; different keys are delivered concurrently.
+
+It passes at start (an event committed just before a crash), whenever a commit wakes it (this
+process's own, or any process's through Postgres NOTIFY), and every `poll_interval_s`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
-from sqlalchemy import Row, Table, func, select, update
+from sqlalchemy import Table, text
 
 from app.core.db import Database
 from app.core.events.base import event_class
-from app.core.events.bus import EventBus
+from app.core.events.delivery import EventDelivery, OutboxSignal
 from app.core.logging import get_logger
 
 _log = get_logger("keystone.relay")
 MAX_BACKOFF_S = 300.0
+NOTIFY_CHANNEL = "keystone_outbox"
+LISTEN_RETRY_S = 5.0
+
+_CLAIM = """
+WITH candidates AS (
+    SELECT event_id, ordering_key, occurred_at FROM {table}
+    WHERE dispatched_at IS NULL AND next_attempt_at <= now()
+      AND (claimed_until IS NULL OR claimed_until < now())
+    ORDER BY occurred_at, event_id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), claimable AS (
+    SELECT c.event_id FROM candidates c
+    WHERE c.ordering_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM {table} e
+        WHERE e.ordering_key = c.ordering_key AND e.dispatched_at IS NULL
+          AND (e.occurred_at, e.event_id) < (c.occurred_at, c.event_id)
+          AND e.event_id NOT IN (SELECT event_id FROM candidates))
+)
+UPDATE {table} o
+SET claimed_by = :relay, claimed_until = now() + make_interval(secs => :lease_s)
+FROM claimable WHERE o.event_id = claimable.event_id
+RETURNING o.event_id, o.event_type, o.event_version, o.payload, o.attempts, o.ordering_key,
+          o.occurred_at
+"""
+_DELIVERED = """
+UPDATE {table} SET dispatched_at = now(), claimed_by = NULL, claimed_until = NULL
+WHERE event_id = ANY(CAST(:ids AS uuid[]))
+"""
+_RETRY = """
+UPDATE {table} o
+SET attempts = o.attempts + 1, last_error = f.error, claimed_by = NULL, claimed_until = NULL,
+    next_attempt_at = now() + make_interval(secs => f.delay_s)
+FROM unnest(CAST(:ids AS uuid[]), CAST(:delays AS float8[]), CAST(:errors AS text[]))
+    AS f(event_id, delay_s, error)
+WHERE o.event_id = f.event_id
+"""
+_RELEASE = """
+UPDATE {table} SET claimed_by = NULL, claimed_until = NULL
+WHERE event_id = ANY(CAST(:ids AS uuid[]))
+"""
 
 
 @dataclass(frozen=True)
@@ -28,42 +85,84 @@ class OutboxSource:
     database: Database
     outbox: Table
 
+    def sql(self, statement: str) -> Any:
+        return text(statement.format(table=f'"{self.outbox.schema}"."{self.outbox.name}"'))
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    event_id: UUID
+    event_type: str
+    event_version: int
+    payload: dict[str, Any]
+    attempts: int
+    ordering_key: str | None
+    occurred_at: datetime
+
+
+@dataclass
+class PassOutcome:
+    """What became of a claimed batch: settled, to retry (with why), or not tried (behind a
+    failed row of the same key)."""
+
+    delivered: list[UUID] = field(default_factory=list)
+    failed: list[tuple[ClaimedRow, str]] = field(default_factory=list)
+    untried: list[UUID] = field(default_factory=list)
+
+
+# Called with (module, seconds from occurred to delivered) for each delivered row.
+LagObserver = Callable[[str, float], None]
+
+
+def relay_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 class EventRelay:
     def __init__(
         self,
-        bus: EventBus,
+        delivery: EventDelivery,
         sources: list[OutboxSource],
+        signal: OutboxSignal,
         *,
         batch_size: int,
         poll_interval_s: float,
         retry_base_s: float,
+        lease_s: float,
+        concurrency: int,
+        name: str | None = None,
     ) -> None:
-        self._bus = bus
+        self._delivery = delivery
         self._sources = sources
+        self._signal = signal
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._retry_base_s = retry_base_s
+        self._lease_s = lease_s
+        self._slots = asyncio.Semaphore(concurrency)
+        self.name = name or relay_name()
         self._stopping = False
+        self.lag_observers: list[LagObserver] = []
 
     async def run_once(self) -> int:
-        """Deliver one batch from every outbox; returns how many rows settled. One module's
+        """One pass over every outbox, concurrently; returns how many rows were delivered. One
         outbox failing (its database, a bug) does not hold back the others."""
-        settled = 0
-        for source in self._sources:
-            try:
-                settled += await self._drain(source)
-            except Exception:
-                _log.exception("outbox pass failed; retrying at next poll", module=source.module)
-        return settled
+        return sum(await asyncio.gather(*(self._guarded_pass(s) for s in self._sources)))
 
     async def run_forever(self) -> None:
-        """Relay until `stop()`: the batch in hand is finished first, never cut in the middle."""
-        while not self._stopping:
-            while await self.run_once() >= self._batch_size and not self._stopping:
-                pass
-            if not self._stopping:
-                await self._bus.wait_for_events(self._poll_interval_s)
+        """Relay until `stop()`: a batch in hand is finished first, never cut in the middle."""
+        listener = asyncio.create_task(self._listen(), name="outbox-listener")
+        try:
+            while not self._stopping:
+                self._signal.clear()  # commits from now on wake the next wait
+                while await self.run_once() and not self._stopping:
+                    self._signal.clear()
+                if not self._stopping:
+                    await self._signal.wait(self._poll_interval_s)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
 
     def prepare_start(self) -> None:
         """Called before `run_forever` is scheduled, so a `stop()` right after is not lost."""
@@ -71,48 +170,101 @@ class EventRelay:
 
     def stop(self) -> None:
         self._stopping = True
-        self._bus.notify()
+        self._signal.notify()
 
-    async def _drain(self, source: OutboxSource) -> int:
-        outbox = source.outbox
-        settled = 0
+    async def _guarded_pass(self, source: OutboxSource) -> int:
+        try:
+            return await self._pass(source)
+        except Exception:
+            _log.exception("outbox pass failed; retrying at next poll", module=source.module)
+            return 0
+
+    async def _pass(self, source: OutboxSource) -> int:
+        rows = await self._claim(source)
+        if not rows:
+            return 0
+        outcome = PassOutcome()
+        by_key: dict[str | UUID, list[ClaimedRow]] = defaultdict(list)
+        for row in rows:
+            by_key[row.ordering_key or row.event_id].append(row)
+        await asyncio.gather(*(self._deliver_in_order(group, outcome) for group in by_key.values()))
+        await self._mark(source, outcome)
+        self._observe_lag(source.module, rows, outcome)
+        return len(outcome.delivered)
+
+    async def _claim(self, source: OutboxSource) -> list[ClaimedRow]:
+        params = {"limit": self._batch_size, "relay": self.name, "lease_s": self._lease_s}
         async with source.database.session() as session:
-            rows = (
-                await session.execute(
-                    select(outbox)
-                    .where(outbox.c.dispatched_at.is_(None), outbox.c.next_attempt_at <= func.now())
-                    .order_by(outbox.c.occurred_at)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            for row in rows:
+            result = await session.execute(source.sql(_CLAIM), params)
+            rows = [ClaimedRow(**row._asdict()) for row in result]
+        return sorted(rows, key=lambda row: (row.occurred_at, row.event_id))
+
+    async def _deliver_in_order(self, group: Sequence[ClaimedRow], outcome: PassOutcome) -> None:
+        """One key's rows, one after the other; after a failure the rest wait for its retry."""
+        async with self._slots:
+            for position, row in enumerate(group):
                 problem = await self._deliver_row(row)
                 if problem is None:
-                    settled += 1
-                    values: dict[str, object] = {"dispatched_at": func.now()}
-                else:
-                    delay = min(self._retry_base_s * 2 ** min(row.attempts, 16), MAX_BACKOFF_S)
-                    values = {
-                        "attempts": row.attempts + 1,
-                        "next_attempt_at": func.now() + timedelta(seconds=delay),
-                        "last_error": problem[:2000],
-                    }
-                await session.execute(
-                    update(outbox).where(outbox.c.event_id == row.event_id).values(**values)
-                )
-        return settled
+                    outcome.delivered.append(row.event_id)
+                    continue
+                outcome.failed.append((row, problem))
+                outcome.untried.extend(later.event_id for later in group[position + 1 :])
+                return
 
-    async def _deliver_row(self, row: Row[Any]) -> str | None:
-        """Deliver one outbox row; None when settled, else why not (kept on the row, retried
-        with backoff). A row this release cannot read waits for one that can, never lost."""
+    async def _deliver_row(self, row: ClaimedRow) -> str | None:
+        """None when settled, else why not (kept on the row, retried with backoff). A row this
+        release cannot read waits for one that can, never lost."""
         cls = event_class(row.event_type, row.event_version)
         if cls is None:
             _log.error("unknown event type; kept for a later release", event_type=row.event_type)
             return f"unknown event type {row.event_type} v{row.event_version}"
         try:
-            done = await self._bus.deliver(cls.model_validate(row.payload))
+            done = await self._delivery.deliver(cls.model_validate(row.payload))
         except Exception as exc:
             _log.exception("event delivery failed", event_type=row.event_type)
             return f"{type(exc).__name__}: {exc}"
         return None if done else "some handlers have not processed the event yet"
+
+    async def _mark(self, source: OutboxSource, outcome: PassOutcome) -> None:
+        async with source.database.session() as session:
+            if outcome.delivered:
+                await session.execute(source.sql(_DELIVERED), {"ids": outcome.delivered})
+            if outcome.failed:
+                await session.execute(
+                    source.sql(_RETRY),
+                    {
+                        "ids": [row.event_id for row, _ in outcome.failed],
+                        "delays": [self._backoff_s(row.attempts) for row, _ in outcome.failed],
+                        "errors": [problem[:2000] for _, problem in outcome.failed],
+                    },
+                )
+            if outcome.untried:
+                await session.execute(source.sql(_RELEASE), {"ids": outcome.untried})
+
+    def _backoff_s(self, attempts: int) -> float:
+        return min(self._retry_base_s * 2.0 ** min(attempts, 16), MAX_BACKOFF_S)
+
+    def _observe_lag(self, module: str, rows: list[ClaimedRow], outcome: PassOutcome) -> None:
+        if not self.lag_observers:
+            return
+        delivered, now = set(outcome.delivered), time.time()
+        for row in rows:
+            if row.event_id in delivered:
+                for observe in self.lag_observers:
+                    observe(module, max(0.0, now - row.occurred_at.timestamp()))
+
+    async def _listen(self) -> None:
+        """Wake on every process's commits (NOTIFY); the poll covers any gap while reconnecting."""
+        databases = {id(source.database): source.database for source in self._sources}
+        await asyncio.gather(*(self._listen_on(db) for db in databases.values()))
+
+    async def _listen_on(self, database: Database) -> None:
+        while not self._stopping:
+            try:
+                await database.listen(NOTIFY_CHANNEL, self._on_notify)
+            except Exception as exc:
+                _log.warning("outbox LISTEN lost; polling meanwhile", error=repr(exc)[:300])
+            await asyncio.sleep(LISTEN_RETRY_S)
+
+    def _on_notify(self, _payload: str) -> None:
+        self._signal.notify()

@@ -8,7 +8,7 @@ again only when a token names a key id it does not know, at most once per
 `JWKS_REFETCH_MIN_S`, so a flood of made-up key ids costs the users service one request per
 interval at most.
 
-Rotation (docs/adr/0009-asymmetric-access-tokens.md): the new key signs as soon as it is
+Rotation (docs/adr/0011-asymmetric-access-tokens.md): the new key signs as soon as it is
 configured; the old one's public half stays listed in `JWT_PREVIOUS_KEYS` until every token it
 signed has expired (`ACCESS_TOKEN_TTL_S`), then is removed.
 """

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any, TypeAlias
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Row, Select, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, Select, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database
@@ -262,10 +262,19 @@ class StockRepository:
     async def record(
         self, order_id: UUID, status: str, lines: Sequence[tuple[UUID, int]] = ()
     ) -> None:
+        # One flush: the unit of work inserts the reservation before its lines (foreign key).
         self._session.add(Reservation(order_id=order_id, status=status))
-        await self._session.flush()
         self._session.add_all(
             ReservationLine(order_id=order_id, product_id=product_id, quantity=quantity)
             for product_id, quantity in lines
         )
         await self._session.flush()
+
+    async def reject(self, order_id: UUID) -> None:
+        """A reservation recorded before its stock turned out to be short holds nothing."""
+        await self._session.execute(
+            delete(ReservationLine).where(ReservationLine.order_id == order_id)
+        )
+        await self._session.execute(
+            update(Reservation).where(Reservation.order_id == order_id).values(status="rejected")
+        )

@@ -443,6 +443,12 @@ async def _take_all(
 ) -> dict[UUID, int]:
     """Take every line or none: the units left per product, or `_ShortageError` naming the
     first product short, with whatever was taken before it given back."""
+    if len(lines) == 1:  # one statement is all or nothing already: no savepoint round trips
+        product_id, quantity = lines[0]
+        remaining = await stock.take(product_id, quantity)
+        if remaining is None:
+            raise _ShortageError(product_id)
+        return {product_id: remaining}
     left: dict[UUID, int] = {}
     async with tx.savepoint():
         # A fixed lock order keeps concurrent multi-line takers and givers from deadlocking.
@@ -469,10 +475,13 @@ class StockService:
         stock = StockRepository(tx.session)
         if await stock.reservation(order_id) is not None:
             return
+        # Recorded before the stock is taken: a product row, hot during a sale, then stays
+        # locked only from the take to the commit, not across these inserts as well.
+        await stock.record(order_id, "reserved", lines)
         try:
             left = await _take_all(tx, stock, lines)
         except _ShortageError as shortage:
-            await stock.record(order_id, "rejected")
+            await stock.reject(order_id)
             tx.publish(
                 StockReservationFailed(
                     order_id=order_id,
@@ -481,7 +490,6 @@ class StockService:
                 )
             )
             return
-        await stock.record(order_id, "reserved", lines)
         for product_id, available in left.items():
             tx.publish(
                 StockChanged(

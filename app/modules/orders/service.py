@@ -408,18 +408,18 @@ class PaymentSaga:
         self._redrive_after = timedelta(seconds=redrive_after_s)
 
     async def take_payment(self, order_id: UUID) -> str:
-        order = await self._load(order_id)
+        # Each step answers with the order's state as its own transaction left it: the order
+        # is read once per step, never reloaded in between.
+        order = await self._mark_authorisation_requested(order_id)
         if order is None:
             return "no such order"
-        if order.status == S.STOCK_RESERVED:
-            await self._authorise(order)
-            order = await self._load(order_id)
-            assert order is not None
-        if order.status == S.PAID and order.payment_id is not None:
-            await self._capture(order.id, order.payment_id)
-            order = await self._load(order_id)
-            assert order is not None
-        return order.status
+        state = (str(order.status), order.payment_id)
+        if state[0] == S.STOCK_RESERVED:
+            state = await self._authorise(order)
+        status, payment_id = state
+        if status == S.PAID and payment_id is not None:
+            status = await self._capture(order.id, payment_id)
+        return status
 
     async def give_up_payment(self, order_id: UUID) -> str:
         """The provider stayed unreachable through every retry: compensate."""
@@ -512,14 +512,13 @@ class PaymentSaga:
             payment_method=order.payment_method,
         )
 
-    async def _authorise(self, order: Order) -> None:
-        if not await self._mark_authorisation_requested(order.id):
-            return
+    async def _authorise(self, order: Order) -> tuple[str, str | None]:
+        """Authorise at the provider (the request is noted on the order already); the order's
+        status and payment id afterwards."""
         try:
             payment_id = await self._authorise_at_provider(order)
         except PaymentDeclinedError as declined:
-            await self._declined(order.id, declined.reason, nothing_held=True)
-            return
+            return await self._declined(order.id, declined.reason, nothing_held=True)
         except PaymentUnavailableError as exc:
             raise RetryLater(str(exc)) from exc
         async with self._uow.begin() as tx:
@@ -533,24 +532,29 @@ class PaymentSaga:
                 # Cancelled or expired while the provider was answering: give the hold back.
                 _enqueue_refund(tx, order.id)
         _log.info("payment authorised", order_id=str(order.id))
+        return str(locked.status), payment_id
 
-    async def _mark_authorisation_requested(self, order_id: UUID) -> bool:
+    async def _mark_authorisation_requested(self, order_id: UUID) -> Order | None:
+        """The order, with the authorisation request noted first when it awaits payment (so a
+        hold the provider makes is looked for even if its answer is lost)."""
         async with self._uow.begin() as tx:
             locked = await OrderRepository(tx.session).get(order_id, for_update=True)
-            if locked is None or locked.status != S.STOCK_RESERVED:
-                return False
-            if locked.authorisation_requested_at is None:
+            if (
+                locked is not None
+                and locked.status == S.STOCK_RESERVED
+                and locked.authorisation_requested_at is None
+            ):
                 locked.authorisation_requested_at = datetime.now(UTC)
-        return True
+        return locked
 
-    async def _capture(self, order_id: UUID, payment_id: str) -> None:
+    async def _capture(self, order_id: UUID, payment_id: str) -> str:
+        """Capture at the provider; the order's status afterwards."""
         try:
             await self._payments.capture(
                 idempotency_key=f"{order_id}:capture", payment_id=payment_id
             )
         except PaymentDeclinedError as declined:
-            await self._declined(order_id, declined.reason, nothing_held=False)
-            return
+            return (await self._declined(order_id, declined.reason, nothing_held=False))[0]
         except PaymentUnavailableError as exc:
             raise RetryLater(str(exc)) from exc
         async with self._uow.begin() as tx:
@@ -560,8 +564,11 @@ class PaymentSaga:
                 move(tx, locked, S.CONFIRMED, "payment captured")
                 tx.publish(OrderConfirmed(order_id=order_id))
         _log.info("payment captured", order_id=str(order_id))
+        return str(locked.status)
 
-    async def _declined(self, order_id: UUID, reason: str, *, nothing_held: bool) -> None:
+    async def _declined(
+        self, order_id: UUID, reason: str, *, nothing_held: bool
+    ) -> tuple[str, str | None]:
         async with self._uow.begin() as tx:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
             assert order is not None
@@ -570,6 +577,7 @@ class PaymentSaga:
             if order.status in (S.STOCK_RESERVED, S.PAID):
                 self._fail(tx, order, reason)
         _log.info("payment declined", order_id=str(order_id), reason=reason)
+        return str(order.status), order.payment_id
 
     @staticmethod
     def _fail(tx: Transaction, order: Order, reason: str) -> None:

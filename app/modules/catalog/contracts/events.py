@@ -10,6 +10,7 @@ from app.core.events.base import IntegrationEvent
 
 class StockReserved(IntegrationEvent):
     event_type: ClassVar[str] = "catalog.StockReserved"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
@@ -18,6 +19,7 @@ class StockReservationFailed(IntegrationEvent):
     """`reason` is "out_of_stock", or "unavailable" when a product was archived meanwhile."""
 
     event_type: ClassVar[str] = "catalog.StockReservationFailed"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str
@@ -26,6 +28,7 @@ class StockReservationFailed(IntegrationEvent):
 
 class StockReleased(IntegrationEvent):
     event_type: ClassVar[str] = "catalog.StockReleased"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
@@ -35,6 +38,7 @@ class StockReservationExpired(IntegrationEvent):
     stock is back on sale. An order still waiting for payment can no longer count on it."""
 
     event_type: ClassVar[str] = "catalog.StockReservationExpired"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reserved_at: datetime
@@ -46,6 +50,7 @@ class StockCommitFailed(IntegrationEvent):
     Nothing was sold; the order's payment must be given back."""
 
     event_type: ClassVar[str] = "catalog.StockCommitFailed"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str

@@ -18,6 +18,7 @@ class OrderedItem(BaseModel):
 
 class OrderPlaced(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderPlaced"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     customer_id: UUID
@@ -31,6 +32,7 @@ class OrderStatusChanged(IntegrationEvent):
     arrives after a later one."""
 
     event_type: ClassVar[str] = "orders.OrderStatusChanged"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     customer_id: UUID
@@ -41,12 +43,14 @@ class OrderStatusChanged(IntegrationEvent):
 
 class OrderPaid(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderPaid"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
 
 class OrderPaymentFailed(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderPaymentFailed"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str
@@ -54,12 +58,14 @@ class OrderPaymentFailed(IntegrationEvent):
 
 class OrderConfirmed(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderConfirmed"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
 
 class OrderRejected(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderRejected"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str
@@ -67,6 +73,7 @@ class OrderRejected(IntegrationEvent):
 
 class OrderCancelled(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderCancelled"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
     reason: str
@@ -74,11 +81,13 @@ class OrderCancelled(IntegrationEvent):
 
 class OrderShipped(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderShipped"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
 
 
 class OrderRefunded(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderRefunded"
+    ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID

@@ -1,0 +1,41 @@
+"""The seam between the relay and whatever hands an event to its subscribers.
+
+The relay reads the outbox and depends only on `EventDelivery`: in one process `EventBus` runs
+every subscribed handler through its module's inbox; in split mode `StreamPublisher` adds it to
+its module's Redis stream (app/core/events/streams.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+from app.core.events.base import IntegrationEvent
+
+
+class EventDelivery(Protocol):
+    async def deliver(self, event: IntegrationEvent) -> bool:
+        """Hand `event` on; True once it is settled for good (every subscriber processed it or
+        gave up on it, or a broker accepted it durably), False to have the relay retry it
+        later with backoff. Raising counts as False. Called concurrently for events of
+        different ordering keys, one at a time for events of the same key; may be called again
+        for an event already handed on (at-least-once: consumers deduplicate by event id)."""
+        ...
+
+
+class OutboxSignal:
+    """Wakes the relay: set by this process's commits that wrote events, and by NOTIFYs."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    async def wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout_s)

@@ -1,0 +1,96 @@
+"""The processes and databases `bench/checkout.py` runs against: a fresh database per run, the
+API, the worker and the fake payment provider as child processes, each logging to a file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bench.run import _connect
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], root: Path, log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        child = subprocess.Popen(  # noqa: S603 - our own interpreter and app
+            [sys.executable, *args], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            yield
+        finally:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def worker_started(log: Path) -> None:
+    """Until the worker runs its queues: a late worker would leave a backlog the whole run
+    carries, and measure its start-up instead of the backbone."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if b"workers started" in log.read_bytes():
+            time.sleep(2)  # its start-up sweeps
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the worker did not start")
+
+
+async def fresh_database(server_url: str) -> str:
+    """A database of this run's own on the server BENCH_DATABASE_URL names."""
+    name = f"keystone_checkout_{uuid.uuid4().hex[:8]}"
+    connection = await _connect(server_url)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def drop_database(url: str) -> None:
+    base, _, name = url.rpartition("/")
+    connection = await _connect(f"{base}/postgres")
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def plenty_of_stock(database_url: str, product: str) -> None:
+    db = await _connect(database_url)
+    try:
+        plenty = "UPDATE catalog.products SET stock = 10000000 WHERE id = $1"
+        await db.execute(plenty, uuid.UUID(product))
+    finally:
+        await db.close()
+
+
+def serve_provider(port: int) -> None:
+    """The fake provider of the tests, in a process of its own, until terminated."""
+    import uvicorn
+
+    from tests.fake_payment_provider import FakeProvider
+
+    uvicorn.run(FakeProvider().app(), host="127.0.0.1", port=port, log_level="warning")

@@ -1,0 +1,88 @@
+"""The GitHub Actions workflows, as GitHub would read them: valid against the workflow schema
+(check-jsonschema's vendored SchemaStore schema, offline), and pointing at what exists here: CI
+runs .ci/run, the release deploys with the canary strategy and rolls back, the Kubernetes deploy
+applies overlays that exist and waits for the migration Job the manifests define."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+
+
+def load(name: str) -> dict[str, Any]:
+    workflow: dict[str, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    return workflow
+
+
+def test_every_workflow_is_valid() -> None:
+    assert [path.name for path in WORKFLOWS] == ["ci.yml", "deploy.yml", "release.yml"]
+    checked = subprocess.run(
+        [
+            str(CHECK_JSONSCHEMA),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            *map(str, WORKFLOWS),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_schema_refuses_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "ci.yml"
+    broken.write_text(
+        (ROOT / ".github" / "workflows" / "ci.yml").read_text().replace("runs-on", "run-on")
+    )
+    checked = subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", str(broken)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 1
+
+
+def steps(workflow: dict[str, Any], job: str) -> str:
+    return "\n".join(step.get("run", "") for step in workflow["jobs"][job]["steps"])
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert "bash .ci/run" in steps(load("ci.yml"), "test")
+
+
+def test_release_deploys_a_canary_and_rolls_back() -> None:
+    release = load("release.yml")
+    build = next(s for s in release["jobs"]["image"]["steps"] if s.get("id") == "build")
+    assert build["with"]["push"] is True
+    assert build["with"]["provenance"]
+    assert "cosign sign" in steps(release, "image")
+    deploy = release["jobs"]["deploy-fly"]["steps"]
+    commands = steps(release, "deploy-fly")
+    assert "--strategy canary" in commands
+    assert "/readyz" in commands
+    rollback = next(step for step in deploy if step.get("name", "").startswith("Roll back"))
+    assert rollback["if"].startswith("failure()")
+
+
+@pytest.mark.parametrize("overlay", ["staging", "prod"])
+def test_kubernetes_deploy_knows_the_overlays(overlay: str) -> None:
+    deploy = load("deploy.yml")
+    options = deploy[True]["workflow_dispatch"]["inputs"]["environment"]["options"]  # YAML 1.1: on
+    assert overlay in options
+    assert (ROOT / "deploy" / "k8s" / "overlays" / overlay / "kustomization.yaml").exists()
+    commands = steps(deploy, "deploy")
+    job = (ROOT / "deploy" / "k8s" / "base" / "migrate-job.yaml").read_text()
+    assert "name: keystone-migrate" in job
+    assert "kubectl wait job/keystone-migrate" in commands
+    assert "kubectl argo rollouts undo keystone-api" in commands
