@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 from dependency_injector import providers
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import ALL_MODULES, Settings
 from app.core.container import CoreContainer
+from app.core.db import asyncpg_url
 from app.core.events.bus import EventBus
 from app.core.events.consumer import (
     ConsumerLoops,
@@ -35,6 +37,7 @@ from app.core.logging import get_logger
 from app.core.migrations import current_revision, head_revision
 from app.core.module import Module
 from app.core.peers import PeerConnections
+from app.core.security.keys import RemoteKeys, VerificationKeys
 from app.modules.catalog import module as catalog
 from app.modules.orders import module as orders
 from app.modules.users import module as users
@@ -125,7 +128,7 @@ class Runtime:
         if self.settings.redis_url:  # commands like `migrate` run without Redis
             await self.core.redis().aclose()
             await self.core.cache().close()
-        await self.core.database().dispose()
+        await self.core.databases().dispose()
         _log.info("stopped")
 
 
@@ -145,6 +148,7 @@ def _build_modules(
     else:
         trail = users.remote_audit_trail(peers.peer("users"), core.jobs())
     core.audit.override(providers.Object(trail))
+    _provide_verification_keys(core, built.get("users"), peers)
     if "orders" in hosting:
         built["orders"] = orders.build(
             core,
@@ -160,6 +164,23 @@ def _build_modules(
             ),
         )
     return list(built.values())
+
+
+def _provide_verification_keys(
+    core: CoreContainer, hosted_users: Module | None, peers: PeerConnections
+) -> None:
+    """Tokens verify with users' own keys where it is hosted, else with those it publishes,
+    fetched when first needed (a worker never verifies a token)."""
+    keys: providers.Provider[VerificationKeys]
+    if hosted_users is not None:
+        keys = providers.Object(hosted_users.container.signing_keys())
+    else:
+        keys = providers.Singleton(
+            RemoteKeys,
+            users=providers.Callable(peers.peer, "users"),
+            refetch_min_s=core.settings.provided.jwks_refetch_min_s,
+        )
+    core.verification_keys.override(keys)
 
 
 def _register_personal_data(
@@ -180,7 +201,8 @@ def _readiness(
     core: CoreContainer, modules: list[Module], consumers: ConsumerLoops | None
 ) -> Readiness:
     async def postgres() -> None:
-        await core.database().ping()
+        for module in modules:  # each with its own login
+            await module.uow.database.ping()
 
     async def redis() -> None:
         await core.redis().ping()
@@ -188,9 +210,10 @@ def _readiness(
     heads = {module.name: head_revision(module.name) for module in modules}
 
     async def migrations() -> None:
-        engine = core.database().engine
         behind = [
-            name for name, head in heads.items() if await current_revision(engine, name) != head
+            module.name
+            for module in modules
+            if await current_revision(module.uow.database.engine, module.name) != heads[module.name]
         ]
         if behind:
             raise NotReadyError(f"not at migration head: {', '.join(behind)}")
@@ -269,7 +292,7 @@ def build_runtime(settings: Settings, *, hosting: Sequence[str] | None = None) -
                 bus.subscribe(subscription)
     relay = EventRelay(
         delivery,
-        [OutboxSource(m.name, core.database(), m.uow.outbox) for m in modules],
+        [OutboxSource(m.name, m.uow.database, m.uow.outbox) for m in modules],
         core.outbox_signal(),
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
@@ -282,11 +305,16 @@ def build_runtime(settings: Settings, *, hosting: Sequence[str] | None = None) -
 
 
 async def truncate_all(runtime: Runtime) -> None:
-    """Empty every table of every mounted module (the tests start each case from this)."""
+    """Empty every table of every mounted module (the tests start each case from this), as the
+    operator (DATABASE_URL): the modules' own logins may not TRUNCATE."""
     tables = [
         f'"{table.schema}"."{table.name}"'
         for module in runtime.modules
         for table in module.uow.outbox.metadata.sorted_tables
     ]
-    async with runtime.core.database().session() as session:
-        await session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    engine = create_async_engine(asyncpg_url(runtime.settings.require_database_url()))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()

@@ -18,6 +18,7 @@ openapi       print the OpenAPI document
 dead-letters  list event deliveries that gave up (inboxes, and the streams' dead-letter entries)
 service-credential NAME   a new credential for the service NAME, and the digest its peers keep
 contracts     check the committed contract snapshots (docs/contracts); --write refreshes them
+signing-key KID           a new access-token signing key for the users service (Ed25519)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.backup import (
@@ -74,7 +76,11 @@ async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[
 
 
 async def _migrate(runtime: Runtime) -> None:
-    await migrations.upgrade(runtime.core.database().engine, runtime.settings.app_modules)
+    """Roles, schemas and migrations of the hosted modules (app/core/db_roles.py), then the
+    consumer groups of the Redis Streams transport."""
+    settings = runtime.settings
+    logins = {module: settings.module_database_url(module) for module in settings.app_modules}
+    await migrations.migrate(settings.require_database_url(), logins)
     await create_consumer_groups(runtime)
 
 
@@ -223,6 +229,16 @@ def cmd_service_credential(caller: str) -> None:
     print(f"# every service it calls adds to SERVICE_CALLERS:\n{caller}:{credential_digest(token)}")
 
 
+def cmd_signing_key(kid: str) -> None:
+    from app.core.security.ed25519 import new_signing_key, private_pem, public_text
+
+    key = new_signing_key()
+    one_line = private_pem(key).strip().replace("\n", "\\n")
+    print(f'# the users service sets (secrets):\nJWT_KEY_ID={kid}\nJWT_PRIVATE_KEY="{one_line}"')
+    public = public_text(key.public_key())
+    print(f"# after the next rotation, add to JWT_PREVIOUS_KEYS:\n{kid}:{public}")
+
+
 def cmd_contracts(write: bool) -> None:
     from app.contracts import check_snapshots, write_snapshots
 
@@ -289,6 +305,23 @@ def _dev_urls(stack: DevStack) -> tuple[str, str]:
     return database_url, redis_url
 
 
+def _dev_module_logins(database_url: str) -> dict[str, str]:
+    """Each module connects with its own login, as in production (app/core/db_roles.py), unless
+    its <MODULE>_DATABASE_URL is set; `migrate` makes the roles. Without a password, which a
+    local Postgres trusting its own connections (the embedded one) does not ask for."""
+    from app.core.config import ALL_MODULES
+    from app.core.db_roles import login_url
+
+    if make_url(database_url).password:
+        return {}  # a server that asks for passwords: the modules share DATABASE_URL's login
+    variables = {f"{module.upper()}_DATABASE_URL": module for module in ALL_MODULES}
+    return {
+        name: login_url(database_url, module)
+        for name, module in variables.items()
+        if not os.environ.get(name)
+    }
+
+
 def _dev_mail(stack: DevStack) -> dict[str, str]:
     """Unless SMTP_HOST is set, emails (verification, password resets) go to a local sink that
     prints them."""
@@ -333,9 +366,13 @@ def _run_dev(stack: DevStack, split: bool) -> str:
         "WORKER_SHUTDOWN_GRACE_S": os.environ.get("WORKER_SHUTDOWN_GRACE_S", "3"),
         **_dev_mail(stack),
     }
+    logins = _dev_module_logins(database_url)
+    env.update(logins)
     # Split: migrating as a Redis Streams process also creates every module's consumer groups.
     streams: dict[str, Any] = {"event_transport": "redis-streams"} if split else {}
-    settings = Settings(database_url=database_url, redis_url=redis_url, **streams)
+    settings = Settings(database_url=database_url, redis_url=redis_url, **streams).model_copy(
+        update={name.lower(): url for name, url in logins.items()}
+    )
     configure_logging(settings)
     accounts = asyncio.run(_with_runtime(settings, _migrate_and_seed))
     port = os.environ.get("PORT", "8000")
@@ -403,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="stop once the queues are empty")
     credential = commands.add_parser("service-credential")
     credential.add_argument("caller", help="the calling service's name, e.g. orders")
+    signing_key = commands.add_parser("signing-key")
+    signing_key.add_argument("kid", help="the new key's id, e.g. k2 or 2026-11")
     contracts = commands.add_parser("contracts")
     contracts.add_argument("--write", action="store_true")
     for name, role in (("backup", "the folder to write"), ("restore", "the backup's folder")):
@@ -431,6 +470,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "service-credential":
         cmd_service_credential(args.caller)
+        return
+    if args.command == "signing-key":
+        cmd_signing_key(args.kid)
         return
     if args.command == "contracts":
         cmd_contracts(args.write)

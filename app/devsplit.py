@@ -31,16 +31,34 @@ def nginx_path() -> str | None:
     )
 
 
+# Only the service hosting users signs access tokens; the others verify with its JWKS and the
+# settings refuse them a signing key.
+_SIGNING_ONLY_IN_USERS = ("JWT_PRIVATE_KEY",)
+
+
+def _own_secrets(env: dict[str, str], module: str) -> dict[str, str]:
+    """`env` without what belongs to other services: the other modules' database logins, the
+    operator's DATABASE_URL where the module has a login of its own, and, outside users, the
+    signing key."""
+    own_url = f"{module.upper()}_DATABASE_URL"
+    withheld = {f"{m.upper()}_DATABASE_URL" for m in ALL_MODULES} - {own_url}
+    if env.get(own_url):
+        withheld.add("DATABASE_URL")
+    if module != "users":
+        withheld.update(_SIGNING_ONLY_IN_USERS)
+    return {name: value for name, value in env.items() if name not in withheld}
+
+
 def service_environments(env: dict[str, str], ports: dict[str, int]) -> dict[str, dict[str, str]]:
     tokens = {module: new_service_token() for module in ALL_MODULES}
     common = {
-        **env,
         **{f"{m.upper()}_URL": f"http://127.0.0.1:{port}" for m, port in ports.items()},
         "EVENT_TRANSPORT": "redis-streams",
         "TRUSTED_PROXIES": "127.0.0.1",  # the gateway
     }
     return {
         module: {
+            **_own_secrets(env, module),
             **common,
             "APP_MODULES": module,
             "WORKER_MODULES": module,

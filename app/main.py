@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rate_limiter=rate_limiter,
         event_stores={module.name: module.uow for module in runtime.modules},
         scraped=[
-            *core_metrics(runtime.readiness, runtime.core.database()),
+            *core_metrics(runtime.readiness, {m.name: m.uow.database for m in runtime.modules}),
             *(metric for module in runtime.modules for metric in module.metrics),
             *flags.metrics(),
         ],

@@ -1,7 +1,8 @@
 """The baseline: bare Starlette + asyncpg (+ PyJWT) serving the same rows as Keystone.
 
 No middleware, no validation, no cache, no ORM: the floor a Python ASGI service on this
-machine cannot go below. `uvicorn bench.bare:app` with DATABASE_URL and JWT_SECRET set.
+machine cannot go below. `uvicorn bench.bare:app` with DATABASE_URL and JWT_PUBLIC_KEY (the
+users module's public key, base64url; default: the development key's) set.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from app.core.security.ed25519 import dev_signing_key, load_public_key
+
 PRODUCT_COLUMNS = "id, sku, name, description, price, currency, stock, category_id, created_at"
 PRODUCT = f"SELECT {PRODUCT_COLUMNS} FROM catalog.products WHERE id = $1 AND archived_at IS NULL"  # noqa: S608
 FIRST_PAGE = (
@@ -31,7 +34,11 @@ SEARCH = (
     "AND search @@ websearch_to_tsquery('english', $1) ORDER BY created_at DESC, id DESC LIMIT 21"
 )
 USER = "SELECT id, email, full_name, roles, created_at FROM users.users WHERE id = $1 AND is_active"
-SECRET = os.environ.get("JWT_SECRET", "dev-only-secret-change-me-0123456789abcdef")
+PUBLIC_KEY = (
+    load_public_key(os.environ["JWT_PUBLIC_KEY"])
+    if os.environ.get("JWT_PUBLIC_KEY")
+    else dev_signing_key().public_key()
+)
 pool: asyncpg.Pool | None = None
 
 
@@ -84,8 +91,8 @@ async def me(request: Request) -> JSONResponse:
     try:
         claims = jwt.decode(
             token,
-            SECRET,
-            algorithms=["HS256"],
+            PUBLIC_KEY,
+            algorithms=["EdDSA"],
             audience="keystone-api",
             issuer="keystone",
             options={"require": ["exp", "iat", "sub", "aud", "iss", "jti"]},

@@ -30,6 +30,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from app.core.security.ed25519 import new_signing_key, private_pem, public_text
 from app.devstack import free_port, start_postgres, start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ DOC = ROOT / "docs" / "performance.md"
 LATEST = ROOT / "bench" / "results" / "latest.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 API = "/api/v1"
+SIGNING_KEY = new_signing_key()
 CUSTOMER = {"username": "customer@keystone.local", "password": "cleo-pours-v60"}
 
 
@@ -100,7 +102,8 @@ def _env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
         "APP_ENV": "staging",  # JSON logs, access line per request: the production stack
         "LOG_LEVEL": "INFO",
         # What staging refuses to start without; none of it is on the measured read paths.
-        "JWT_SECRET": "bench-only-secret-0123456789abcdef0123",
+        "JWT_PRIVATE_KEY": private_pem(SIGNING_KEY),
+        "JWT_PUBLIC_KEY": public_text(SIGNING_KEY.public_key()),  # bench/bare.py verifies with it
         "TRUSTED_HOSTS": "127.0.0.1,localhost",
         "PAYMENT_PROVIDER": "http",
         "PAYMENT_API_URL": "http://127.0.0.1:9",

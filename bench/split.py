@@ -6,7 +6,8 @@ third server hosting the catalog (the facade is `CatalogClient` over HTTP). Neit
 events (each hosts part of the modules), so both do the same work but the facade call. wrk posts
 checkouts with fresh Idempotency-Keys, alternating the two sides round by round; then the facade
 call itself is timed one call at a time, in process and over HTTP, for its p50 overhead. The
-table goes to stdout and bench/results/split.md.
+table goes to stdout and bench/results/split.md. A fourth server hosts users, whose public
+keys (JWKS) the orders and catalog servers verify the customer's token with.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from uuid import UUID
 from app.bootstrap import build_runtime
 from app.core.config import Settings
 from app.core.peers import PeerConnections
+from app.core.security.keys import SigningKeys
 from app.core.security.rbac import Role
 from app.core.security.services import credential_digest, new_service_token
-from app.core.security.tokens import TokenService
+from app.core.security.tokens import TokenIssuer
 from app.modules.catalog.client import CatalogClient
 from bench.run import (
     ROOT,
+    SIGNING_KEY,
     Result,
     _env,
     _median,
@@ -44,7 +47,7 @@ from bench.run import (
 
 REPORT = ROOT / "bench" / "results" / "split.md"
 TARGET = 0.7
-NOWHERE = "http://127.0.0.1:9"  # users: not called by a checkout
+NOWHERE = "http://127.0.0.1:9"  # orders: not called by a checkout
 ORDER = (
     '{"items": [{"product_id": "%s", "quantity": 1}], "payment_method": "pm_card_visa",'
     ' "shipping_address": {"name": "Ada", "line1": "1 Main St", "postal_code": "10115",'
@@ -123,21 +126,24 @@ def run(args: argparse.Namespace) -> str:
         env = _env(
             database_url,
             redis_url,
-            USERS_URL=NOWHERE,
             ORDERS_URL=NOWHERE,
             SERVICE_TOKEN=orders_token,
             SERVICE_CALLERS=f"orders:{credential_digest(orders_token)}",
         )
         prepare_data(env, 100)
         product = asyncio.run(_product_id(database_url))
-        with server("app.main:app", {**env, "APP_MODULES": "catalog"}) as catalog:
-            peer_env = {**env, "CATALOG_URL": catalog}
+        with (
+            server("app.main:app", {**env, "APP_MODULES": "users"}) as users,
+            server("app.main:app", {**_verifier(env, users), "APP_MODULES": "catalog"}) as catalog,
+        ):
+            peer_env = {**_verifier(env, users), "CATALOG_URL": catalog}
             with (
                 server("app.main:app", {**peer_env, "APP_MODULES": "catalog,orders"}) as local,
                 server("app.main:app", {**peer_env, "APP_MODULES": "orders"}) as remote,
             ):
                 settings = Settings(_env_file=None, **_settings_of(peer_env))  # type: ignore[call-arg]
-                token = TokenService(settings).issue_access_token(
+                keys = SigningKeys(settings.jwt_key_id, SIGNING_KEY, {})
+                token = TokenIssuer(settings, keys).issue_access_token(
                     uuid.uuid4(), frozenset({Role.CUSTOMER}), uuid.uuid4()
                 )
                 sides = {"catalog in process": local, "catalog over HTTP": remote}
@@ -147,10 +153,15 @@ def run(args: argparse.Namespace) -> str:
     return _report(results, p50s, args, load_before)
 
 
+def _verifier(env: dict[str, str], users: str) -> dict[str, str]:
+    """A service not hosting users: no signing key, users' public keys fetched from `users`."""
+    return {**{k: v for k, v in env.items() if k != "JWT_PRIVATE_KEY"}, "USERS_URL": users}
+
+
 def _settings_of(env: dict[str, str]) -> dict[str, str]:
     """This process's view: the catalog hosted here (for the in-process calls) and served at
     CATALOG_URL (for the HTTP ones)."""
-    names = ("DATABASE_URL", "REDIS_URL", "JWT_SECRET", "CATALOG_URL", "USERS_URL")
+    names = ("DATABASE_URL", "REDIS_URL", "CATALOG_URL", "USERS_URL")
     return {name.lower(): env[name] for name in (*names, "SERVICE_TOKEN")} | {
         "app_modules": "catalog"
     }

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.bootstrap import Runtime, truncate_all
 from app.core import migrations
-from app.core.config import ALL_MODULES, Settings
+from app.core.config import Settings
 from app.core.db import asyncpg_url
 from app.core.jobs import queue_name, redis_settings
 from app.core.logging import configure_logging
@@ -38,6 +38,7 @@ from app.core.security.rbac import Role
 from app.core.security.services import credential_digest
 from app.main import create_app
 from app.worker import Workers
+from tests.databases import close_operator_databases, module_login_settings, module_logins
 from tests.mail import MailSink
 
 TEST_DATABASE = "keystone_test"
@@ -67,11 +68,10 @@ class Servers:
         return self.database_url(name)
 
     async def migrated_database(self, name: str) -> str:
-        """A fresh database with every module's schema at its head."""
+        """A fresh database with every module's schema at its head, made as `migrate` makes
+        it: each module's owner role runs its migrations, its login may use its schema only."""
         url = await self.recreate_database(name)
-        engine = create_async_engine(url)
-        await migrations.upgrade(engine, ALL_MODULES)
-        await engine.dispose()
+        await migrations.migrate(url, module_logins(url))
         return url
 
     def redis_database(self, number: int) -> str:
@@ -105,9 +105,11 @@ def servers() -> Iterator[Servers]:
 
 
 def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    """`database_url` is the operator's; every module connects with its own login."""
     values: dict[str, Any] = {
         "app_env": "test",
         "database_url": database_url,
+        **module_login_settings(database_url),
         "redis_url": redis_url,
         "outbox_poll_interval_s": 0.2,
         "event_retry_base_s": 0,
@@ -128,8 +130,9 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
 
 
 @pytest.fixture(scope="session")
-async def database_url(servers: Servers) -> str:
-    return await servers.migrated_database(TEST_DATABASE)
+async def database_url(servers: Servers) -> AsyncIterator[str]:
+    yield await servers.migrated_database(TEST_DATABASE)
+    await close_operator_databases()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from tests.conftest import TestUser, eventually
+from tests.databases import operator_database
 
 PROBLEM = "application/problem+json"
 PROBLEM_TYPES = "https://keystone.dev/problems/"
@@ -165,7 +166,7 @@ def statuses(order: dict[str, Any]) -> list[str]:
 
 async def outbox_events(app: FastAPI, event_type: str) -> list[dict[str, Any]]:
     """The payloads of the catalog's events of one type, in the order they happened."""
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = await session.execute(
             text(
                 "SELECT payload FROM catalog.outbox WHERE event_type = :type ORDER BY occurred_at"
@@ -178,7 +179,7 @@ async def outbox_events(app: FastAPI, event_type: str) -> list[dict[str, Any]]:
 async def held_or_sold(app: FastAPI, product_id: str) -> int:
     """Units of a product that reservations hold or have sold: with the stock on sale, what
     the product started with."""
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         units = await session.scalar(
             text(
                 "SELECT coalesce(sum(l.quantity), 0) FROM catalog.reservation_lines l "
@@ -195,7 +196,7 @@ async def events_delivered(app: FastAPI) -> None:
     invalidation still in flight cannot race what the test does next)."""
 
     async def drained() -> bool:
-        async with app.state.runtime.core.database().session() as session:
+        async with operator_database(app.state.runtime).session() as session:
             left = await session.scalar(
                 text("SELECT count(*) FROM catalog.outbox WHERE dispatched_at IS NULL")
             )

@@ -64,7 +64,8 @@ async def _token(runtime: Runtime, email: str, role: Role) -> str:
             email_verified=True,
         )
     )
-    return runtime.core.tokens().issue_access_token(account.id, frozenset({role}), uuid4())
+    issuer = runtime.module("users").container.issuer()
+    return issuer.issue_access_token(account.id, frozenset({role}), uuid4())
 
 
 async def _fuzz(

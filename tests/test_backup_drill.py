@@ -1,9 +1,9 @@
 """The restore drill: a shop with accounts, a catalog and an order is backed up with
-`python -m app.cli backup`, its database is dropped (the disaster), and `restore` brings it back
-into a new database: every module's migrations at the same revision (the head), every table with
-the same number of rows, and the API serving the restored order to its customer. Also what a
-restore or backup refuses: overwriting a database that holds the schemas, and a pg_dump older
-than the server."""
+`python -m app.cli backup`, its database is dropped (the disaster), `restore` brings it back into
+a new database and `migrate` hands it back to each module's roles: every module's migrations at
+the same revision (the head), every table with the same number of rows, and the API, each module
+with its own login, serving the restored order to its customer. Also what a restore or backup
+refuses: overwriting a database that holds the schemas, and a pg_dump older than the server."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from app.core.config import ALL_MODULES, Settings
 from app.core.db import asyncpg_url
 from app.main import create_app
 from tests.conftest import Servers, make_settings
+from tests.databases import module_login_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOMER = {"username": "customer@keystone.local", "password": "cleo-pours-v60"}
@@ -44,8 +45,16 @@ def pg_bin(servers: Servers) -> str | None:
 
 
 def cli(database_url: str, *args: str, redis_url: str = "") -> subprocess.CompletedProcess[str]:
-    """`python -m app.cli`; a backup or restore needs no Redis, so none is given unless asked."""
-    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test", "REDIS_URL": redis_url}
+    """`python -m app.cli` as in production: DATABASE_URL is the operator's login (the one
+    backup and restore use), each module has its own; a backup or restore needs no Redis, so
+    none is given unless asked."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        **module_login_env(database_url),
+        "APP_ENV": "test",
+        "REDIS_URL": redis_url,
+    }
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         cwd=ROOT,
@@ -108,6 +117,19 @@ async def row_counts(database_url: str) -> dict[str, int]:
         await engine.dispose()
 
 
+async def table_owners(database_url: str) -> set[str]:
+    engine = create_async_engine(asyncpg_url(database_url))
+    try:
+        async with engine.connect() as connection:
+            owners = await connection.execute(
+                text("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = ANY(:schemas)"),
+                {"schemas": list(ALL_MODULES)},
+            )
+            return set(owners.scalars())
+    finally:
+        await engine.dispose()
+
+
 async def revisions(database_url: str) -> dict[str, str | None]:
     engine = create_async_engine(asyncpg_url(database_url))
     try:
@@ -143,8 +165,13 @@ async def test_restore_drill(servers: Servers, tmp_path: Path) -> None:
     assert again.returncode == 1
     assert "already holds the schemas of catalog, orders, users" in again.stderr
     assert await row_counts(target) == counts
+    # The dump holds no owners or grants: `migrate` hands the restored schemas back to each
+    # module's owner role and grants each module's login its own schema again.
+    migrated = cli(target, "migrate", redis_url=redis)
+    assert migrated.returncode == 0, migrated.stderr
+    assert await table_owners(target) == {f"keystone_{m}_owner" for m in ALL_MODULES}
 
-    async with api(make_settings(target, redis)) as client:
+    async with api(make_settings(target, redis)) as client:  # each module with its own login
         mine = (await client.get("/api/v1/orders?limit=10")).json()["items"]
         assert [order["id"] for order in mine] == [order_id]
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.modules.orders.payments.sandbox import SandboxPayments
 from tests.conftest import Servers
+from tests.databases import module_login_env
 
 ROOT = Path(__file__).resolve().parents[1]
 STRONG = "velvet-otter-juggles-lanterns"
@@ -33,6 +34,7 @@ async def cli_env(servers: Servers) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": database_url,
+        **module_login_env(database_url),
         "REDIS_URL": servers.redis_database(8),
         "LOG_LEVEL": "WARNING",
     }

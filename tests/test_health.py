@@ -5,12 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core import migrations
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import Servers, make_settings
+from tests.databases import module_logins
 
 
 async def test_liveness(client: httpx.AsyncClient) -> None:
@@ -61,9 +61,8 @@ async def test_not_ready_without_postgres(servers: Servers) -> None:
 @pytest.fixture
 async def half_migrated_url(servers: Servers) -> str:
     url = await servers.recreate_database("keystone_half_migrated")
-    engine = create_async_engine(url)
-    await migrations.upgrade(engine, ["users", "catalog"])
-    await engine.dispose()
+    logins = module_logins(url)
+    await migrations.migrate(url, {module: logins[module] for module in ("users", "catalog")})
     return url
 
 

@@ -15,6 +15,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from app.core.security.ed25519 import new_signing_key, private_pem
 from app.main import create_app
 from tests.conftest import Servers, http_client, leaked_fields, make_settings
 from tests.helpers import CATEGORIES, assert_problem
@@ -22,7 +23,7 @@ from tests.helpers import CATEGORIES, assert_problem
 REGISTER = "/api/v1/auth/register"
 PROD = {
     "app_env": "prod",
-    "jwt_secret": "x7Qp2rT9vLm4Kz8Wn3Bc6Hd1Fg5Js0Ay",
+    "jwt_private_key": private_pem(new_signing_key()),
     "trusted_hosts": ["api.example.com", "*.example.org"],
     "trusted_proxies": ["10.0.0.0/8"],
     "payment_provider": "http",

@@ -20,6 +20,7 @@ from app.modules.orders.models import Order
 from app.modules.orders.service import Checkout, OrderService
 from app.worker import Workers
 from tests.conftest import Servers, make_settings, queued_jobs, run_worker_burst
+from tests.databases import operator_database
 
 # Long enough that a busy CI machine finishes a payment first; the expiry test waits it out.
 PENDING_TIMEOUT_S = 3
@@ -74,7 +75,7 @@ async def place_stuck_order(runtime: Runtime) -> UUID:
         ProductCreate(sku="JOB-1", name="Kettle", price=Decimal("30.00"), currency="EUR", stock=5)
     )
     placed = await orders.place_order(checkout(7, product.id, 2))
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         await session.execute(text("UPDATE orders.outbox SET dispatched_at = now()"))
     return placed.order.id
 
@@ -91,7 +92,7 @@ def _any_reader():  # type: ignore[no-untyped-def]
 
 
 async def reservation_status(runtime: Runtime, order_id: UUID) -> str | None:
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         return await session.scalar(
             text("SELECT status FROM catalog.reservations WHERE order_id = :id"), {"id": order_id}
         )
@@ -117,7 +118,7 @@ async def test_cron_expires_stale_orders_whose_job_was_lost(
 ) -> None:
     order_id = await place_stuck_order(runtime)
     await runtime.core.redis().flushdb()  # the deferred job is lost
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         await session.execute(update(Order).values(created_at=text("now() - interval '1 hour'")))
 
     await run_worker_burst(settings, runtime)
@@ -177,7 +178,7 @@ async def test_cron_expires_an_order_stuck_waiting_for_payment_and_releases_its_
     settings: Settings, runtime: Runtime
 ) -> None:
     order_id = await reserve_and_lose_the_payment_job(runtime, "JOB-3")
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         await session.execute(update(Order).values(created_at=text("now() - interval '1 hour'")))
 
     await run_worker_burst(settings, runtime)
@@ -191,7 +192,7 @@ async def test_cron_expires_an_order_stuck_waiting_for_payment_and_releases_its_
 
 async def test_cron_resends_a_lost_payment_job(settings: Settings, runtime: Runtime) -> None:
     order_id = await reserve_and_lose_the_payment_job(runtime, "JOB-4")
-    async with runtime.core.database().session() as session:  # quiet for longer than the redrive
+    async with operator_database(runtime).session() as session:  # quiet for longer than the redrive
         await session.execute(update(Order).values(updated_at=text("now() - interval '5 minutes'")))
 
     await run_worker_burst(settings, runtime)
@@ -222,7 +223,7 @@ async def test_a_payment_retried_after_a_crash_replays_the_sandbox_intent(
     saga = runtime.module("orders").container.saga()
     assert await saga.take_payment(order_id) == "confirmed"
 
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         kept = await session.scalar(
             text("SELECT payment_id FROM orders.orders WHERE id = :id"), {"id": order_id}
         )
@@ -233,12 +234,12 @@ async def test_a_payment_retried_after_a_crash_replays_the_sandbox_intent(
 
 async def test_cron_purges_expired_idempotency_keys(settings: Settings, runtime: Runtime) -> None:
     await place_stuck_order(runtime)
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         await session.execute(text("UPDATE orders.idempotency_keys SET expires_at = now()"))
 
     assert await order_service(runtime).purge_idempotency_keys() == 1
 
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         assert await session.scalar(text("SELECT count(*) FROM orders.idempotency_keys")) == 0
 
 

@@ -9,6 +9,7 @@ import sentry_sdk
 
 from app.core.config import Settings
 from app.core.observability import init_sentry
+from app.core.security.ed25519 import new_signing_key, private_pem
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_dsn_initialises_sentry_with_environment_and_release() -> None:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         app_env="staging",
-        jwt_secret="s" * 40,
+        jwt_private_key=private_pem(new_signing_key()),
         database_url="postgresql://u@db/keystone",
         redis_url="redis://cache:6379/0",
         trusted_hosts=["api.example.com"],

@@ -14,6 +14,7 @@ import pytest
 
 from app.devstack import free_port
 from tests.conftest import Servers
+from tests.databases import module_login_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_ONLY = ["--frozen", "--no-dev", "--no-group", "local"]
@@ -51,6 +52,7 @@ def test_api_and_worker_start_from_the_runtime_set(
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
+        **module_login_env(database_url),
         "REDIS_URL": servers.redis_database(10),  # a Redis db no other test uses
         "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"),
     }

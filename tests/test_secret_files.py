@@ -1,6 +1,7 @@
 """Settings from files in SECRETS_DIR, as Kubernetes and Docker mount secrets: read like
 environment variables, the environment winning; in staging and prod a setting given both ways
-with different values is refused, naming the setting and never its values."""
+with different values is refused, naming the setting and never its values. The signing key
+arrives as the secret manager holds it: a PEM file."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from app.core.config import Settings
+from app.core.security.ed25519 import load_private_key, new_signing_key, private_pem, public_text
+from app.core.security.keys import signing_keys
 
-SIGNING_KEY = "a-signing-key-from-the-secret-manager-0123456789"
+SIGNING_KEY = private_pem(new_signing_key())
 PROD = {
     "APP_ENV": "prod",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -20,15 +23,21 @@ PROD = {
 }
 
 
+def _public(pem: str) -> str:
+    return public_text(load_private_key(pem).public_key())
+
+
 @pytest.fixture
 def secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "secrets"
     folder.mkdir()
-    # As a Kubernetes Secret volume writes them: one file per key, the value with a newline.
-    (folder / "jwt_secret").write_text(SIGNING_KEY + "\n")
+    # As a Kubernetes Secret volume writes them: one file per key, the PEM with its newline.
+    (folder / "jwt_private_key").write_text(SIGNING_KEY)
+    (folder / "jwt_key_id").write_text("2026-11\n")
     (folder / "DATABASE_URL").write_text("postgresql://keystone@db.internal/keystone\n")
+    (folder / "orders_database_url").write_text("postgresql://orders:pw@db.internal/keystone\n")
     monkeypatch.setenv("SECRETS_DIR", str(folder))
-    for name in ("JWT_SECRET", "DATABASE_URL"):
+    for name in ("JWT_PRIVATE_KEY", "JWT_KEY_ID", "DATABASE_URL", "ORDERS_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     for name, value in PROD.items():
         monkeypatch.setenv(name, value)
@@ -37,33 +46,45 @@ def secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_prod_settings_come_from_files(secrets_dir: Path) -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.jwt_secret.get_secret_value() == SIGNING_KEY
     assert settings.database_url == "postgresql://keystone@db.internal/keystone"
+    assert settings.module_database_url("orders") == "postgresql://orders:pw@db.internal/keystone"
+    assert settings.jwt_key_id == "2026-11"
+    published = signing_keys(settings).jwks()["keys"]
+    assert [(key["kid"], key["x"]) for key in published] == [("2026-11", _public(SIGNING_KEY))]
 
 
 def test_the_same_value_both_ways_is_accepted(
     secrets_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("JWT_SECRET", SIGNING_KEY)
-    assert Settings(_env_file=None).jwt_secret.get_secret_value() == SIGNING_KEY  # type: ignore[call-arg]
+    monkeypatch.setenv("JWT_PRIVATE_KEY", SIGNING_KEY)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.jwt_private_key is not None
+    assert settings.jwt_private_key.get_secret_value() == SIGNING_KEY
 
 
 def test_prod_refuses_a_secret_given_both_ways_differently(
     secrets_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stale = "a-stale-signing-key-left-in-the-environment-000"
-    monkeypatch.setenv("JWT_SECRET", stale)
-    with pytest.raises(ValueError, match="JWT_SECRET is set both") as refused:
+    stale = private_pem(new_signing_key())
+    monkeypatch.setenv("JWT_PRIVATE_KEY", stale)
+    with pytest.raises(ValueError, match="JWT_PRIVATE_KEY is set both") as refused:
         Settings(_env_file=None)  # type: ignore[call-arg]
-    assert stale not in str(refused.value)
-    assert SIGNING_KEY not in str(refused.value)
+    assert "PRIVATE KEY-----" not in str(refused.value)
+
+
+def test_a_file_that_is_not_a_signing_key_is_refused(secrets_dir: Path) -> None:
+    (secrets_dir / "jwt_private_key").write_text("not a pem\n")
+    with pytest.raises(ValueError, match="JWT_PRIVATE_KEY"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def test_dev_lets_the_environment_win(secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_ENV", "dev")
-    monkeypatch.setenv("JWT_SECRET", "a-developer-override-of-the-signing-key-00000")
+    override = private_pem(new_signing_key())
+    monkeypatch.setenv("JWT_PRIVATE_KEY", override)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.jwt_secret.get_secret_value().startswith("a-developer-override")
+    assert settings.jwt_private_key is not None
+    assert settings.jwt_private_key.get_secret_value() == override
 
 
 def test_a_missing_secrets_dir_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

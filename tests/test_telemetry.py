@@ -22,6 +22,7 @@ from sqlalchemy import text
 from app.core.telemetry import Telemetry
 from app.main import create_app
 from tests.conftest import Servers, access_lines, http_client, make_settings
+from tests.databases import operator_database
 from tests.helpers import assert_problem
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
@@ -204,7 +205,7 @@ async def test_metrics_show_requests_per_route_and_the_cache_counters(metered: F
 
 async def test_metrics_count_the_event_backlog_per_module(metered: FastAPI) -> None:
     runtime = metered.state.runtime
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         await session.execute(
             text(
                 "INSERT INTO catalog.outbox (event_id, event_type, event_version, payload, "

@@ -23,8 +23,8 @@ from pydantic_settings import (
 )
 
 from app.core.secret_files import secret_file_sources
+from app.core.security.ed25519 import check_signing_keys
 
-DEFAULT_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in prod
 ALL_MODULES = ("users", "catalog", "orders")
 CALLER_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -38,15 +38,15 @@ class Environment(StrEnum):
 
 
 def _parse_previous_keys(value: Any) -> Any:
-    """`kid:secret,kid:secret` -> {kid: secret}; a secret may itself contain ':'."""
+    """`kid:public,kid:public` -> {kid: public}, each public key as JWK's base64url `x`."""
     if not isinstance(value, str):
         return value
     keys: dict[str, str] = {}
     for item in _split_csv(value):
-        kid, sep, secret = item.partition(":")
-        if not sep or not kid.strip() or not secret:
-            raise ValueError("JWT_PREVIOUS_KEYS must be a comma list of kid:secret pairs")
-        keys[kid.strip()] = secret
+        kid, sep, public = item.partition(":")
+        if not sep or not kid.strip() or not public.strip():
+            raise ValueError("JWT_PREVIOUS_KEYS must be a comma list of kid:public-key pairs")
+        keys[kid.strip()] = public.strip()
     return keys
 
 
@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     app_modules: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(ALL_MODULES))
 
     database_url: str | None = None
+    # Each module's own login, which can use only the module's schema (app/core/db_roles.py);
+    # unset, the module connects with DATABASE_URL. `migrate` creates the roles these name
+    # (with their passwords) and runs each module's migrations as its owner role.
+    users_database_url: str | None = None
+    catalog_database_url: str | None = None
+    orders_database_url: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
@@ -103,12 +109,20 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_timeout_s: float = Field(default=2.0, gt=0)
 
-    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
-    jwt_key_id: str = "k1"
+    # Access tokens (app/core/security/keys.py, docs/adr/0011-asymmetric-access-tokens.md):
+    # the Ed25519 private key (PKCS#8 PEM) only the process hosting users holds; unset in
+    # dev/test, a fixed development key signs (refused in staging/prod).
+    # `python -m app.cli signing-key KID` makes one.
+    jwt_private_key: SecretStr | None = None
+    jwt_key_id: str = Field(default="k1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     jwt_issuer: str = "keystone"
     jwt_audience: str = "keystone-api"
-    # Keys that no longer sign but still verify, during a rotation: "kid:secret,kid:secret".
-    jwt_previous_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    # Keys that no longer sign but still verify, during a rotation: "kid:public,kid:public"
+    # (public keys only, as `signing-key` prints them).
+    jwt_previous_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # Where users is served elsewhere: how soon a token under an unknown key id may make this
+    # process fetch users' JWKS again.
+    jwks_refetch_min_s: float = Field(default=10.0, ge=0, le=3_600)
     access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
     # Each API process mirrors the token deny-list in memory, kept current through Redis
     # pub/sub (app/core/security/revocation.py); off, every request asks Redis. The mirror is
@@ -308,15 +322,27 @@ class Settings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("jwt_private_key", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("jwt_previous_keys", mode="before")
     @classmethod
     def _previous_keys(cls, value: Any) -> Any:
         return _parse_previous_keys(value)
 
     @model_validator(mode="after")
-    def _signing_key_is_not_retired(self) -> Settings:
+    def _signing_keys(self) -> Settings:
         if self.jwt_key_id in self.jwt_previous_keys:
             raise ValueError("JWT_KEY_ID must not also be listed in JWT_PREVIOUS_KEYS")
+        hosts_users = "users" in (*self.app_modules, *self.worker_hosted_modules)
+        if self.jwt_private_key is not None and not hosts_users:
+            raise ValueError(
+                "JWT_PRIVATE_KEY must be given only to the process hosting users: the others "
+                "verify with users' public keys and must not be able to sign"
+            )
+        check_signing_keys(self.jwt_private_key, self.jwt_previous_keys)
         return self
 
     @model_validator(mode="after")
@@ -434,19 +460,23 @@ class Settings(BaseSettings):
         # Staging too: it is reachable, and the dev secret is public in this repository.
         if self.app_env not in (Environment.STAGING, Environment.PROD):
             return self
-        secret = self.jwt_secret.get_secret_value()
-        if secret == DEFAULT_JWT_SECRET or len(secret) < 32:
-            raise ValueError("JWT_SECRET must be set to a random value of at least 32 characters")
-        if any(len(key.get_secret_value()) < 32 for key in self.jwt_previous_keys.values()):
-            raise ValueError("JWT_PREVIOUS_KEYS secrets must be at least 32 characters")
+        if self.jwt_private_key is None and "users" in self.app_modules:
+            raise ValueError(
+                "JWT_PRIVATE_KEY must be set where users is hosted in staging/prod "
+                "(python -m app.cli signing-key)"
+            )
         if "*" in self.cors_origins:
             raise ValueError("CORS_ORIGINS must list explicit origins in staging/prod, not '*'")
         if self.debug:
             raise ValueError("DEBUG must be false in staging/prod")
         if self.smtp_security == "none":
             raise ValueError("SMTP_SECURITY must be starttls or tls in staging/prod")
-        if not self.database_url:
-            raise ValueError("DATABASE_URL must be set in staging/prod")
+        hosted = {*self.app_modules, *self.worker_hosted_modules}
+        if not self.database_url and not all(getattr(self, f"{m}_database_url") for m in hosted):
+            raise ValueError(
+                "DATABASE_URL (or each hosted module's <MODULE>_DATABASE_URL) must be set in "
+                "staging/prod"
+            )
         if not self.redis_url:
             raise ValueError("REDIS_URL must be set in staging/prod")
         if not self.trusted_hosts or "*" in self.trusted_hosts:
@@ -509,6 +539,11 @@ class Settings(BaseSettings):
                 "DATABASE_URL=postgresql+asyncpg://user@host:5432/db"
             )
         return self.database_url
+
+    def module_database_url(self, module: str) -> str:
+        """The module's own login where set, else DATABASE_URL."""
+        own: str | None = getattr(self, f"{module}_database_url", None)
+        return own or self.require_database_url()
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

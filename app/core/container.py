@@ -13,13 +13,14 @@ from sqlalchemy import Table
 from app.core.audit import AuditTrail
 from app.core.cache import ResponseCache
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Databases
 from app.core.events.bus import EventBus
 from app.core.events.delivery import OutboxSignal
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import JobQueue
 from app.core.mail import SmtpMailer
 from app.core.privacy import PersonalDataRegistry
+from app.core.security.keys import VerificationKeys
 from app.core.security.passwords import PasswordHasher
 from app.core.security.revocation import RevocationMirror, TokenRevocations
 from app.core.security.tokens import TokenService
@@ -38,11 +39,11 @@ def create_redis(settings: Settings) -> Redis:
 def unit_of_work(
     core: providers.DependenciesContainer, outbox: Table, inbox: Table
 ) -> providers.Singleton[UnitOfWork]:
-    """A module's unit of work: the shared database, its own outbox and inbox, and the core's
+    """A module's unit of work: its own database login, its own outbox and inbox, and the core's
     job queue and the relay's wake-up for what happens after commit."""
     return providers.Singleton(
         UnitOfWork,
-        database=core.database,
+        database=core.databases.provided.of.call(outbox.schema),
         outbox=outbox,
         inbox=inbox,
         jobs=core.jobs,
@@ -52,13 +53,16 @@ def unit_of_work(
 
 class CoreContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
-    database = providers.Singleton(Database, settings=settings)
+    databases = providers.Singleton(Databases, settings=settings)
     redis = providers.Singleton(create_redis, settings=settings)
     cache = providers.Singleton(ResponseCache, settings=settings)
     jobs = providers.Singleton(JobQueue, settings=settings)
     bus = providers.Singleton(EventBus, max_attempts=settings.provided.event_max_attempts)
     outbox_signal = providers.Singleton(OutboxSignal)
-    tokens = providers.Singleton(TokenService, settings=settings)
+    # The users module's own keys where it is hosted, else its published ones (JWKS): the
+    # composition root provides them.
+    verification_keys: providers.Dependency[VerificationKeys] = providers.Dependency()
+    tokens = providers.Singleton(TokenService, settings=settings, keys=verification_keys)
     passwords = providers.Singleton(PasswordHasher)
     mailer = providers.Singleton(SmtpMailer, settings=settings)
     # The users module's audit table, or its HTTP client where users is served elsewhere: the

@@ -61,11 +61,12 @@ def _connect_args(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """An engine on `url` (default DATABASE_URL) with the pool settings."""
     # Looked up at call time: the OpenTelemetry instrumentation (app/core/tracing.py) replaces
     # it to trace the engines created after it is installed.
     engine = sqlalchemy.ext.asyncio.create_async_engine(
-        asyncpg_url(settings.require_database_url()),
+        asyncpg_url(url or settings.require_database_url()),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
@@ -130,8 +131,8 @@ class Database:
     (docs/performance.md, item 12).
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.engine = create_engine(settings)
+    def __init__(self, settings: Settings, url: str | None = None) -> None:
+        self.engine = create_engine(settings, url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._read_pool_size = settings.db_read_pool_size
         self.max_overflow = settings.db_max_overflow
@@ -223,3 +224,24 @@ class Database:
             except TimeoutError:
                 pool.terminate()
         await self.engine.dispose()
+
+
+class Databases:
+    """Each module's own `Database`, opened with the module's own login
+    (`<MODULE>_DATABASE_URL`, else `DATABASE_URL`): a query into another module's schema is
+    refused by Postgres itself (app/core/db_roles.py)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._opened: dict[str, Database] = {}
+
+    def of(self, schema: str) -> Database:
+        if schema not in self._opened:
+            url = self._settings.module_database_url(schema)
+            self._opened[schema] = Database(self._settings, url)
+        return self._opened[schema]
+
+    async def dispose(self) -> None:
+        opened, self._opened = self._opened, {}
+        for database in opened.values():
+            await database.dispose()

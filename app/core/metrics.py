@@ -78,8 +78,9 @@ class ScrapedInstruments:
             return None
 
 
-def core_metrics(readiness: Readiness, database: Database) -> list[ScrapedMetric]:
-    """What every process serving requests reports about itself."""
+def core_metrics(readiness: Readiness, databases: Mapping[str, Database]) -> list[ScrapedMetric]:
+    """What every process serving requests reports about itself; `databases` are the hosted
+    modules' own (each module connects with its own login, so each has its own pools)."""
 
     async def ready() -> Sequence[Reading]:
         checks = await readiness.run()
@@ -87,13 +88,19 @@ def core_metrics(readiness: Readiness, database: Database) -> list[ScrapedMetric
 
     async def pools() -> Sequence[Reading]:
         readings: list[Reading] = []
-        for usage in database.pool_usage():
-            readings.append((usage.in_use, {"pool": usage.pool, "state": "in_use"}))
-            readings.append((usage.idle, {"pool": usage.pool, "state": "idle"}))
+        for module, database in databases.items():
+            for usage in database.pool_usage():
+                labels = {"pool": usage.pool, "module": module}
+                readings.append((usage.in_use, {**labels, "state": "in_use"}))
+                readings.append((usage.idle, {**labels, "state": "idle"}))
         return readings
 
     async def limits() -> Sequence[Reading]:
-        return [(usage.limit, {"pool": usage.pool}) for usage in database.pool_usage()]
+        return [
+            (usage.limit, {"pool": usage.pool, "module": module})
+            for module, database in databases.items()
+            for usage in database.pool_usage()
+        ]
 
     return [
         ScrapedMetric(

@@ -9,7 +9,7 @@ from `python -m app.cli migrate`, and from the tests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.config import Settings
 from app.core.db import asyncpg_url
+from app.core.db_roles import become_owner, grant_logins
 
 MIGRATIONS_ROOT = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -69,7 +70,7 @@ async def _run_with_new_engine(url: str, schema: str, metadata: MetaData) -> Non
 
 
 def _run(connection: Connection, schema: str, metadata: MetaData) -> None:
-    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    become_owner(connection, schema)  # the module's owner role runs its migrations
     context.configure(connection=connection, target_metadata=metadata, **context_options(schema))
     with context.begin_transaction():
         context.run_migrations()
@@ -85,6 +86,17 @@ async def upgrade(engine: AsyncEngine, modules: Iterable[str], revision: str = "
     for module in modules:
         async with engine.begin() as connection:
             await connection.run_sync(_command, module, "upgrade", revision)
+
+
+async def migrate(operator_url: str, logins: Mapping[str, str]) -> None:
+    """The release step: every module in `logins` (schema -> its login's URL) at its head,
+    migrated as its owner role, then its login granted the use of its schema alone."""
+    engine = create_async_engine(asyncpg_url(operator_url))
+    try:
+        await upgrade(engine, logins)
+        await grant_logins(engine, logins)
+    finally:
+        await engine.dispose()
 
 
 async def downgrade(engine: AsyncEngine, modules: Iterable[str], revision: str = "base") -> None:

@@ -48,8 +48,9 @@ def _refuse_conflicts(init: dict[str, Any], env: dict[str, Any], files: dict[str
     environment = str(init.get("app_env") or env.get("app_env") or files.get("app_env") or "")
     if environment.lower() not in STRICT_ENVIRONMENTS:
         return
+    # Files are read without their trailing newline; a PEM in the environment usually keeps it.
     for name in sorted(set(env) & set(files)):
-        if str(env[name]) != str(files[name]):
+        if str(env[name]).strip() != str(files[name]).strip():
             raise ValueError(
                 f"{name.upper()} is set both in the environment and in "
                 f"{SECRETS_DIR_VARIABLE} with different values; keep one"

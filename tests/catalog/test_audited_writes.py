@@ -10,11 +10,12 @@ from sqlalchemy import text
 
 from app.core.security.rbac import Role
 from tests.conftest import UserFactory
+from tests.databases import operator_database
 from tests.helpers import CATEGORIES, PRODUCTS, create_product, product_body
 
 
 async def audit_rows(app: FastAPI, action: str) -> list[dict[str, Any]]:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = await session.execute(
             text("SELECT * FROM users.audit_log WHERE action = :a ORDER BY id"), {"a": action}
         )
@@ -68,7 +69,7 @@ async def test_every_catalog_write_is_audited(
         response = await client.request(method, path, json=body, headers=staff.headers)
         assert response.status_code < 300, (method, path, response.text)
 
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = await session.execute(
             text(
                 "SELECT action, outcome, target FROM users.audit_log "

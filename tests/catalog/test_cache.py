@@ -438,7 +438,7 @@ async def holds(redis: EmbeddedRedis, key: str, fragment: bytes) -> bool:
 
 async def update_attempts(app: FastAPI) -> int:
     """Failed deliveries of the ProductUpdated event so far."""
-    async with app.state.runtime.core.database().session() as session:
+    async with app.state.runtime.module("catalog").uow.database.session() as session:
         attempts = await session.scalar(
             text("SELECT attempts FROM catalog.outbox WHERE event_type = 'catalog.ProductUpdated'")
         )
@@ -447,7 +447,7 @@ async def update_attempts(app: FastAPI) -> int:
 
 async def update_tried(app: FastAPI) -> bool:
     """Whether the relay has tried the ProductUpdated event: failed once, or delivered it."""
-    async with app.state.runtime.core.database().session() as session:
+    async with app.state.runtime.module("catalog").uow.database.session() as session:
         tried = await session.scalar(
             text(
                 "SELECT attempts > 0 OR dispatched_at IS NOT NULL FROM catalog.outbox"

@@ -18,6 +18,7 @@ from app.core.config import Settings
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.catalog.service import ReservationExpiry, StockService
 from tests.conftest import eventually, running_worker
+from tests.databases import operator_database
 from tests.helpers import held_or_sold, outbox_events, stock_of
 
 
@@ -61,7 +62,7 @@ async def release(app: FastAPI, order_id: UUID) -> None:
 
 
 async def sql(app: FastAPI, statement: str, **params: Any) -> Any:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         return (await session.execute(text(statement), params)).all()
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.catalog.service import StockService
+from tests.databases import operator_database
 
 
 async def _product(app: FastAPI, stock: int) -> UUID:
@@ -36,7 +37,7 @@ async def _reserve(app: FastAPI, order_id: UUID, product_id: UUID, quantity: int
 
 
 async def _scalar(app: FastAPI, sql: str, **params: object) -> object:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         return await session.scalar(text(sql), params)
 
 

@@ -18,6 +18,7 @@ from app.modules.catalog.schemas import MAX_SNAPSHOT_IDS, ProductCreate
 from app.modules.orders.service import Checkout
 from app.modules.users.contracts import Contact
 from tests.contracts.conftest import Facades
+from tests.databases import operator_database
 
 ADMIN = Principal(UUID(int=1), frozenset({Role.ADMIN}))
 
@@ -128,7 +129,7 @@ async def test_email_verified_only_for_an_active_account_that_proved_it(
 
 
 async def audit_rows(app: FastAPI) -> list[dict[str, object]]:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = await session.execute(
             text(
                 "SELECT entry_id, occurred_at, actor_id, action, target, outcome, ip, request_id,"

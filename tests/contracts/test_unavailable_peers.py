@@ -13,17 +13,20 @@ import httpx
 import pytest
 from arq import Retry
 from asgi_lifespan import LifespanManager
+from dependency_injector import providers
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.config import Settings
 from app.core.jobs import Job
 from app.core.peers import PeerUnavailableError
+from app.core.security.keys import signing_keys
 from app.core.security.rbac import Role
 from app.devstack import free_port
 from app.main import create_app
 from app.worker import _attempt
 from tests.conftest import http_client, queued_jobs, run_worker_burst
+from tests.databases import operator_database
 from tests.helpers import ORDERS, PRODUCTS, assert_problem, order_body, product_body
 
 NOBODY = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on
@@ -31,7 +34,7 @@ NOBODY = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on
 
 @asynccontextmanager
 async def hosting(
-    settings: Settings, modules: list[str], **overrides: Any
+    settings: Settings, modules: list[str], *, knows_users_keys: bool = True, **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An API process hosting only `modules`; the others are at NOBODY."""
     elsewhere = {f"{name}_url": NOBODY for name in ("users", "catalog", "orders")}
@@ -43,13 +46,30 @@ async def hosting(
         **overrides,
     }
     application = create_app(settings.model_copy(update=values))
+    if "users" not in modules and knows_users_keys:
+        # Users' public keys as this process would have fetched them before users went away
+        # (RemoteKeys keeps them), so the peer under test is the only one missing.
+        keys = signing_keys(settings)
+        application.state.core.verification_keys.override(providers.Object(keys))
     async with LifespanManager(application), http_client(application) as http:
         yield http
 
 
 def bearer(app: FastAPI, role: Role) -> dict[str, str]:
-    token = app.state.runtime.core.tokens().issue_access_token(uuid4(), frozenset({role}), uuid4())
+    issuer = app.state.runtime.module("users").container.issuer()
+    token = issuer.issue_access_token(uuid4(), frozenset({role}), uuid4())
     return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_token_under_a_key_not_yet_fetched_is_a_503_while_users_is_away(
+    settings: Settings, app: FastAPI
+) -> None:
+    """Users' JWKS cannot be fetched: the token can be neither accepted nor refused."""
+    customer = bearer(app, Role.CUSTOMER)
+    async with hosting(settings, ["orders"], knows_users_keys=False) as orders:
+        response = await orders.get(ORDERS, headers=customer)
+    assert_problem(response, 503, "peer-unavailable")
+    assert int(response.headers["retry-after"]) >= 1
 
 
 async def test_a_checkout_without_its_catalog_is_a_503_with_retry_after(
@@ -73,7 +93,7 @@ async def test_a_checkout_without_its_catalog_is_a_503_with_retry_after(
         assert_problem(third, 503, "peer-unavailable")
         assert 1 <= int(third.headers["retry-after"]) <= int(settings.peer_breaker_reset_s)
 
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         assert await session.scalar(text("SELECT count(*) FROM orders.orders")) == 0
 
 
@@ -103,7 +123,7 @@ async def test_an_audit_entry_waits_in_the_users_queue_while_users_is_down(
 
     await run_worker_burst(settings)  # users' worker, users reachable again
 
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = (
             await session.execute(text("SELECT action, outcome, entry_id FROM users.audit_log"))
         ).all()

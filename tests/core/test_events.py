@@ -20,6 +20,7 @@ from app.core.events.bus import Subscription, dead_letters
 from app.core.events.outbox import Transaction
 from app.modules.catalog.models import Category
 from tests.conftest import Servers, make_settings
+from tests.databases import operator_database
 
 
 class SomethingHappened(IntegrationEvent):
@@ -50,13 +51,13 @@ def catalog_uow(runtime: Runtime):  # type: ignore[no-untyped-def]
 
 async def outbox_rows(runtime: Runtime) -> list[tuple[str, object]]:
     outbox = catalog_uow(runtime).outbox
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         rows = await session.execute(select(outbox.c.event_type, outbox.c.dispatched_at))
         return [tuple(row) for row in rows]
 
 
 async def categories(runtime: Runtime) -> int:
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         return int(await session.scalar(select(func.count()).select_from(Category)) or 0)
 
 
@@ -165,7 +166,7 @@ async def test_an_unreadable_outbox_row_does_not_block_the_others(runtime: Runti
     seen: list[UUID] = []
     subscribe_recorder(runtime, "tests.readable", seen)
     outbox = catalog_uow(runtime).outbox
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         await session.execute(
             outbox.insert().values(
                 event_id=uuid4(),
@@ -180,7 +181,7 @@ async def test_an_unreadable_outbox_row_does_not_block_the_others(runtime: Runti
 
     assert await runtime.relay.run_once() == 1
     assert len(seen) == 1
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         stuck = (
             await session.execute(
                 select(outbox.c.attempts, outbox.c.last_error).where(

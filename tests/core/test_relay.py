@@ -21,6 +21,7 @@ from app.core.events.bus import Subscription, dead_letters
 from app.core.events.outbox import Transaction
 from app.core.events.relay import EventRelay, OutboxSource
 from tests.conftest import Servers, eventually, make_settings
+from tests.databases import operator_database
 
 AGGREGATES = 200
 STEPS = 10  # 2,000 events in all
@@ -60,7 +61,7 @@ def relay(runtime: Runtime, name: str, *, lease_s: float = 30.0) -> EventRelay:
     catalog = runtime.module("catalog")
     return EventRelay(
         runtime.core.bus(),
-        [OutboxSource("catalog", runtime.core.database(), catalog.uow.outbox)],
+        [OutboxSource("catalog", catalog.uow.database, catalog.uow.outbox)],
         runtime.core.outbox_signal(),
         batch_size=32,  # not a multiple of STEPS: batches split aggregates between relays
         poll_interval_s=0.05,
@@ -81,7 +82,7 @@ def record_steps(runtime: Runtime, name: str, seen: list[tuple[UUID, int]]) -> N
 
 
 async def undelivered(runtime: Runtime) -> int:
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         count = await session.scalar(
             text("SELECT count(*) FROM catalog.outbox WHERE dispatched_at IS NULL")
         )

@@ -6,7 +6,6 @@ leaks (.git, tests, local data, dev tools, secrets) in its layers or its config.
 from __future__ import annotations
 
 import json
-import secrets
 import socket
 import subprocess
 import tarfile
@@ -22,6 +21,7 @@ from arq.jobs import Job
 
 from app.core.config import Settings
 from app.core.jobs import queue_name, redis_settings
+from app.core.security.ed25519 import new_signing_key, private_pem
 from app.devstack import free_port
 from app.modules.orders.service import EXPIRE_ORDER_JOB
 from tests.conftest import Servers
@@ -61,7 +61,8 @@ def secrets_dir(tmp_path_factory: pytest.TempPathFactory, container_database_url
     """The secrets as files, one per setting, readable by the image's user."""
     folder = tmp_path_factory.mktemp("secrets")
     (folder / "database_url").write_text(container_database_url + "\n")
-    (folder / "jwt_secret").write_text(secrets.token_urlsafe(32) + "\n")
+    # The signing key as the secret manager holds it: a PEM file, newline-terminated.
+    (folder / "jwt_private_key").write_text(private_pem(new_signing_key()))
     for path in (folder, *folder.iterdir()):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return folder
@@ -302,8 +303,10 @@ def test_image_holds_only_the_runtime(containers: Containers, image: str, tmp_pa
     image_config = config["config"]
     assert image_config["User"] == "10001:10001"
     names = {entry.split("=", 1)[0] for entry in image_config["Env"]}
-    assert not names & {"DATABASE_URL", "REDIS_URL", "JWT_SECRET", "SENTRY_DSN", "METRICS_TOKEN"}
+    secrets = {"DATABASE_URL", "REDIS_URL", "JWT_PRIVATE_KEY", "SENTRY_DSN", "METRICS_TOKEN"}
+    assert not names & secrets
     assert image_config["Cmd"] == ["python", "-m", "app.cli", "serve", "--host", "0.0.0.0"]  # noqa: S104
     history = json.dumps(config.get("history", []))
-    assert "JWT_SECRET" not in history
+    assert "JWT_PRIVATE_KEY" not in history
+    assert "PRIVATE KEY" not in history
     assert "password" not in history.lower()

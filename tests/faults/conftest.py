@@ -26,6 +26,7 @@ from app.core.config import Settings
 from app.devstack import free_port
 from app.main import create_app
 from tests.conftest import Servers, make_settings
+from tests.databases import database_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,7 +173,7 @@ def serving_api(
     port = free_port()
     environment = {
         **os.environ,
-        "DATABASE_URL": settings.require_database_url(),
+        **database_env(settings),
         "REDIS_URL": settings.require_redis_url(),
         **env,
     }

@@ -32,6 +32,7 @@ from app.core.config import Settings
 from app.core.security.rbac import Role
 from app.modules.catalog.schemas import ProductCreate
 from tests.conftest import Servers, eventually
+from tests.databases import database_env
 from tests.faults.conftest import (
     API_START_TIMEOUT_S,
     emptied_runtime,
@@ -250,7 +251,7 @@ def test_serve_exits_non_zero_when_its_port_is_taken(settings: Settings, tmp_pat
         port = taken.getsockname()[1]
         env = {
             **os.environ,
-            "DATABASE_URL": settings.require_database_url(),
+            **database_env(settings),
             "REDIS_URL": settings.require_redis_url(),
         }
         command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]

@@ -28,6 +28,7 @@ from app.core.security.rbac import Role
 from app.devstack import free_port
 from app.modules.catalog.schemas import ProductCreate
 from tests.conftest import Servers, eventually, make_settings
+from tests.databases import database_env, operator_database
 from tests.fake_payment_provider import API_KEY, FakeProvider, running_provider
 from tests.helpers import ORDERS, order_body
 
@@ -172,7 +173,7 @@ async def test_no_order_is_lost_or_charged_twice_when_processes_are_killed(
     env = {
         **os.environ,
         **ENV,
-        "DATABASE_URL": settings.require_database_url(),
+        **database_env(settings),
         "REDIS_URL": settings.require_redis_url(),
         "PAYMENT_API_URL": provider.url,
     }
@@ -182,7 +183,7 @@ async def test_no_order_is_lost_or_charged_twice_when_processes_are_killed(
         tmp_path / "api.log",
     )
     worker = Process(["-m", "app.cli", "worker"], env, tmp_path / "worker.log")
-    tokens = runtime.core.tokens()
+    tokens = runtime.module("users").container.issuer()
     rng = random.Random(4)
     bodies = [order_body((rng.choice(product_ids), rng.randint(1, 2))) for _ in range(ORDERS_COUNT)]
     api.start()
@@ -217,7 +218,7 @@ async def test_no_order_is_lost_or_charged_twice_when_processes_are_killed(
         assert client.failed_attempts > 0  # the crashes really hit checkouts in flight
 
         async def all_final() -> bool:
-            async with runtime.core.database().session() as session:
+            async with operator_database(runtime).session() as session:
                 rows = await session.execute(
                     text("SELECT status FROM orders.orders WHERE id = ANY(:ids)"),
                     {"ids": [UUID(i) for i in order_ids if i]},
@@ -237,7 +238,7 @@ async def test_no_order_is_lost_or_charged_twice_when_processes_are_killed(
         api.stop()
         worker.stop()
 
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         orders_placed = await session.scalar(text("SELECT count(*) FROM orders.orders"))
         statuses = dict(
             (await session.execute(text("SELECT id::text, status FROM orders.orders"))).all()

@@ -46,7 +46,11 @@ async def test_postgres_restart_is_a_fast_503_then_recovers(
             db_pool_timeout_s=1,
         )
     )
-    token = app.state.core.tokens().issue_access_token(uuid4(), frozenset({Role.CUSTOMER}), uuid4())
+    token = (
+        app.state.runtime.module("users")
+        .container.issuer()
+        .issue_access_token(uuid4(), frozenset({Role.CUSTOMER}), uuid4())
+    )
     headers = {"Authorization": f"Bearer {token}"}
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

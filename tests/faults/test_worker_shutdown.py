@@ -23,6 +23,7 @@ from app.core.security.rbac import Principal, Role
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.orders.service import Checkout
 from tests.conftest import Servers, eventually
+from tests.databases import database_env, operator_database
 from tests.faults.conftest import emptied_runtime, settings_on_own_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +77,7 @@ async def order_paying_slowly(runtime: Runtime) -> UUID:
 def start_worker(settings: Settings, grace_s: int, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "DATABASE_URL": settings.require_database_url(),
+        **database_env(settings),
         "REDIS_URL": settings.require_redis_url(),
         "PAYMENT_SANDBOX_SLOW_S": str(SLOW_PAYMENT_S),
         "WORKER_SHUTDOWN_GRACE_S": str(grace_s),
@@ -105,7 +106,7 @@ async def payment_running(runtime: Runtime, order_id: UUID) -> bool:
 async def payment_at_the_provider(runtime: Runtime, order_id: UUID) -> bool:
     """The job is past arq's own start (which a SIGTERM would cut short before our code runs)
     and waiting for the slow sandbox: the order asked for its authorisation."""
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         asked = await session.scalar(
             text("SELECT authorisation_requested_at FROM orders.orders WHERE id = :id"),
             {"id": order_id},

@@ -20,6 +20,7 @@ from app.core.security.rbac import Role
 from app.modules.orders.emails import OrderEmails
 from app.modules.orders.service import SEND_ORDER_EMAIL_JOB
 from tests.conftest import TestUser, UserFactory, eventually
+from tests.databases import operator_database
 from tests.helpers import ORDERS, create_product, finished, place, place_ok, read_order
 from tests.mail import MailSink
 from tests.order_emails.conftest import EMAIL_TRIES
@@ -34,7 +35,7 @@ def order_emails(app: FastAPI) -> OrderEmails:
 
 async def outcomes(app: FastAPI, order_id: str) -> dict[str, str | None]:
     """The emails owed for the order: the status each is about -> how it was settled."""
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = await session.execute(
             text("SELECT status, outcome FROM orders.order_emails WHERE order_id = :id"),
             {"id": order_id},
@@ -281,7 +282,7 @@ async def test_a_customer_gone_before_the_email_gets_none_and_the_job_ends(
     order_id = placed["id"]
 
     async def authorising() -> bool:
-        async with app.state.runtime.core.database().session() as session:
+        async with operator_database(app.state.runtime).session() as session:
             requested: bool = await session.scalar(
                 text("SELECT authorisation_requested_at IS NOT NULL FROM orders.orders"),
             )

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory
+from tests.databases import operator_database
 from tests.helpers import (
     ORDERS,
     assert_problem,
@@ -26,7 +27,7 @@ from tests.helpers import (
 
 async def orders_in_database(client: httpx.AsyncClient) -> int:
     runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         count: int = await session.scalar(text("SELECT count(*) FROM orders.orders"))
     return count
 
@@ -121,7 +122,7 @@ async def test_an_expired_key_places_a_new_order(
     first = await place(client, customer, (lamp["id"], 1), key="old-key")
     await finished(client, customer, first.json()["id"])
     runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         await session.execute(text("UPDATE orders.idempotency_keys SET expires_at = now()"))
 
     again = await place(client, customer, (lamp["id"], 1), key="old-key")

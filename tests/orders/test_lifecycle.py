@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory, eventually
+from tests.databases import operator_database
 from tests.helpers import (
     ORDERS,
     assert_problem,
@@ -25,7 +26,7 @@ from tests.helpers import (
 
 async def reservation(client: httpx.AsyncClient, order_id: str) -> str | None:
     runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         status: str | None = await session.scalar(
             text("SELECT status FROM catalog.reservations WHERE order_id = :id"), {"id": order_id}
         )
@@ -156,7 +157,7 @@ async def test_staff_ship_a_confirmed_order_which_then_cannot_be_cancelled(
     assert "'shipped'" in body["detail"]
     assert "'shipped'" in assert_problem(again, 409, "illegal-transition")["detail"]
     assert (await read_order(client, customer, placed["id"]))["status"] == "shipped"
-    async with app.state.runtime.core.database().session() as session:  # shipping is audited
+    async with operator_database(app.state.runtime).session() as session:  # shipping is audited
         audited = await session.execute(
             text("SELECT actor_id, outcome FROM users.audit_log WHERE action = 'orders.ship'")
         )

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory, eventually
+from tests.databases import operator_database
 from tests.helpers import ORDERS, assert_problem, create_product, finished, place_ok
 
 
@@ -157,7 +158,7 @@ async def test_the_read_side_is_not_the_write_side(
         return [o["status"] for o in await list_all(client, customer)] == [final["status"]]
 
     await eventually(projected)
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         await session.execute(text("UPDATE orders.order_summaries SET status = 'shipped'"))
 
     assert [o["status"] for o in await list_all(client, customer)] == ["shipped"]

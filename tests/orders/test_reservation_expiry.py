@@ -21,6 +21,7 @@ from app.core.jobs import redis_settings
 from app.modules.catalog.service import ReservationExpiry, StockService
 from app.modules.orders.service import OrderService, PaymentSaga
 from tests.conftest import TestUser, eventually, running_worker
+from tests.databases import operator_database
 from tests.helpers import (
     ORDERS,
     create_product,
@@ -46,7 +47,7 @@ def runtime_of(app: FastAPI) -> Runtime:
 async def expire_reservations(app: FastAPI) -> int:
     """The reservations are a day old (past RESERVATION_TTL_S) and the catalog's cron runs."""
     runtime = runtime_of(app)
-    async with runtime.core.database().session() as session:
+    async with operator_database(runtime).session() as session:
         await session.execute(
             text("UPDATE catalog.reservations SET created_at = now() - interval '1 day'")
         )
@@ -55,7 +56,7 @@ async def expire_reservations(app: FastAPI) -> int:
 
 
 async def reservation_status(app: FastAPI, order_id: str) -> str | None:
-    async with runtime_of(app).core.database().session() as session:
+    async with operator_database(runtime_of(app)).session() as session:
         status: str | None = await session.scalar(
             text("SELECT status FROM catalog.reservations WHERE order_id = :id"), {"id": order_id}
         )
@@ -63,7 +64,7 @@ async def reservation_status(app: FastAPI, order_id: str) -> str | None:
 
 
 async def money_asked_for(app: FastAPI, order_id: str) -> tuple[Any, Any]:
-    async with runtime_of(app).core.database().session() as session:
+    async with operator_database(runtime_of(app)).session() as session:
         row = (
             await session.execute(
                 text(
@@ -145,7 +146,7 @@ async def test_a_hold_requested_before_the_expiry_is_released(
     lamp = await create_product(client, staff, stock=5)
     order_id = await awaiting_payment(client, customer, lamp["id"], 2)
     # The payment job had asked the provider for a hold, and its answer was lost.
-    async with runtime_of(app).core.database().session() as session:
+    async with operator_database(runtime_of(app)).session() as session:
         await session.execute(
             text("UPDATE orders.orders SET authorisation_requested_at = now() WHERE id = :id"),
             {"id": order_id},

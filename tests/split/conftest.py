@@ -20,10 +20,12 @@ import pytest
 
 from app.bootstrap import Runtime, build_runtime, truncate_all
 from app.core.config import ALL_MODULES, Settings
+from app.core.security.ed25519 import new_signing_key, private_pem
 from app.core.security.rbac import Role
 from app.core.security.services import credential_digest, new_service_token
 from app.devstack import free_port
 from tests.conftest import Servers
+from tests.databases import database_env
 from tests.faults.conftest import ROOT, settings_on_own_database, wait_until_ready
 
 PASSWORD = "correct-horse-battery"
@@ -32,6 +34,9 @@ START_TIMEOUT_S = 180
 # Which services each one accepts calls from: users is called by the catalog (audit) and orders
 # (contacts, audit), the catalog by orders (snapshots), orders by users (data export).
 CALLERS = {"users": ("catalog", "orders"), "catalog": ("orders",), "orders": ("users",)}
+# Users signs with a key of its own; the catalog and orders services get none, and verify with
+# the public keys users publishes (its JWKS).
+SIGNING_KEY = new_signing_key()
 
 
 @dataclass
@@ -110,10 +115,11 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         "APP_ENV": "test",
         "LOG_LEVEL": "INFO",
         "LOG_JSON": "true",
-        "DATABASE_URL": settings.require_database_url(),
+        **database_env(settings),
         "REDIS_URL": settings.require_redis_url(),
         **{f"{m.upper()}_URL": f"http://127.0.0.1:{port}" for m, port in ports.items()},
         "PEER_BREAKER_RESET_S": "1",
+        "JWKS_REFETCH_MIN_S": "1",
         # The gateway (tests/split/test_gateway.py) is on this machine.
         "TRUSTED_PROXIES": "127.0.0.1",
         "EVENT_STREAM_CLAIM_IDLE_MS": "1000",
@@ -127,6 +133,8 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         module: {
             **common,
             "APP_MODULES": module,
+            "APP_NAME": f"keystone-{module}",  # its Postgres application_name
+            **({"JWT_PRIVATE_KEY": private_pem(SIGNING_KEY)} if module == "users" else {}),
             "SERVICE_TOKEN": tokens[module],
             "SERVICE_CALLERS": ",".join(
                 f"{caller}:{credential_digest(tokens[caller])}" for caller in CALLERS[module]

@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 
+from app.core.security.ed25519 import new_signing_key, private_pem
 from app.devstack import free_port
 from tests.conftest import Servers
 from tests.helpers import order_body
@@ -69,6 +70,19 @@ async def empty_database(servers: Servers) -> str:
     return await servers.recreate_database("keystone_run_split")
 
 
+def _assert_each_service_holds_its_own_secrets(started: list[psutil.Process]) -> None:
+    """Only users' processes hold the signing key; each service its own database login."""
+    services = [p for p in started if "app.cli" in p.cmdline() and "APP_MODULES" in p.environ()]
+    assert len(services) == 6  # a server and a worker per module
+    for process in services:
+        environ = process.environ()
+        module = environ["APP_MODULES"]
+        assert ("JWT_PRIVATE_KEY" in environ) == (module == "users"), module
+        logins = {name for name in environ if name.endswith("_DATABASE_URL")}
+        assert logins == {f"{module.upper()}_DATABASE_URL"}, (module, logins)
+        assert "DATABASE_URL" not in environ, module  # the operator's login stays in the runner
+
+
 def test_run_split_serves_the_walk_behind_nginx_and_stops_everything(
     tmp_path: Path, servers: Servers, empty_database: str
 ) -> None:
@@ -76,6 +90,7 @@ def test_run_split_serves_the_walk_behind_nginx_and_stops_everything(
     database_url = empty_database
     port = free_port()
     env = _env(tmp_path, port, DATABASE_URL=database_url, REDIS_URL=servers.redis_database(6))
+    env["JWT_PRIVATE_KEY"] = private_pem(new_signing_key())
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "dev", "--split"],
         cwd=ROOT,
@@ -90,6 +105,7 @@ def test_run_split_serves_the_walk_behind_nginx_and_stops_everything(
         _wait_for_gateway(base, process)
         started = psutil.Process(process.pid).children(recursive=True)
         assert len(started) >= 7  # three services, three workers, nginx (and the watchdog)
+        _assert_each_service_holds_its_own_secrets(started)
         _walk(base)
     finally:
         if process.poll() is None:

@@ -14,6 +14,7 @@ from app.core.security.rbac import Role
 from app.modules.users.contracts import Contact, UsersFacade
 from app.modules.users.module import facade as users_facade
 from tests.conftest import UserFactory
+from tests.databases import operator_database
 from tests.helpers import assert_problem, error_fields
 
 LOGIN = "/api/v1/auth/login"
@@ -35,7 +36,7 @@ def bearer(tokens: dict[str, Any]) -> dict[str, str]:
 
 
 async def stored_hash(app: FastAPI) -> str:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         value: str = await session.scalar(text("SELECT password_hash FROM users.users"))
     return value
 

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory
+from tests.databases import operator_database
 from tests.helpers import assert_problem, error_fields
 
 USERS = "/api/v1/users"
@@ -31,7 +32,7 @@ def disable_url(user: TestUser) -> str:
 
 
 async def db_roles(app: FastAPI, user: TestUser) -> tuple[list[str], bool]:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         row = (
             await session.execute(
                 text("SELECT roles, is_active FROM users.users WHERE id = :id"), {"id": user.id}

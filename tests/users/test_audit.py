@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from app.core.audit import AuditEntry, Origin, Outcome
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory
+from tests.databases import operator_database
 from tests.helpers import assert_problem
 
 AUDIT = "/api/v1/admin/audit-log"
@@ -25,7 +26,7 @@ USERS = "/api/v1/users"
 
 
 async def audit_rows(app: FastAPI) -> list[dict[str, Any]]:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = await session.execute(text("SELECT * FROM users.audit_log ORDER BY id"))
         return [dict(row._mapping) for row in rows]
 
@@ -212,7 +213,7 @@ async def test_the_log_cannot_be_rewritten(
     await make_user()
     before = await audit_rows(app)
     with pytest.raises(DBAPIError, match="append-only"):
-        async with app.state.runtime.core.database().session() as session:
+        async with operator_database(app.state.runtime).session() as session:
             await session.execute(text(statement))
     assert await audit_rows(app) == before
 

@@ -8,11 +8,14 @@ from uuid import uuid4
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.config import Settings
+from app.core.security.ed25519 import dev_signing_key, new_signing_key
 from tests.conftest import UserFactory, clock_moved_on
+from tests.databases import operator_database
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"
@@ -124,11 +127,15 @@ def _claims(settings: Settings, **overrides: object) -> dict[str, object]:
 
 
 def _forge(
-    settings: Settings, key: str | None = None, kid: str | None = None, **overrides: object
+    settings: Settings,
+    key: Ed25519PrivateKey | None = None,
+    kid: str | None = None,
+    **overrides: object,
 ) -> str:
-    secret = key or settings.jwt_secret.get_secret_value()
+    """A token signed as the suite's users module signs (its development key), or not."""
     headers = {"kid": kid or settings.jwt_key_id}
-    return jwt.encode(_claims(settings, **overrides), secret, algorithm="HS256", headers=headers)
+    private = key or dev_signing_key()
+    return jwt.encode(_claims(settings, **overrides), private, algorithm="EdDSA", headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -144,6 +151,7 @@ def _forge(
         "alg_none",
         "unknown_kid",
         "no_kid",
+        "symmetric",
     ],
 )
 async def test_hostile_tokens_get_401(
@@ -154,7 +162,7 @@ async def test_hostile_tokens_get_401(
         "expired": lambda: _forge(settings, exp=past, iat=past - timedelta(minutes=1)),
         "wrong_audience": lambda: _forge(settings, aud="someone-else"),
         "wrong_issuer": lambda: _forge(settings, iss="evil"),
-        "other_key": lambda: _forge(settings, key="another-key-that-is-long-enough-000000"),
+        "other_key": lambda: _forge(settings, key=new_signing_key()),
         "no_exp": lambda: _forge(settings, exp=None),
         "not_access": lambda: _forge(settings, typ="refresh"),
         "no_session": lambda: _forge(settings, sid=None),
@@ -162,8 +170,13 @@ async def test_hostile_tokens_get_401(
             _claims(settings), key=None, algorithm="none", headers={"kid": settings.jwt_key_id}
         ),
         "unknown_kid": lambda: _forge(settings, kid="k-unknown"),
-        "no_kid": lambda: jwt.encode(
-            _claims(settings), settings.jwt_secret.get_secret_value(), algorithm="HS256"
+        "no_kid": lambda: jwt.encode(_claims(settings), dev_signing_key(), algorithm="EdDSA"),
+        # The old HS256 confusion: the public key (as the JWKS publishes it) used as a secret.
+        "symmetric": lambda: jwt.encode(
+            _claims(settings),
+            dev_signing_key().public_key().public_bytes_raw(),
+            algorithm="HS256",
+            headers={"kid": settings.jwt_key_id},
         ),
     }
     response = await client.get(ME, headers={"Authorization": f"Bearer {tokens[case]()}"})
@@ -197,8 +210,8 @@ async def test_token_carries_the_users_roles(make_user: UserFactory, settings: S
     staff = await make_user(Role.STAFF)
     claims = jwt.decode(
         staff.token,
-        settings.jwt_secret.get_secret_value(),
-        algorithms=["HS256"],
+        dev_signing_key().public_key(),
+        algorithms=["EdDSA"],
         audience=settings.jwt_audience,
     )
     assert claims["roles"] == ["staff"]
@@ -210,7 +223,7 @@ async def test_passwords_are_stored_as_argon2id_hashes(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     await register(client, "hash@example.com")
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         stored = await session.scalar(
             text("SELECT password_hash FROM users.users WHERE email = 'hash@example.com'")
         )

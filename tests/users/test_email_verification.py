@@ -22,6 +22,7 @@ from app.modules.catalog.schemas import ProductCreate
 from app.modules.orders.service import Checkout
 from app.worker import module_worker_settings
 from tests.conftest import TestUser, UserFactory, make_settings
+from tests.databases import operator_database
 from tests.helpers import ADDRESS, ME, assert_problem, create_product, error_fields, place
 from tests.mail import MailSink, ReceivedMail
 from tests.users.test_password_reset import queued_jobs, run_worker
@@ -61,7 +62,7 @@ async def verified_through_the_email(
 
 
 async def rows(app: FastAPI, query: str, **params: Any) -> list[dict[str, Any]]:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         return [dict(row._mapping) for row in await session.execute(text(query), params)]
 
 
@@ -104,7 +105,7 @@ async def test_an_expired_or_unknown_token_is_refused(
     user = await register_and_log_in(client, "late@example.com")
     await run_worker(settings)
     [token] = tokens_in(mail.received)
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(text("UPDATE users.email_verification_tokens SET expires_at = now()"))
 
     assert_problem(
@@ -235,7 +236,7 @@ async def test_retention_deletes_old_unverified_customers_only_and_audits_each(
     recent = await make_user(verified=False)
     verified_long_ago = await make_user()
     staff_unverified = await make_user(Role.STAFF, verified=False)
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(
             text("UPDATE users.users SET created_at = now() - interval '31 days' WHERE id <> :r"),
             {"r": recent.id},

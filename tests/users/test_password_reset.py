@@ -16,6 +16,7 @@ from app.core.config import Settings
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory, run_worker_burst
 from tests.conftest import queued_jobs as queued_jobs_of
+from tests.databases import operator_database
 from tests.helpers import assert_problem, error_fields
 from tests.mail import MailSink
 
@@ -44,7 +45,7 @@ def token_in(mail: MailSink) -> str:
 
 
 async def reset_rows(app: FastAPI) -> list[dict[str, Any]]:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = await session.execute(text("SELECT * FROM users.password_reset_tokens"))
         return [dict(row._mapping) for row in rows]
 
@@ -157,7 +158,7 @@ async def test_an_expired_reset_token_is_refused(
 ) -> None:
     user = await make_user()
     token = await emailed_token(client, settings, mail, user)
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(
             text("UPDATE users.password_reset_tokens SET expires_at = now() - interval '1 s'")
         )

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.modules.users.exceptions import WeakPasswordError
 from app.modules.users.password_policy import check_password, common_passwords
+from tests.databases import operator_database
 from tests.helpers import assert_problem
 
 REGISTER = "/api/v1/auth/register"
@@ -25,7 +26,7 @@ async def register(
 
 
 async def count_users(app: FastAPI) -> int:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         count: int = await session.scalar(text("SELECT count(*) FROM users.users"))
     return count
 
@@ -171,7 +172,7 @@ async def test_an_old_parameter_hash_is_upgraded_on_login(
     assert (await register(client, "a-sturdy-passphrase")).status_code == 201
     weak = PasswordHash((Argon2Hasher(memory_cost=8_192, time_cost=1, parallelism=1),))
     old_hash = weak.hash("a-sturdy-passphrase")
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(text("UPDATE users.users SET password_hash = :h"), {"h": old_hash})
 
     response = await client.post(
@@ -179,7 +180,7 @@ async def test_an_old_parameter_hash_is_upgraded_on_login(
     )
     assert response.status_code == 200, response.text
 
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         stored = await session.scalar(text("SELECT password_hash FROM users.users"))
     assert stored != old_hash
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
@@ -194,11 +195,11 @@ async def test_a_wrong_password_does_not_touch_an_old_hash(
 ) -> None:
     assert (await register(client, "a-sturdy-passphrase")).status_code == 201
     old_hash = PasswordHash((Argon2Hasher(memory_cost=8_192, time_cost=1),)).hash("x" * 12)
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(text("UPDATE users.users SET password_hash = :h"), {"h": old_hash})
     response = await client.post(
         LOGIN, data={"username": "grace@example.com", "password": "y" * 12}
     )
     assert_problem(response, 401, "invalid-credentials")
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         assert await session.scalar(text("SELECT password_hash FROM users.users")) == old_hash

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from app.core.security.rbac import Role
 from tests.conftest import TestUser, UserFactory, eventually
+from tests.databases import operator_database
 from tests.helpers import ADDRESS, ORDERS, assert_problem, create_product, place_ok, settled
 
 EXPORT = "/api/v1/users/me/export"
@@ -26,7 +27,7 @@ async def erase(client: httpx.AsyncClient, user: TestUser, password: str) -> htt
 
 async def users_schema_dump(app: FastAPI) -> str:
     """Every row of every users table, as text."""
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         parts = []
         for table in ("users", "refresh_tokens", "password_reset_tokens", "audit_log"):
             rows = await session.execute(text(f"SELECT t::text FROM users.{table} t"))  # noqa: S608
@@ -58,7 +59,7 @@ async def test_export_has_every_modules_part_and_no_secret(
     assert exported_order["lines"][0]["name"] == "Ceramic mug"
     assert exported_order["shipping_address"]["name"] == ADDRESS["name"]
 
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         secrets = await session.execute(
             text(
                 "SELECT password_hash FROM users.users WHERE id = :id "
@@ -108,7 +109,7 @@ async def test_erasure_forgets_the_person_everywhere(
     assert_problem(await client.get(ME, headers=user.headers), 401)
     login = await client.post(LOGIN, data={"username": user.email, "password": user.password})
     assert_problem(login, 401, "invalid-credentials")
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         row = (
             await session.execute(
                 text("SELECT email, full_name, is_active FROM users.users WHERE id = :id"),
@@ -131,7 +132,7 @@ async def test_erasure_forgets_the_person_everywhere(
     assert str(total) == "12.50"  # orders keep the amounts for accounting
 
     async def address_forgotten() -> bool:
-        async with app.state.runtime.core.database().session() as session:
+        async with operator_database(app.state.runtime).session() as session:
             address = await session.scalar(
                 text("SELECT shipping_address::text FROM orders.orders WHERE id = :id"),
                 {"id": order["id"]},

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from app.core.jobs import CronJob, queue_name
 from app.worker import module_worker_settings
 from tests.conftest import UserFactory
+from tests.databases import operator_database
 
 
 def retention_cron(app: FastAPI) -> CronJob:
@@ -21,7 +22,7 @@ def retention_cron(app: FastAPI) -> CronJob:
 
 
 async def count(app: FastAPI, table: str) -> int:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         value: int = await session.scalar(text(f"SELECT count(*) FROM users.{table}"))  # noqa: S608
     return value
 
@@ -40,7 +41,7 @@ async def test_retention_removes_only_what_is_past_its_time(
     await client.post(
         "/api/v1/auth/login", data={"username": user.email, "password": user.password}
     )
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(
             text(
                 "INSERT INTO users.audit_log (occurred_at, action, outcome) VALUES "

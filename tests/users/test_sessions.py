@@ -14,15 +14,23 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from app.core.config import Settings
+from app.core.security.ed25519 import (
+    dev_signing_key,
+    new_signing_key,
+    private_pem,
+    public_text,
+)
 from app.devstack import free_port
 from app.main import create_app
 from tests.conftest import Servers, UserFactory, make_settings
+from tests.databases import operator_database
 from tests.helpers import assert_problem
 
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
 ME = "/api/v1/users/me"
+JWKS = "/api/v1/auth/jwks.json"
 
 
 async def log_in(client: httpx.AsyncClient, email: str, password: str) -> dict[str, Any]:
@@ -41,7 +49,7 @@ async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Respon
 
 
 async def family_rows(app: FastAPI) -> list[dict[str, Any]]:
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         rows = await session.execute(
             text("SELECT * FROM users.refresh_tokens ORDER BY created_at, id")
         )
@@ -58,8 +66,8 @@ async def test_login_returns_access_and_refresh_tokens(
     assert tokens["expires_in"] == settings.access_token_ttl_s
     claims = jwt.decode(
         tokens["access_token"],
-        settings.jwt_secret.get_secret_value(),
-        algorithms=["HS256"],
+        dev_signing_key().public_key(),
+        algorithms=["EdDSA"],
         audience=settings.jwt_audience,
     )
     assert {"iss", "aud", "sub", "exp", "iat", "jti", "sid", "roles"} <= claims.keys()
@@ -76,7 +84,7 @@ async def test_refresh_tokens_are_stored_only_as_digests(
     assert len(rows) == 2  # the fixture's login and this one
     digest = hashlib.sha256(tokens["refresh_token"].encode()).hexdigest()
     assert digest in {row["token_digest"] for row in rows}
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         dump = await session.scalar(
             text("SELECT string_agg(t::text, '|') FROM users.refresh_tokens t")
         )
@@ -141,7 +149,7 @@ async def test_an_expired_refresh_token_is_refused(
 ) -> None:
     user = await make_user()
     tokens = await log_in(client, user.email, user.password)
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(
             text("UPDATE users.refresh_tokens SET expires_at = now() - interval '1 second'")
         )
@@ -181,8 +189,10 @@ async def test_logout_needs_a_token(client: httpx.AsyncClient) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-OLD_SECRET = "the-old-signing-key-0123456789abcdefghij"
-NEW_SECRET = "the-new-signing-key-0123456789abcdefghij"
+# The suite signs with the development key as "k1"; a rotation brings in "k2".
+NEW_KEY = new_signing_key()
+NEW_PEM = private_pem(NEW_KEY)
+SUITE_PUBLIC = public_text(dev_signing_key().public_key())
 
 
 async def _me_on(settings: Settings, token: str) -> httpx.Response:
@@ -197,18 +207,18 @@ async def test_a_token_signed_before_a_key_rotation_still_verifies(
     servers: Servers, database_url: str, client: httpx.AsyncClient, make_user: UserFactory
 ) -> None:
     user = await make_user()
-    # `user.token` was signed by the suite's app with key "k1" and its secret.
-    suite = make_settings(database_url, servers.redis_url)
     rotated = make_settings(
         database_url,
         servers.redis_url,
         jwt_key_id="k2",
-        jwt_secret=NEW_SECRET,
-        jwt_previous_keys=f"k1:{suite.jwt_secret.get_secret_value()}",
+        jwt_private_key=NEW_PEM,
+        jwt_previous_keys=f"k1:{SUITE_PUBLIC}",
     )
     assert (await _me_on(rotated, user.token)).status_code == 200
 
-    retired = make_settings(database_url, servers.redis_url, jwt_key_id="k2", jwt_secret=NEW_SECRET)
+    retired = make_settings(
+        database_url, servers.redis_url, jwt_key_id="k2", jwt_private_key=NEW_PEM
+    )
     response = await _me_on(retired, user.token)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
@@ -222,44 +232,54 @@ async def test_new_tokens_are_signed_with_the_current_key(
         database_url,
         servers.redis_url,
         jwt_key_id="k2",
-        jwt_secret=NEW_SECRET,
-        jwt_previous_keys=f"k1:{OLD_SECRET}",
+        jwt_private_key=NEW_PEM,
+        jwt_previous_keys=f"k1:{SUITE_PUBLIC}",
     )
     application = create_app(rotated)
     async with LifespanManager(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             tokens = await log_in(http, user.email, user.password)
+            jwks = (await http.get(JWKS)).json()
     assert jwt.get_unverified_header(tokens["access_token"])["kid"] == "k2"
     jwt.decode(
-        tokens["access_token"], NEW_SECRET, algorithms=["HS256"], audience=rotated.jwt_audience
+        tokens["access_token"],
+        NEW_KEY.public_key(),
+        algorithms=["EdDSA"],
+        audience=rotated.jwt_audience,
     )
+    # Both keys are published, the current one first, so other services verify either.
+    assert [(key["kid"], key["x"]) for key in jwks["keys"]] == [
+        ("k2", public_text(NEW_KEY.public_key())),
+        ("k1", SUITE_PUBLIC),
+    ]
 
 
 def test_previous_keys_parse_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JWT_PREVIOUS_KEYS", "k0:abc:def, kx:xyz")
+    monkeypatch.setenv("JWT_PREVIOUS_KEYS", f"k0:{SUITE_PUBLIC}, kx : {SUITE_PUBLIC} ")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert {kid: key.get_secret_value() for kid, key in settings.jwt_previous_keys.items()} == {
-        "k0": "abc:def",
-        "kx": "xyz",
-    }
+    assert settings.jwt_previous_keys == {"k0": SUITE_PUBLIC, "kx": SUITE_PUBLIC}
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"jwt_previous_keys": "no-colon"}, "kid:secret"),
-        ({"jwt_previous_keys": "k1:old-secret"}, "JWT_KEY_ID must not also be listed"),
+        ({"jwt_previous_keys": "no-colon"}, "kid:public-key"),
+        ({"jwt_previous_keys": f"k1:{SUITE_PUBLIC}"}, "JWT_KEY_ID must not also be listed"),
+        ({"jwt_previous_keys": "k0:short"}, "JWT_PREVIOUS_KEYS: 'k0' is not an Ed25519"),
+        ({"jwt_private_key": "short"}, "JWT_PRIVATE_KEY is not a PEM private key"),
+        ({"jwt_key_id": "k 1"}, "jwt_key_id"),
+        (
+            {"jwt_private_key": NEW_PEM, "app_modules": "catalog", "users_url": "http://u:8000"},
+            "JWT_PRIVATE_KEY must be given only to the process hosting users",
+        ),
         (
             {
                 "app_env": "prod",
-                "jwt_secret": NEW_SECRET,
-                "jwt_key_id": "k2",
-                "jwt_previous_keys": "k1:short",
                 "database_url": "postgresql://x/y",
                 "redis_url": "redis://x",
             },
-            "JWT_PREVIOUS_KEYS secrets must be at least 32",
+            "JWT_PRIVATE_KEY must be set where users is hosted",
         ),
     ],
 )
@@ -267,7 +287,7 @@ def test_bad_key_settings_are_refused(values: dict[str, Any], message: str) -> N
     with pytest.raises(ValidationError) as error:
         Settings(_env_file=None, **values)  # type: ignore[call-arg]
     assert message in str(error.value)
-    assert "short" not in str(error.value)  # the secret itself is not echoed
+    assert "PRIVATE KEY-----" not in str(error.value)  # a key itself is never echoed
 
 
 async def test_tokens_are_refused_when_revocations_cannot_be_checked(
@@ -292,7 +312,7 @@ async def test_a_token_that_escaped_a_racing_revocation_is_still_refused(
     first = await log_in(client, user.email, user.password)
     newest = (await refresh(client, first["refresh_token"])).json()
     digest = hashlib.sha256(first["refresh_token"].encode()).hexdigest()
-    async with app.state.runtime.core.database().session() as session:
+    async with operator_database(app.state.runtime).session() as session:
         await session.execute(
             text("UPDATE users.refresh_tokens SET revoked_at = now() WHERE token_digest = :d"),
             {"d": digest},

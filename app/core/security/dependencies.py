@@ -28,7 +28,7 @@ async def current_token(request: Request, token: str | None = Depends(bearer)) -
     if not token:
         raise UnauthorizedError("Not authenticated")
     core = core_container(request)
-    verified = core.tokens().verify_access_token(token)
+    verified = await core.tokens().verify_access_token(token)
     if await core.revocations().is_revoked(verified):
         raise UnauthorizedError("This token has been revoked")
     user_id = str(verified.principal.user_id)

@@ -1,9 +1,9 @@
-"""JWT access tokens (PyJWT): pinned algorithm, required claims, key ids for rotation.
+"""JWT access tokens (PyJWT): pinned algorithm (EdDSA), required claims, key ids for rotation.
 
-Tokens are signed with the current key (`JWT_KEY_ID` / `JWT_SECRET`); the key that verifies a
-token is chosen by its `kid` header among the current and the previous keys
-(`JWT_PREVIOUS_KEYS`), so tokens signed before a rotation stay valid until they expire. A token
-whose `kid` is unknown is refused before any signature check.
+The users module signs with its current private key (`JWT_KEY_ID` / `JWT_PRIVATE_KEY`); every
+process verifies with public keys only, chosen by the token's `kid` header: its own where it
+hosts users, else those users publishes (app/core/security/keys.py). A token whose `kid` is
+unknown is refused before any signature check.
 
 A client sends the same access token with every request until it expires, and the token's
 text fixes everything verification decides but its expiry: verified tokens are kept by their
@@ -20,12 +20,13 @@ from uuid import UUID, uuid4
 
 import jwt
 from cachetools import LRUCache
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.core.config import Settings
 from app.core.errors import UnauthorizedError
+from app.core.security.keys import ALGORITHM, SigningKeys, VerificationKeys
 from app.core.security.rbac import Principal, Role
 
-ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss", "jti", "sid"]
 VERIFIED_TOKENS = 10_000
 
@@ -40,17 +41,14 @@ class AccessToken:
     expires_at: datetime
 
 
-class TokenService:
-    def __init__(self, settings: Settings) -> None:
-        self._kid = settings.jwt_key_id
-        self._keys = {
-            kid: key.get_secret_value() for kid, key in settings.jwt_previous_keys.items()
-        }
-        self._keys[self._kid] = settings.jwt_secret.get_secret_value()
+class TokenIssuer:
+    """Signs access tokens: the users module's alone (the one holder of a private key)."""
+
+    def __init__(self, settings: Settings, keys: SigningKeys) -> None:
+        self._keys = keys
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self.ttl = timedelta(seconds=settings.access_token_ttl_s)
-        self._verified: LRUCache[str, AccessToken] = LRUCache(VERIFIED_TOKENS)
 
     def issue_access_token(self, user_id: UUID, roles: frozenset[Role], session_id: UUID) -> str:
         now = datetime.now(UTC)
@@ -66,23 +64,40 @@ class TokenService:
             "roles": sorted(roles),
         }
         return jwt.encode(
-            claims, self._keys[self._kid], algorithm=ALGORITHM, headers={"kid": self._kid}
+            claims, self._keys.private, algorithm=ALGORITHM, headers={"kid": self._keys.kid}
         )
 
-    def verify_access_token(self, token: str) -> AccessToken:
+
+class TokenService:
+    """Verifies access tokens with public keys, wherever they come from."""
+
+    def __init__(self, settings: Settings, keys: VerificationKeys) -> None:
+        self._keys = keys
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._verified: LRUCache[str, AccessToken] = LRUCache(VERIFIED_TOKENS)
+
+    async def verify_access_token(self, token: str) -> AccessToken:
         verified = self._verified.get(token)
         if verified is None:
-            verified = self._verified[token] = self._verify(token)
+            verified = self._verified[token] = self._verify(token, await self._key_of(token))
         elif verified.expires_at <= datetime.now(UTC):
             del self._verified[token]
             raise UnauthorizedError("Invalid or expired access token")
         return verified
 
-    def _verify(self, token: str) -> AccessToken:
+    async def _key_of(self, token: str) -> Ed25519PublicKey:
         try:
-            key = self._keys.get(str(jwt.get_unverified_header(token).get("kid")))
-            if key is None:
-                raise UnauthorizedError("Unknown signing key")
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError as exc:
+            raise UnauthorizedError("Invalid or expired access token") from exc
+        key = await self._keys.public_key(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise UnauthorizedError("Unknown signing key")
+        return key
+
+    def _verify(self, token: str, key: Ed25519PublicKey) -> AccessToken:
+        try:
             claims = jwt.decode(
                 token,
                 key,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dependency_injector import containers, providers
 
 from app.core.container import unit_of_work
+from app.core.security.keys import signing_keys
+from app.core.security.tokens import TokenIssuer
 from app.modules.users.models import inbox, outbox
 from app.modules.users.service import (
     AccountService,
@@ -22,9 +24,12 @@ from app.modules.users.verification import EmailVerificationService
 class UsersContainer(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
     uow = unit_of_work(core, outbox, inbox)
+    # The one private key of the deployment: users signs, every process verifies.
+    signing_keys = providers.Singleton(signing_keys, settings=core.settings)
+    issuer = providers.Singleton(TokenIssuer, settings=core.settings, keys=signing_keys)
     sessions = providers.Singleton(
         Sessions,
-        tokens=core.tokens,
+        tokens=issuer,
         revocations=core.revocations,
         refresh_ttl_s=core.settings.provided.refresh_token_ttl_s,
     )

@@ -5,6 +5,7 @@ from typing import cast
 from fastapi import Request
 
 from app.core.audit import Origin, request_origin
+from app.core.security.keys import SigningKeys
 from app.modules.users.container import UsersContainer
 from app.modules.users.service import (
     AccountService,
@@ -34,6 +35,10 @@ async def admin_service(request: Request) -> AdminService:
 
 async def reset_service(request: Request) -> PasswordResetService:
     return _container(request).resets()
+
+
+async def signing_keys(request: Request) -> SigningKeys:
+    return _container(request).signing_keys()
 
 
 async def verification_service(request: Request) -> EmailVerificationService:

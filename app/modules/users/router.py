@@ -12,6 +12,7 @@ from app.core.module import API_PREFIX
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, cursor_query
 from app.core.ratelimit import auth_rate_limit, enforce
 from app.core.security.dependencies import current_principal, current_token, require
+from app.core.security.keys import SigningKeys
 from app.core.security.rbac import Permission, Principal, Role
 from app.core.security.tokens import AccessToken
 from app.core.validation import Instant
@@ -22,6 +23,7 @@ from app.modules.users.dependencies import (
     auth_service,
     caller_origin,
     reset_service,
+    signing_keys,
     verification_service,
 )
 from app.modules.users.password_policy import MAX_PASSWORD_LENGTH
@@ -30,6 +32,7 @@ from app.modules.users.schemas import (
     AuditEntryOut,
     EmailVerification,
     ErasureRequest,
+    JsonWebKeySet,
     PasswordChange,
     PasswordResetConfirm,
     PasswordResetRequest,
@@ -67,6 +70,7 @@ UserManager = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]
 AuditReader = Depends(require(Permission.AUDIT_READ))
 
 JSON = "application/json"
+JWKS_CACHE_CONTROL = "public, max-age=300"
 Responses = dict[int | str, dict[str, Any]]
 INVALID: Responses = {422: {"description": "Invalid input (problem+json naming each field)"}}
 UNAUTHENTICATED: Responses = {401: {"description": "Missing, invalid, expired or revoked token"}}
@@ -113,6 +117,18 @@ async def me(token: CallerToken, accounts: Accounts) -> Response:
     # the response model, and one dependency (the token) rather than two.
     profile = UserOut.model_validate(await accounts.profile(token.principal.user_id))
     return Response(profile.model_dump_json(), media_type=JSON)
+
+
+@router.get(
+    "/auth/jwks.json",
+    response_model=JsonWebKeySet,
+    tags=["auth"],
+    summary="The public keys access tokens are signed with (JWK Set, RFC 7517)",
+)
+async def jwks(keys: Annotated[SigningKeys, Depends(signing_keys)]) -> Response:
+    # Public and rarely changing; a verifier fetches again anyway when it meets an unknown kid.
+    body = JsonWebKeySet.model_validate(keys.jwks()).model_dump_json()
+    return Response(body, media_type=JSON, headers={"Cache-Control": JWKS_CACHE_CONTROL})
 
 
 @router.post(

@@ -171,3 +171,20 @@ class EmailVerificationStatus(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     verified: bool
+
+
+class JsonWebKey(BaseModel):
+    """One Ed25519 public key (RFC 8037): `x` is the key, `kid` what tokens name it by."""
+
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    use: Literal["sig"]
+    alg: Literal["EdDSA"]
+
+
+class JsonWebKeySet(BaseModel):
+    """The current signing key first, then those that still verify during a rotation."""
+
+    keys: list[JsonWebKey]

@@ -30,7 +30,7 @@ from app.core.privacy import PersonalDataRegistry
 from app.core.security.passwords import PasswordHasher
 from app.core.security.rbac import Principal, Role
 from app.core.security.revocation import TokenRevocations
-from app.core.security.tokens import AccessToken, TokenService
+from app.core.security.tokens import AccessToken, TokenIssuer
 from app.modules.users.contracts import Contact, UserErased, UserRegistered
 from app.modules.users.exceptions import (
     EmailTakenError,
@@ -133,7 +133,7 @@ class Sessions:
     """Opens and revokes sessions inside a caller's transaction; `forget` runs after commit."""
 
     def __init__(
-        self, tokens: TokenService, revocations: TokenRevocations, refresh_ttl_s: int
+        self, tokens: TokenIssuer, revocations: TokenRevocations, refresh_ttl_s: int
     ) -> None:
         self._tokens = tokens
         self._revocations = revocations
