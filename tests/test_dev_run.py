@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import redis
 
 from app.devstack import free_port
 from tests.conftest import Servers
@@ -172,14 +173,26 @@ def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     )
 
 
+@pytest.fixture
+def empty_queues(servers: Servers) -> str:
+    """A Redis database no other test queues jobs in: a burst worker runs until its queue is
+    empty, deferred jobs included, so another test's expiry job deferred for minutes would
+    keep it running."""
+    url = servers.redis_database(2)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
 @pytest.mark.usefixtures("database_url")
 def test_arq_command_line_runs_the_worker_of_one_module(
-    servers: Servers, database_url: str
+    empty_queues: str, database_url: str
 ) -> None:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "REDIS_URL": servers.redis_url,
+        "REDIS_URL": empty_queues,
         "WORKER_MODULES": "orders",
         # Served elsewhere (nothing is called here).
         "CATALOG_URL": "http://127.0.0.1:9",
@@ -200,9 +213,9 @@ def test_arq_command_line_runs_the_worker_of_one_module(
 
 @pytest.mark.usefixtures("database_url")
 def test_the_worker_command_runs_every_hosted_modules_queue(
-    servers: Servers, database_url: str
+    empty_queues: str, database_url: str
 ) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": servers.redis_url}
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": empty_queues}
     result = _run(["app.cli", "worker", "--burst"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     for queue in ("keystone:users", "keystone:catalog", "keystone:orders"):

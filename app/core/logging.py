@@ -56,9 +56,10 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        # Always in the chain (a line outside any span gets nothing): loggers cache their chain
+        # on first use, so one made before tracing was switched on must still name spans.
+        _trace_ids,
     ]
-    if settings.tracing_enabled:
-        shared.append(_trace_ids)
     renderer: Any
     if settings.logs_as_json:
         shared.append(structlog.processors.format_exc_info)
