@@ -13,6 +13,7 @@ import pytest
 
 from app.core.security.rbac import Role
 from app.devstack import Gateway, free_port, start_gateway
+from tests.conftest import eventually
 from tests.helpers import ORDERS, PRODUCTS
 from tests.split.conftest import PASSWORD, Service, Split, account
 from tests.split.test_split_services import access_lines, new_product
@@ -80,8 +81,12 @@ async def test_a_request_id_is_made_or_passed_on(
     passed = await through.get(f"{PRODUCTS}?limit=2", headers={"X-Request-ID": "from-the-client"})
     assert passed.headers["x-request-id"] == "from-the-client"
 
-    seen = {line["request_id"] for line in access_lines(services["catalog"])}
-    assert {made.headers["x-request-id"], "from-the-client"} <= seen
+    # The access line is written once the response has gone out, so it may trail it.
+    async def both_logged() -> bool:
+        seen = {line["request_id"] for line in access_lines(services["catalog"])}
+        return {made.headers["x-request-id"], "from-the-client"} <= seen
+
+    await eventually(both_logged, timeout_s=5)
 
 
 @pytest.mark.parametrize(

@@ -58,13 +58,17 @@ async def test_a_checkout_reaches_the_catalog_over_http(
         )
         assert_problem(unknown, 422, "unknown-products")
 
-    # The catalog answered the orders service, under the checkout's own request id.
-    calls = [
-        (line["request_id"], line["status"])
-        for line in access_lines(services["catalog"])
-        if line["path"] == "/internal/catalog/products"
-    ]
-    assert ("split-checkout-1", 200) in calls
+    # The catalog answered the orders service, under the checkout's own request id (its
+    # access line is written once its response has gone out, so it may trail the checkout).
+    async def catalog_logged_the_call() -> bool:
+        calls = [
+            (line["request_id"], line["status"])
+            for line in access_lines(services["catalog"])
+            if line["path"] == "/internal/catalog/products"
+        ]
+        return ("split-checkout-1", 200) in calls
+
+    await eventually(catalog_logged_the_call, timeout_s=5)
 
 
 async def test_every_services_audit_entries_reach_users(
