@@ -2,12 +2,13 @@
 
 One API process (`app.cli serve`) and one worker (`app.cli worker`), started with the staging
 settings (JSON logs, pre-ping, rate limiter, metrics behind a token) against a fake HTTP payment
-provider (its own process), take checkouts from N concurrent clients for a while; then the load
-stops. Read from the database afterwards: orders/s placed, placed -> terminal and placed ->
-confirmed p50/p99, the delivery lag of every outbox row (dispatched - occurred), the time from
-stock reserved to paid (the payment job's queue wait plus the provider), the outbox backlog
-sampled every half second, and the drain time after the load stops. `--root` runs another
-checkout of the code (e.g. the previous build) with the same harness and the same interpreter.
+provider and an SMTP server (STARTTLS) of their own processes, take checkouts from N concurrent
+clients for a while; then the load stops. Read from the database afterwards: orders/s placed,
+placed -> terminal and placed -> confirmed p50/p99, the delivery lag of every outbox row
+(dispatched - occurred), the time from stock reserved to paid (the payment job's queue wait
+plus the provider), the outbox backlog sampled every half second, and the drain time after the
+load stops. `--root` runs another checkout of the code (e.g. the previous build) with the same
+harness and the same interpreter.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from bench.checkout_stack import (
     fresh_database,
     plenty_of_stock,
     process,
+    self_signed_certificate,
+    serve_mail,
     serve_provider,
     wait_until_up,
     worker_started,
@@ -221,6 +224,8 @@ def run(args: argparse.Namespace) -> str:
     logs = RESULTS / "checkout-logs"
     logs.mkdir(parents=True, exist_ok=True)
     provider_port, api_port, worker_port = free_port(), free_port(), free_port()
+    mail_port = free_port()
+    certificate, key = self_signed_certificate(logs)
     env = _env(
         database_url,
         redis_url,
@@ -229,6 +234,8 @@ def run(args: argparse.Namespace) -> str:
         METRICS_ENABLED="true",
         METRICS_TOKEN=METRICS_TOKEN,
         WORKER_METRICS_PORT=str(worker_port),
+        SMTP_PORT=str(mail_port),
+        SSL_CERT_FILE=str(certificate),
         PYTHONPATH=str(root),
     )
     api = f"http://127.0.0.1:{api_port}"
@@ -241,8 +248,10 @@ def run(args: argparse.Namespace) -> str:
         product = asyncio.run(_product_id(database_url))
         asyncio.run(plenty_of_stock(database_url, product))
         provider = ["-m", "bench.checkout", "--provider", str(provider_port)]
+        mail = ["-m", "bench.checkout", "--mail", str(mail_port), str(certificate), str(key)]
         with (
             process(provider, {**env, "PYTHONPATH": str(ROOT)}, ROOT, logs / "provider.log"),
+            process(mail, {**env, "PYTHONPATH": str(ROOT)}, ROOT, logs / "mail.log"),
             process(
                 ["-m", "app.cli", "serve", "--port", f"{api_port}"], env, root, logs / "api.log"
             ),
@@ -264,9 +273,13 @@ def main() -> None:
     parser.add_argument("--root", default=str(ROOT), help="the checkout of Keystone to measure")
     parser.add_argument("--label", default="this build")
     parser.add_argument("--provider", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mail", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.provider:
         serve_provider(args.provider)
+        return
+    if args.mail:
+        serve_mail(int(args.mail[0]), Path(args.mail[1]), Path(args.mail[2]))
         return
     text = run(args)
     print(text, flush=True)

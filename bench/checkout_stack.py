@@ -1,8 +1,12 @@
 """The processes and databases `bench/checkout.py` runs against: a fresh database per run, the
-API, the worker and the fake payment provider as child processes, each logging to a file."""
+API, the worker, the fake payment provider and an SMTP server (STARTTLS, as staging requires)
+as child processes, each logging to a file."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import ssl
 import subprocess
 import sys
 import time
@@ -10,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -94,3 +99,67 @@ def serve_provider(port: int) -> None:
     from tests.fake_payment_provider import FakeProvider
 
     uvicorn.run(FakeProvider().app(), host="127.0.0.1", port=port, log_level="warning")
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key: the SMTP server's, and the workers' only CA
+    (SSL_CERT_FILE), so STARTTLS is verified as in production."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class _Discard:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        return "250 OK"
+
+
+def serve_mail(port: int, certificate: Path, key: Path) -> None:
+    """An SMTP server that accepts every message after STARTTLS and keeps none, until
+    terminated: the order emails succeed, as they do in production."""
+    import signal
+
+    from aiosmtpd.controller import Controller
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    controller = Controller(
+        _Discard(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
+    )
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # taken by sigwait below, in every thread
+    controller.start()
+    try:
+        signal.sigwait(stops)
+    finally:
+        controller.stop()
