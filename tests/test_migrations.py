@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -260,3 +261,63 @@ async def test_accounts_made_before_verification_existed_count_as_verified(
             text("SELECT email_verified_at IS NOT NULL FROM users.users")
         )
     assert verified is True
+
+
+async def test_summaries_the_old_event_handlers_had_not_written_yet_are_caught_up(
+    empty_engine: AsyncEngine,
+) -> None:
+    """Orders placed and moved on before the release whose events the old handlers had not
+    projected yet: the list shows them as they stand, and a newer summary is left alone."""
+    await migrations.upgrade(empty_engine, ["orders"], "orders_0004")
+    unprojected, behind, ahead = uuid4(), uuid4(), uuid4()
+    async with empty_engine.begin() as connection:
+        for order_id, status, changes in (
+            (unprojected, "stock_reserved", ["pending", "stock_reserved"]),
+            (behind, "paid", ["pending", "stock_reserved", "paid"]),
+            (ahead, "confirmed", ["pending"]),
+        ):
+            await connection.execute(
+                text(
+                    "INSERT INTO orders.orders (id, customer_id, status, total, currency)"
+                    " VALUES (:id, gen_random_uuid(), :status, 12.50, 'EUR')"
+                ),
+                {"id": order_id, "status": status},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO orders.order_lines"
+                    " (order_id, position, product_id, sku, name, unit_price, quantity)"
+                    " VALUES (:id, 0, gen_random_uuid(), 'SKU-1', 'Lamp', 6.25, 2)"
+                ),
+                {"id": order_id},
+            )
+            for change in changes:
+                await connection.execute(
+                    text(
+                        "INSERT INTO orders.status_changes (order_id, status, cause)"
+                        " VALUES (:id, :status, 'test')"
+                    ),
+                    {"id": order_id, "status": change},
+                )
+        for order_id, status, version in ((behind, "pending", 1), (ahead, "confirmed", 9)):
+            await connection.execute(
+                text(
+                    "INSERT INTO orders.order_summaries (order_id, customer_id, status, version,"
+                    " total, currency, item_count, placed_at, updated_at)"
+                    " VALUES (:id, gen_random_uuid(), :status, :version, 12.50, 'EUR', 2,"
+                    " now(), now())"
+                ),
+                {"id": order_id, "status": status, "version": version},
+            )
+    await migrations.upgrade(empty_engine, ["orders"])
+
+    async with empty_engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT order_id, status, version, item_count FROM orders.order_summaries")
+        )
+        summaries = {row.order_id: (row.status, row.version, row.item_count) for row in rows}
+    assert summaries == {
+        unprojected: ("stock_reserved", 2, 2),
+        behind: ("paid", 3, 2),
+        ahead: ("confirmed", 9, 2),
+    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from unittest.mock import MagicMock
+from unittest.mock import AsyncMock, MagicMock
 from uuid import uuid4
 
 import pytest
@@ -70,13 +70,13 @@ def test_email_normalisation(raw: str, normalised: str) -> None:
     assert normalise_email(raw) == normalised
 
 
-def test_every_order_transition_outside_the_table_is_refused_naming_the_state() -> None:
+async def test_every_order_transition_outside_the_table_is_refused_naming_the_state() -> None:
     for current in OrderStatus:
         for target in OrderStatus:
             order = Order(id=uuid4(), customer_id=uuid4(), status=current, history=[])
-            tx = Transaction(MagicMock())
+            tx = Transaction(MagicMock(execute=AsyncMock()))
             if target in TRANSITIONS[current]:
-                move(tx, order, target, "because")
+                await move(tx, order, target, "because")
                 assert order.status == target
                 assert [(c.status, c.cause) for c in order.history] == [(target, "because")]
                 assert [(e.status, e.version) for e in tx.events] == [(target, 1)]  # type: ignore[attr-defined]
@@ -85,7 +85,7 @@ def test_every_order_transition_outside_the_table_is_refused_naming_the_state() 
                 assert [(job.name, job.args) for job in tx.jobs] == expected_jobs
             else:
                 with pytest.raises(IllegalTransitionError, match=f"The order is '{current}'"):
-                    move(tx, order, target, "because")
+                    await move(tx, order, target, "because")
                 assert (order.status, order.history, tx.events) == (current, [], [])
 
 

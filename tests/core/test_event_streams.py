@@ -177,7 +177,7 @@ async def test_migrate_creates_the_hosted_modules_groups_at_zero(
         }
         for stream in (stream_of("orders"), stream_of("catalog"), stream_of("users"))
     }
-    assert groups[stream_of("orders")] == {"catalog": b"0-0", "orders": b"0-0"}
+    assert groups[stream_of("orders")] == {"catalog": b"0-0"}
     assert groups[stream_of("users")] == {"orders": b"0-0"}
 
 
@@ -295,8 +295,8 @@ async def test_readiness_fails_once_a_consumer_loop_has_died(
 ) -> None:
     await runtime.start()
     assert (await runtime.readiness.run())["events"] == "ok"
-    # Someone wrote a plain value where orders' stream was: the loops reading it (catalog's and
-    # orders' own) cannot, stop rather than guess, and readiness says so.
+    # Someone wrote a plain value where orders' stream was: the loop reading it (catalog's)
+    # cannot, stops rather than guess, and readiness says so.
     await redis.delete(stream_of("orders"))
     await redis.set(stream_of("orders"), "not a stream")
 
@@ -305,4 +305,4 @@ async def test_readiness_fails_once_a_consumer_loop_has_died(
 
     await eventually(failed, timeout_s=10)
     events = (await runtime.readiness.run())["events"]
-    assert events == "failed: event consumer stopped: catalog, orders"
+    assert events == "failed: event consumer stopped: catalog"

@@ -1,5 +1,6 @@
-"""GET /orders reads the projection (order_summaries) that orders' own event handlers keep up
-to date: newest first, cursor pages, each caller their own orders, staff everyone's."""
+"""GET /orders reads the order summaries (order_summaries), written with each order in the
+same transaction: newest first, cursor pages, each caller their own orders, staff everyone's,
+and never behind what the order itself says."""
 
 from __future__ import annotations
 
@@ -162,3 +163,20 @@ async def test_the_read_side_is_not_the_write_side(
         await session.execute(text("UPDATE orders.order_summaries SET status = 'shipped'"))
 
     assert [o["status"] for o in await list_all(client, customer)] == ["shipped"]
+
+
+async def test_the_list_shows_an_order_as_soon_as_its_write_has_answered(
+    client: httpx.AsyncClient, staff: TestUser, customer: TestUser
+) -> None:
+    """No wait for events: the order list is written with the order, so what a checkout or a
+    cancellation answered is what the next list shows."""
+    lamp = await create_product(client, staff, stock=5, price="2.50")
+    placed = await place_ok(client, customer, (lamp["id"], 2))
+    [listed] = await list_all(client, customer)
+    assert (listed["id"], listed["item_count"], listed["total"]) == (placed["id"], 2, "5.00")
+
+    cancelled = await client.post(f"{ORDERS}/{placed['id']}/cancel", headers=customer.headers)
+    assert cancelled.status_code == 200, cancelled.text
+    [listed] = await list_all(client, customer)
+    # The refund job may have moved it on already, never back.
+    assert listed["status"] in ("cancelled", "refunded")

@@ -16,7 +16,7 @@ from app.modules.orders.payments.http import HttpPayments
 from app.modules.orders.payments.port import PaymentGateway
 from app.modules.orders.payments.sandbox import SandboxPayments
 from app.modules.orders.privacy import OrdersPersonalData
-from app.modules.orders.service import OrderProjection, OrderService, PaymentSaga
+from app.modules.orders.service import OrderService, PaymentSaga
 from app.modules.users.contracts import UsersFacade
 
 
@@ -51,7 +51,6 @@ class OrdersContainer(containers.DeclarativeContainer):
         payments=payments,
         redrive_after_s=core.settings.provided.payment_redrive_after_s,
     )
-    projection = providers.Singleton(OrderProjection)
     personal_data = providers.Singleton(OrdersPersonalData, uow=uow)
     emails = providers.Singleton(
         OrderEmails,

@@ -1,5 +1,5 @@
-"""Orders' reactions to the catalog's answers, to users' erasures, and to its own events (the
-read side)."""
+"""Orders' reactions to the catalog's answers and to users' erasures. (Its order list is
+written with each order, in the same transaction, not from its own events: docs/adr.)"""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from app.modules.catalog.contracts import (
     StockReservationFailed,
     StockReserved,
 )
-from app.modules.orders.contracts import OrderPlaced, OrderStatusChanged
-from app.modules.orders.service import OrderProjection, OrderService
+from app.modules.orders.service import OrderService
 from app.modules.users.contracts import UserErased
 
 
-def subscriptions(
-    uow: UnitOfWork, orders: OrderService, projection: OrderProjection
-) -> list[Subscription]:
+def subscriptions(uow: UnitOfWork, orders: OrderService) -> list[Subscription]:
     async def reserved(event: StockReserved, tx: Transaction) -> None:
         await orders.settle_reservation(tx, event.order_id, reserved=True, cause="stock reserved")
 
@@ -34,12 +31,6 @@ def subscriptions(
     async def forget_customer(event: UserErased, tx: Transaction) -> None:
         await orders.forget_customer(tx, event.user_id)
 
-    async def project_placed(event: OrderPlaced, tx: Transaction) -> None:
-        await projection.on_placed(tx, event)
-
-    async def project_status(event: OrderStatusChanged, tx: Transaction) -> None:
-        await projection.on_status_changed(tx, event)
-
     return [
         # The handler names are inbox keys: kept from before, so no delivery is repeated.
         Subscription(StockReserved, "orders.confirm_order", reserved, uow),
@@ -48,7 +39,5 @@ def subscriptions(
             StockReservationExpired, "orders.cancel_unreserved_order", reservation_expired, uow
         ),
         Subscription(StockCommitFailed, "orders.refund_unstocked_order", stock_not_retaken, uow),
-        Subscription(OrderPlaced, "orders.project_placed_order", project_placed, uow),
-        Subscription(OrderStatusChanged, "orders.project_status_change", project_status, uow),
         Subscription(UserErased, "orders.forget_customer", forget_customer, uow),
     ]

@@ -158,8 +158,8 @@ class IdempotencyKey(Base):
 
 
 class OrderSummary(Base):
-    """The read side of orders (CQRS): one row per order, kept up to date by orders' own
-    handlers of its events, and read by the order lists without touching the write tables."""
+    """One row per order for the order lists, written in the transaction of each of the
+    order's own writes (`OrderSummaryRepository.save`), read without touching the write tables."""
 
     __tablename__ = "order_summaries"
     __table_args__ = (

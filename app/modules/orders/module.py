@@ -32,7 +32,7 @@ def build(core: CoreContainer, catalog: CatalogFacade, users: UsersFacade) -> Mo
         router=router,
         internal_router=internal_router,
         uow=container.uow(),
-        subscriptions=subscriptions(container.uow(), orders, container.projection()),
+        subscriptions=subscriptions(container.uow(), orders),
         jobs=jobs(orders, saga, emails, core.settings()),
         cron_jobs=cron_jobs(orders, saga, emails),
         personal_data=container.personal_data(),

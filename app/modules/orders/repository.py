@@ -143,20 +143,32 @@ class OrderSummaryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def insert(self, summary: dict[str, object]) -> None:
-        await self._session.execute(
-            pg_insert(OrderSummary).values(**summary).on_conflict_do_nothing()
+    async def save(self, order: Order) -> None:
+        """Write the order's summary as the order now stands, in the order's own transaction:
+        one statement, inserting the row on the order's first write and moving it on after.
+        A later version already there wins (a summary is never moved back)."""
+        summary = pg_insert(OrderSummary).values(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            status=order.status,
+            version=len(order.history),
+            total=order.total,
+            currency=order.currency,
+            item_count=sum(line.quantity for line in order.lines),
+            # Unset until the order's insert is flushed: the same transaction's now() then.
+            placed_at=order.created_at or func.now(),
+            updated_at=func.now(),
         )
-
-    async def exists(self, order_id: UUID) -> bool:
-        return await self._session.get(OrderSummary, order_id) is not None
-
-    async def advance(self, order_id: UUID, status: str, version: int, at: datetime) -> None:
-        """Apply a status change unless a later one is applied already."""
         await self._session.execute(
-            update(OrderSummary)
-            .where(OrderSummary.order_id == order_id, OrderSummary.version < version)
-            .values(status=status, version=version, updated_at=at)
+            summary.on_conflict_do_update(
+                index_elements=[OrderSummary.order_id],
+                set_={
+                    "status": summary.excluded.status,
+                    "version": summary.excluded.version,
+                    "updated_at": summary.excluded.updated_at,
+                },
+                where=OrderSummary.version < summary.excluded.version,
+            )
         )
 
     async def newest_first(

@@ -94,10 +94,10 @@ AWAITING_PAYMENT = (S.PENDING, S.STOCK_RESERVED)
 RESERVATION_EXPIRED = "reservation expired"
 
 
-def move(tx: Transaction, order: Order, target: OrderStatus, cause: str) -> None:
+async def move(tx: Transaction, order: Order, target: OrderStatus, cause: str) -> None:
     """The only way an order changes status: checked against TRANSITIONS, recorded with its
-    cause and time, announced (the read side follows `OrderStatusChanged`), and for
-    EMAILED_STATUSES an email to the customer owed in the same transaction."""
+    cause and time, written to the order list's summary, announced (`OrderStatusChanged`), and
+    for EMAILED_STATUSES an email to the customer owed in the same transaction."""
     if target not in TRANSITIONS[OrderStatus(order.status)]:
         raise IllegalTransitionError(order.status, target)
     order.status = target
@@ -111,6 +111,7 @@ def move(tx: Transaction, order: Order, target: OrderStatus, cause: str) -> None
             version=len(order.history),
         )
     )
+    await OrderSummaryRepository(tx.session).save(order)
     if target in EMAILED_STATUSES:
         OrderEmailRepository(tx.session).request(order.id, target)
         enqueue_order_email(tx, order.id, target)
@@ -195,6 +196,7 @@ class OrderService:
             if not claimed:  # a concurrent request with this key committed first
                 return await self._replay_in(tx, checkout)
             await OrderRepository(tx.session).add(order)
+            await OrderSummaryRepository(tx.session).save(order)
             tx.publish(
                 OrderPlaced(
                     order_id=order.id,
@@ -313,7 +315,7 @@ class OrderService:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
             if order is None or order.customer_id != owner.user_id:
                 raise OrderNotFoundError
-            _cancel(tx, order, "cancelled by the customer")
+            await _cancel(tx, order, "cancelled by the customer")
         _log.info("order cancelled", order_id=str(order_id), refund=order.may_hold_money)
         return order
 
@@ -322,7 +324,7 @@ class OrderService:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
             if order is None:
                 raise OrderNotFoundError
-            move(tx, order, OrderStatus.SHIPPED, "shipped")
+            await move(tx, order, OrderStatus.SHIPPED, "shipped")
             tx.publish(OrderShipped(order_id=order.id))
         return order
 
@@ -344,10 +346,10 @@ class OrderService:
             _log.info("reservation answer ignored", order_id=str(order_id), reserved=reserved)
             return
         if reserved:
-            move(tx, order, OrderStatus.STOCK_RESERVED, cause)
+            await move(tx, order, OrderStatus.STOCK_RESERVED, cause)
             _enqueue_payment(tx, order_id)
         else:
-            move(tx, order, OrderStatus.REJECTED, cause)
+            await move(tx, order, OrderStatus.REJECTED, cause)
             tx.publish(OrderRejected(order_id=order_id, reason=cause))
 
     async def reservation_expired(self, tx: Transaction, order_id: UUID) -> None:
@@ -360,7 +362,7 @@ class OrderService:
         if order is None or order.status not in AWAITING_PAYMENT:
             _log.info("reservation expiry ignored", order_id=str(order_id))
             return
-        _cancel(tx, order, RESERVATION_EXPIRED)
+        await _cancel(tx, order, RESERVATION_EXPIRED)
         _log.info("order cancelled: its reservation expired", order_id=str(order_id))
 
     async def stock_not_retaken(self, tx: Transaction, order_id: UUID, reason: str) -> None:
@@ -376,7 +378,7 @@ class OrderService:
                 status=None if order is None else order.status,
             )
             return
-        _cancel(tx, order, f"{RESERVATION_EXPIRED}: {reason}")
+        await _cancel(tx, order, f"{RESERVATION_EXPIRED}: {reason}")
         _log.warning("paid order cancelled: its expired stock was gone", order_id=str(order_id))
 
     async def expire_if_unanswered(self, order_id: UUID) -> bool:
@@ -386,7 +388,7 @@ class OrderService:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
             if order is None or order.status not in AWAITING_PAYMENT:
                 return False
-            _cancel(tx, order, "expired")
+            await _cancel(tx, order, "expired")
         _log.info("unanswered order expired", order_id=str(order_id))
         return True
 
@@ -433,7 +435,7 @@ class PaymentSaga:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
             if order is None or order.status not in (S.STOCK_RESERVED, S.PAID):
                 return "nothing to give up"
-            self._fail(tx, order, "payment provider unavailable")
+            await self._fail(tx, order, "payment provider unavailable")
         return S.PAYMENT_FAILED
 
     async def refund(self, order_id: UUID) -> str:
@@ -458,7 +460,7 @@ class PaymentSaga:
             locked = await OrderRepository(tx.session).get(order_id, for_update=True)
             assert locked is not None
             if locked.status in (S.CANCELLED, S.PAYMENT_FAILED):
-                move(tx, locked, S.REFUNDED, "payment refunded")
+                await move(tx, locked, S.REFUNDED, "payment refunded")
                 tx.publish(OrderRefunded(order_id=order_id))
         _log.info("payment refunded", order_id=str(order_id))
         return S.REFUNDED
@@ -532,7 +534,7 @@ class PaymentSaga:
             assert locked is not None
             locked.payment_id = payment_id
             if locked.status == S.STOCK_RESERVED:
-                move(tx, locked, S.PAID, "payment authorised")
+                await move(tx, locked, S.PAID, "payment authorised")
                 tx.publish(OrderPaid(order_id=order.id))
             elif locked.status in (S.CANCELLED, S.PAYMENT_FAILED):
                 # Cancelled or expired while the provider was answering: give the hold back.
@@ -567,7 +569,7 @@ class PaymentSaga:
             locked = await OrderRepository(tx.session).get(order_id, for_update=True)
             assert locked is not None
             if locked.status == S.PAID:
-                move(tx, locked, S.CONFIRMED, "payment captured")
+                await move(tx, locked, S.CONFIRMED, "payment captured")
                 tx.publish(OrderConfirmed(order_id=order_id))
         _log.info("payment captured", order_id=str(order_id))
         return str(locked.status)
@@ -581,48 +583,22 @@ class PaymentSaga:
             if nothing_held:  # the provider answered the authorisation: no money is held
                 order.authorisation_requested_at = None
             if order.status in (S.STOCK_RESERVED, S.PAID):
-                self._fail(tx, order, reason)
+                await self._fail(tx, order, reason)
         _log.info("payment declined", order_id=str(order_id), reason=reason)
         return str(order.status), order.payment_id
 
     @staticmethod
-    def _fail(tx: Transaction, order: Order, reason: str) -> None:
-        move(tx, order, S.PAYMENT_FAILED, reason)
+    async def _fail(tx: Transaction, order: Order, reason: str) -> None:
+        await move(tx, order, S.PAYMENT_FAILED, reason)
         tx.publish(OrderPaymentFailed(order_id=order.id, reason=reason))
         if order.may_hold_money:
             _enqueue_refund(tx, order.id)
 
 
-class OrderProjection:
-    """Keeps `order_summaries` (the read side) in step with orders' own events."""
-
-    async def on_placed(self, tx: Transaction, event: OrderPlaced) -> None:
-        await OrderSummaryRepository(tx.session).insert(
-            {
-                "order_id": event.order_id,
-                "customer_id": event.customer_id,
-                "status": OrderStatus.PENDING,
-                "version": 1,
-                "total": event.total,
-                "currency": event.currency,
-                "item_count": sum(item.quantity for item in event.items),
-                "placed_at": event.occurred_at,
-                "updated_at": event.occurred_at,
-            }
-        )
-
-    async def on_status_changed(self, tx: Transaction, event: OrderStatusChanged) -> None:
-        summaries = OrderSummaryRepository(tx.session)
-        if not await summaries.exists(event.order_id):
-            # OrderPlaced has not been projected yet: fail, and the relay delivers this again.
-            raise LookupError(f"order {event.order_id} is not in the read side yet")
-        await summaries.advance(event.order_id, event.status, event.version, event.occurred_at)
-
-
-def _cancel(tx: Transaction, order: Order, cause: str) -> None:
+async def _cancel(tx: Transaction, order: Order, cause: str) -> None:
     """Cancel and compensate: the catalog releases what it holds on `OrderCancelled`, and the
     refund job gives back any money held or taken."""
-    move(tx, order, S.CANCELLED, cause)
+    await move(tx, order, S.CANCELLED, cause)
     tx.publish(OrderCancelled(order_id=order.id, reason=cause))
     if order.may_hold_money:
         _enqueue_refund(tx, order.id)

@@ -18,7 +18,8 @@ class OrderedItem(BaseModel):
 
 class OrderPlaced(IntegrationEvent):
     event_type: ClassVar[str] = "orders.OrderPlaced"
-    # The read side projects an order from its OrderPlaced, then each status change in turn.
+    # A consumer following an order (a mirror of its status elsewhere) gets its OrderPlaced,
+    # then each status change, in the order raised.
     ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
@@ -33,7 +34,7 @@ class OrderStatusChanged(IntegrationEvent):
     arrives after a later one."""
 
     event_type: ClassVar[str] = "orders.OrderStatusChanged"
-    # The read side projects an order from its OrderPlaced, then each status change in turn.
+    # After the order's OrderPlaced and earlier status changes: see OrderPlaced.
     ordered_by: ClassVar[str | None] = "order_id"
 
     order_id: UUID
