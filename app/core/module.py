@@ -9,7 +9,7 @@ from typing import Any
 from dependency_injector.containers import DeclarativeContainer
 from fastapi import APIRouter
 
-from app.core.events.bus import Subscription
+from app.core.events.bus import AnySubscription
 from app.core.events.outbox import UnitOfWork
 from app.core.jobs import CronJob, Job
 from app.core.metrics import ScrapedMetric
@@ -46,7 +46,7 @@ class Module:
     uow: UnitOfWork
     # `/internal/<name>/...`: what the module serves other processes (its facade over HTTP).
     internal_router: APIRouter | None = None
-    subscriptions: Sequence[Subscription] = ()
+    subscriptions: Sequence[AnySubscription] = ()
     jobs: Sequence[Job] = ()
     cron_jobs: Sequence[CronJob] = field(default_factory=tuple)
     personal_data: PersonalDataSource | None = None

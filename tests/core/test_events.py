@@ -10,13 +10,13 @@ from typing import ClassVar
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.bootstrap import Runtime, build_runtime, truncate_all
 from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.events.base import IntegrationEvent
-from app.core.events.bus import Subscription, dead_letters
+from app.core.events.bus import RepeatableSubscription, Subscription, dead_letters
 from app.core.events.outbox import Transaction
 from app.modules.catalog.models import Category
 from tests.conftest import Servers, make_settings
@@ -138,6 +138,41 @@ async def test_failing_handler_is_dead_lettered_and_others_still_run(runtime: Ru
     assert all(letter.attempts == 3 for letter in letters)
     assert all(letter.last_error == "ValueError: tests.broken cannot cope" for letter in letters)
     assert all(row[1] is not None for row in await outbox_rows(runtime))  # settled, not stuck
+
+
+async def test_a_repeatable_handler_keeps_no_inbox_row_and_is_run_again_until_it_succeeds(
+    runtime: Runtime,
+) -> None:
+    recorded: list[UUID] = []
+    subscribe_recorder(runtime, "tests.recorded", recorded)
+    dropped: list[UUID] = []
+
+    async def drop_cache_entry(event: SomethingHappened) -> None:
+        dropped.append(event.event_id)
+        if len(dropped) == 1:
+            raise ConnectionError("cache unreachable")
+
+    runtime.core.bus().subscribe(
+        RepeatableSubscription(SomethingHappened, "tests.drop_cache_entry", drop_cache_entry)
+    )
+    async with catalog_uow(runtime).begin() as tx:
+        tx.publish(SomethingHappened(label="cached somewhere"))
+
+    assert await runtime.relay.run_once() == 0  # the cache failed: the event stays owed
+    assert [row[1] for row in await outbox_rows(runtime)] == [None]
+    outbox = catalog_uow(runtime).outbox
+    async with operator_database(runtime).session() as session:  # its backoff, skipped
+        await session.execute(update(outbox).values(next_attempt_at=func.now()))
+    assert await runtime.relay.run_once() == 1
+
+    assert len(dropped) == 2  # run again,
+    assert len(set(dropped)) == 1  # for the same event
+    assert recorded == dropped[:1]  # the inbox handler took effect once
+    inbox = catalog_uow(runtime).inbox
+    async with operator_database(runtime).session() as session:
+        handlers = set(await session.scalars(select(inbox.c.handler)))
+    assert handlers == {"tests.recorded"}
+    assert [row[1] is not None for row in await outbox_rows(runtime)] == [True]
 
 
 async def test_events_carry_the_request_id_as_correlation_id(runtime: Runtime) -> None:

@@ -3,7 +3,9 @@
 Each handler runs in a transaction of the module that owns it, recording the event in that
 module's inbox in the same transaction: a redelivered event is skipped, a failing handler is
 retried until `max_attempts` and then left as a dead letter, without holding back other handlers.
-The handlers of one event run concurrently.
+A handler whose effect is harmless to repeat (dropping a cache entry) may instead run outside
+any transaction with no inbox row (`RepeatableSubscription`). The handlers of one event run
+concurrently.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from app.core.logging import get_logger
 _log = get_logger("keystone.events")
 
 Handler = Callable[[Any, Transaction], Awaitable[None]]
+RepeatableHandler = Callable[[Any], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -94,21 +97,36 @@ class Subscription:
     uow: UnitOfWork
 
 
+@dataclass(frozen=True)
+class RepeatableSubscription:
+    """A handler whose effect is harmless to repeat, run with no transaction and no inbox row:
+    an event costs it no database round trip. When it fails the event is delivered again
+    later (the other handlers skip it through their inboxes) until it succeeds; there is no
+    dead letter, since trying again costs nothing."""
+
+    event: type[IntegrationEvent]
+    name: str
+    handle: RepeatableHandler
+
+
+AnySubscription = Subscription | RepeatableSubscription
+
+
 class EventBus:
     """The in-process `EventDelivery`: every subscriber of an event runs, concurrently, each in
     a transaction of its own module that records the event in that module's inbox."""
 
     def __init__(self, max_attempts: int) -> None:
-        self._subscriptions: dict[type[IntegrationEvent], list[Subscription]] = defaultdict(list)
+        self._subscriptions: dict[type[IntegrationEvent], list[AnySubscription]] = defaultdict(list)
         self._max_attempts = max_attempts
 
-    def subscribe(self, subscription: Subscription) -> None:
+    def subscribe(self, subscription: AnySubscription) -> None:
         taken = {s.name for s in self._subscriptions[subscription.event]}
         if subscription.name in taken:
             raise ValueError(f"handler name {subscription.name!r} is already subscribed")
         self._subscriptions[subscription.event].append(subscription)
 
-    def subscriptions(self, event_type: type[IntegrationEvent]) -> list[Subscription]:
+    def subscriptions(self, event_type: type[IntegrationEvent]) -> list[AnySubscription]:
         return list(self._subscriptions.get(event_type, ()))
 
     async def deliver(self, event: IntegrationEvent, traceparent: str | None = None) -> bool:
@@ -135,9 +153,26 @@ class EventBus:
             correlation_id_var.reset(token)
         return all(settled)
 
-    async def _traced_delivery(self, sub: Subscription, event: IntegrationEvent) -> bool:
+    async def _traced_delivery(self, sub: AnySubscription, event: IntegrationEvent) -> bool:
         with tracing.span(f"handle {sub.name}", attributes={"keystone.handler": sub.name}):
+            if isinstance(sub, RepeatableSubscription):
+                return await self._repeat(sub, event)
             return await self._deliver_to(sub, event)
+
+    @staticmethod
+    async def _repeat(sub: RepeatableSubscription, event: IntegrationEvent) -> bool:
+        try:
+            await sub.handle(event)
+        except Exception as exc:
+            _log.warning(
+                "event handler failed, the event will be delivered again",
+                handler=sub.name,
+                event_type=event.event_type,
+                event_id=str(event.event_id),
+                exc_info=exc,
+            )
+            return False
+        return True
 
     async def _deliver_to(self, sub: Subscription, event: IntegrationEvent) -> bool:
         try:

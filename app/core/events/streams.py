@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from app.core import tracing
 from app.core.events.base import IntegrationEvent, event_class
-from app.core.events.bus import Subscription
+from app.core.events.bus import AnySubscription
 from app.core.logging import get_logger
 
 _log = get_logger("keystone.streams")
@@ -41,7 +41,7 @@ def publisher_of(event_type: str) -> str:
     return event_type.split(".", 1)[0]
 
 
-def streams_read_by(subscriptions: Iterable[Subscription]) -> list[str]:
+def streams_read_by(subscriptions: Iterable[AnySubscription]) -> list[str]:
     """The streams a module's consumer group reads: those of the events it subscribes to."""
     return sorted({stream_of(publisher_of(sub.event.event_type)) for sub in subscriptions})
 

@@ -4,7 +4,7 @@ response cache is invalidated after a write commits, whichever instance made it)
 from __future__ import annotations
 
 from app.core.events.base import IntegrationEvent
-from app.core.events.bus import Subscription
+from app.core.events.bus import AnySubscription, RepeatableSubscription, Subscription
 from app.core.events.outbox import Transaction, UnitOfWork
 from app.modules.catalog.contracts import (
     CategoryChanged,
@@ -33,7 +33,7 @@ PRODUCT_EVENTS: tuple[
 
 def subscriptions(
     uow: UnitOfWork, stock: StockService, products: ProductService
-) -> list[Subscription]:
+) -> list[AnySubscription]:
     async def reserve_stock(event: OrderPlaced, tx: Transaction) -> None:
         lines = [(item.product_id, item.quantity) for item in event.items]
         await stock.reserve_for_order(tx, event.order_id, lines)
@@ -47,12 +47,13 @@ def subscriptions(
     async def commit_stock(event: OrderConfirmed, tx: Transaction) -> None:
         await stock.commit_for_order(tx, event.order_id)
 
-    async def forget_product(event: IntegrationEvent, _: Transaction) -> None:
-        # Redis down: this raises, the bus retries the delivery; the TTL bounds staleness.
+    # Dropping a cache entry twice is harmless: no transaction, no inbox row. Redis down: this
+    # raises and the event is delivered again later; the TTL bounds staleness meanwhile.
+    async def forget_product(event: IntegrationEvent) -> None:
         assert isinstance(event, PRODUCT_EVENTS)
         await products.forget_cached(event.product_id)
 
-    async def forget_listings(_: CategoryChanged, __: Transaction) -> None:
+    async def forget_listings(_: CategoryChanged) -> None:
         await products.forget_cached(None)
 
     return [
@@ -61,8 +62,8 @@ def subscriptions(
         Subscription(OrderPaymentFailed, "catalog.release_unpaid_stock", release_unpaid_stock, uow),
         Subscription(OrderConfirmed, "catalog.commit_stock", commit_stock, uow),
         *(
-            Subscription(event, "catalog.invalidate_cache", forget_product, uow)
+            RepeatableSubscription(event, "catalog.invalidate_cache", forget_product)
             for event in PRODUCT_EVENTS
         ),
-        Subscription(CategoryChanged, "catalog.invalidate_cache", forget_listings, uow),
+        RepeatableSubscription(CategoryChanged, "catalog.invalidate_cache", forget_listings),
     ]
