@@ -40,7 +40,7 @@ from bench.checkout_stack import (
     wait_until_up,
     worker_started,
 )
-from bench.run import ROOT, _connect, _env, _product_id
+from bench.run import ROOT, _connect, _env
 
 RESULTS = ROOT / "bench" / "results"
 TERMINAL = ("confirmed", "rejected", "payment_failed", "cancelled", "refunded")
@@ -89,9 +89,11 @@ async def sample_backlog(
 
 
 async def client(
-    http: httpx.AsyncClient, url: str, body: dict[str, object], until: float, load: Load
+    http: httpx.AsyncClient, url: str, bodies: list[dict[str, object]], until: float, load: Load
 ) -> None:
+    turn = 0
     while time.monotonic() < until:
+        body, turn = bodies[turn % len(bodies)], turn + 1
         started = time.perf_counter()
         response = await http.post(url, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
         load.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -102,7 +104,7 @@ async def client(
 
 
 async def drive(
-    api: str, database_url: str, product: str, args: argparse.Namespace
+    api: str, database_url: str, products: list[str], args: argparse.Namespace
 ) -> dict[str, object]:
     login = {"username": "customer@keystone.local", "password": "cleo-pours-v60"}
     db = await _connect(database_url)
@@ -110,12 +112,15 @@ async def drive(
     async with httpx.AsyncClient(base_url=api, limits=limits, timeout=30) as http:
         token = (await http.post("/api/v1/auth/login", data=login)).json()["access_token"]
         http.headers["Authorization"] = f"Bearer {token}"
-        body = {**ORDER, "items": [{"product_id": product, "quantity": 1}]}
+        bodies = [{**ORDER, "items": [{"product_id": p, "quantity": 1}]} for p in products]
         load, stop = Load(), asyncio.Event()
         started = time.monotonic()
         sampler = asyncio.create_task(sample_backlog(database_url, load, started, stop))
         until = started + args.seconds
-        clients = (client(http, "/api/v1/orders", body, until, load) for _ in range(args.clients))
+        clients = (
+            client(http, "/api/v1/orders", bodies[n:] + bodies[:n], until, load)
+            for n in range(args.clients)
+        )
         await asyncio.gather(*clients)
         load_s = time.monotonic() - started
         stopped = time.monotonic()
@@ -193,7 +198,7 @@ def report(label: str, result: dict[str, object], args: argparse.Namespace, load
     posts = load.latencies_ms
     return "\n".join(
         [
-            f"### {label}: {args.clients} clients, {args.seconds} s, "
+            f"### {label}: {args.clients} clients, {args.seconds} s, {args.products} product(s), "
             f"load average before {load_avg}",
             "",
             f"- placed {load.placed} orders ({rate:.1f}/s), refused {load.refused or 'none'};"
@@ -245,8 +250,7 @@ def run(args: argparse.Namespace) -> str:
             subprocess.run(  # noqa: S603
                 [sys.executable, "-m", "app.cli", command], cwd=root, env=env, check=True
             )
-        product = asyncio.run(_product_id(database_url))
-        asyncio.run(plenty_of_stock(database_url, product))
+        products = asyncio.run(plenty_of_stock(database_url, args.products))
         provider = ["-m", "bench.checkout", "--provider", str(provider_port)]
         mail = ["-m", "bench.checkout", "--mail", str(mail_port), str(certificate), str(key)]
         with (
@@ -260,7 +264,7 @@ def run(args: argparse.Namespace) -> str:
             wait_until_up(f"{api}/readyz")
             wait_until_up(f"http://127.0.0.1:{provider_port}/")
             worker_started(logs / "worker.log")
-            result = asyncio.run(drive(api, database_url, product, args))
+            result = asyncio.run(drive(api, database_url, products, args))
     finally:
         asyncio.run(drop_database(database_url))
     return report(args.label, result, args, load_avg)
@@ -270,6 +274,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument(
+        "--products",
+        type=int,
+        default=1,
+        help="products the checkouts spread over (1: every order takes the same hot stock row)",
+    )
     parser.add_argument("--root", default=str(ROOT), help="the checkout of Keystone to measure")
     parser.add_argument("--label", default="this build")
     parser.add_argument("--provider", type=int, help=argparse.SUPPRESS)

@@ -83,13 +83,21 @@ async def drop_database(url: str) -> None:
         await connection.close()
 
 
-async def plenty_of_stock(database_url: str, product: str) -> None:
+async def plenty_of_stock(database_url: str, count: int) -> list[str]:
+    """`count` of the demo products (oldest first), each with more stock than a run takes."""
     db = await _connect(database_url)
     try:
-        plenty = "UPDATE catalog.products SET stock = 10000000 WHERE id = $1"
-        await db.execute(plenty, uuid.UUID(product))
+        rows = await db.fetch(
+            "UPDATE catalog.products SET stock = 10000000 WHERE id IN"
+            " (SELECT id FROM catalog.products WHERE archived_at IS NULL ORDER BY sku LIMIT $1)"
+            " RETURNING id",
+            count,
+        )
     finally:
         await db.close()
+    if len(rows) < count:
+        raise SystemExit(f"--products {count}: the demo data has {len(rows)} products")
+    return [str(row["id"]) for row in rows]
 
 
 def serve_provider(port: int) -> None:
