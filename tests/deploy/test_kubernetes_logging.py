@@ -116,9 +116,10 @@ def kubelet_log_files(objects: Objects) -> set[str]:
     """/var/log/containers/<pod>_<namespace>_<container>-<id>.log of every workload's pods."""
     files = set()
     for workload in (o for o in objects if o["kind"] in WORKLOAD_KINDS):
-        template = workload["spec"]["template"]
-        if workload["kind"] == "CronJob":
-            template = workload["spec"]["jobTemplate"]["spec"]["template"]
+        spec = workload["spec"]
+        template = (spec["jobTemplate"]["spec"] if workload["kind"] == "CronJob" else spec)[
+            "template"
+        ]
         namespace = workload["metadata"].get("namespace", "default")
         for each in template["spec"]["containers"]:
             pod = pod_names(workload)
