@@ -14,6 +14,7 @@ from tests.deploy.forward import tcp_to_unix_socket
 from tests.deploy.images import Containers
 
 IMAGE = "localhost/keystone:under-test"
+BACKUP_IMAGE = "localhost/keystone-backup:under-test"
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +26,14 @@ def containers() -> Containers:
 def image(containers: Containers) -> str:
     containers.build(containers.standin_base(), IMAGE)
     return IMAGE
+
+
+@pytest.fixture(scope="session")
+def backup_image(containers: Containers, image: str) -> str:
+    """The Dockerfile's backup target on top of the image just built, as the release builds it
+    on top of the image it pushed (RUNTIME_IMAGE): only PostgreSQL's client is added."""
+    containers.build(containers.standin_base(), BACKUP_IMAGE, target="backup", runtime=image)
+    return BACKUP_IMAGE
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +130,16 @@ class Containers:
         self.podman("import", *changes, str(rootfs), name, timeout=600)
         return name
 
-    def build(self, base: str, tag: str) -> None:
-        """The Dockerfile, as a user would build it, with the stand-in as BASE_IMAGE."""
+    def build(
+        self,
+        base: str,
+        tag: str,
+        target: str | None = None,
+        context: Path = ROOT,
+        runtime: str | None = None,
+    ) -> None:
+        """The Dockerfile in `context`, as a user would build it (its `target` stage, else its
+        default), with the stand-in as BASE_IMAGE and `runtime` as RUNTIME_IMAGE if given."""
         command = [
             self.buildah_path,
             *self._storage(),
@@ -146,9 +155,27 @@ class Containers:
             f"BASE_IMAGE={base}",
             "--tag",
             tag,
-            str(ROOT),
+            *(["--target", target] if target else []),
+            *(["--build-arg", f"RUNTIME_IMAGE={runtime}"] if runtime else []),
+            str(context),
         ]
         _run(command, timeout=900)
+
+    def debian_postgres(self, base: str) -> str:
+        """A PostgreSQL server of the stand-in's Debian release (15 on bookworm): the major of
+        the backup image's client, which refuses a newer server than itself. Built once per
+        stand-in; run its `postgres` as the image's postgres user."""
+        name = f"localhost/keystone-test-postgres:{base.rsplit(':', 1)[1]}"
+        if self.has_image(name):
+            return name
+        with tempfile.TemporaryDirectory() as context:
+            (Path(context) / "Containerfile").write_text(
+                f"FROM {base}\n"
+                "RUN apt-get update && apt-get install -y --no-install-recommends postgresql \\\n"
+                " && rm -rf /var/lib/apt/lists/*\n"
+            )
+            self.build(base, name, context=Path(context))
+        return name
 
 
 def _mmdebstrap(rootfs: Path) -> None:
