@@ -8,9 +8,6 @@
 # The base is an argument so a mirror or a pinned digest can be given:
 #   docker build --build-arg BASE_IMAGE=python:3.11-slim@sha256:... .
 ARG BASE_IMAGE=python:3.11-slim
-# What the backup target adds PostgreSQL's client to: this Dockerfile's runtime stage, or an image
-# already built from it (a release's, by digest: the backup image then runs the very same code).
-ARG RUNTIME_IMAGE=runtime
 
 # --- build: the locked runtime dependencies (no dev tools, no embedded Postgres/Redis) --------
 FROM ${BASE_IMAGE} AS build
@@ -80,7 +77,7 @@ CMD ["python", "-m", "app.cli", "serve", "--host", "0.0.0.0"]
 # pg_dump must be at least the server's major version. Debian's `postgresql-client` is its
 # release's major (15 on bookworm, 17 on trixie); name another with
 # --build-arg PG_CLIENT_PACKAGE=postgresql-client-17 when the base's release has it.
-FROM ${RUNTIME_IMAGE} AS backup
+FROM runtime AS backup
 ARG PG_CLIENT_PACKAGE=postgresql-client
 USER root
 RUN apt-get update \

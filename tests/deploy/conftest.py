@@ -30,9 +30,9 @@ def image(containers: Containers) -> str:
 
 @pytest.fixture(scope="session")
 def backup_image(containers: Containers, image: str) -> str:
-    """The Dockerfile's backup target on top of the image just built, as the release builds it
-    on top of the image it pushed (RUNTIME_IMAGE): only PostgreSQL's client is added."""
-    containers.build(containers.standin_base(), BACKUP_IMAGE, target="backup", runtime=image)
+    """The Dockerfile's backup stage on top of the image just built (its runtime stage): only
+    PostgreSQL's client is added, as `--target backup` adds it."""
+    containers.build_stage_on(image, "backup", BACKUP_IMAGE)
     return BACKUP_IMAGE
 
 

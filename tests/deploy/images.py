@@ -136,10 +136,9 @@ class Containers:
         tag: str,
         target: str | None = None,
         context: Path = ROOT,
-        runtime: str | None = None,
     ) -> None:
         """The Dockerfile in `context`, as a user would build it (its `target` stage, else its
-        default), with the stand-in as BASE_IMAGE and `runtime` as RUNTIME_IMAGE if given."""
+        default), with the stand-in as BASE_IMAGE."""
         command = [
             self.buildah_path,
             *self._storage(),
@@ -156,10 +155,24 @@ class Containers:
             "--tag",
             tag,
             *(["--target", target] if target else []),
-            *(["--build-arg", f"RUNTIME_IMAGE={runtime}"] if runtime else []),
             str(context),
         ]
         _run(command, timeout=900)
+
+    def build_stage_on(self, image: str, stage: str, tag: str) -> None:
+        """The Dockerfile's `stage` (`FROM runtime AS <stage>`) built on `image`, the runtime
+        stage as the suite built it already: the stage's own instructions, without building
+        the runtime a second time (buildah has no cache across --layers=false builds)."""
+        lines = (ROOT / "Dockerfile").read_text().splitlines()
+        start = lines.index(f"FROM runtime AS {stage}")
+        end = next(
+            (at for at in range(start + 1, len(lines)) if lines[at].startswith("FROM ")),
+            len(lines),
+        )
+        with tempfile.TemporaryDirectory() as context:
+            stage_file = [f"FROM {image}", *lines[start + 1 : end]]
+            (Path(context) / "Containerfile").write_text("\n".join(stage_file) + "\n")
+            self.build(image, tag, context=Path(context))
 
     def debian_postgres(self, base: str) -> str:
         """A PostgreSQL server of the stand-in's Debian release (15 on bookworm): the major of
