@@ -3,6 +3,8 @@
 #   IMAGE                                  the API (python -m app.cli serve, on $PORT or 8000)
 #   IMAGE python -m app.cli worker         the worker (run it with --no-healthcheck)
 #   IMAGE python -m app.cli migrate        the release step: every module's schema to its head
+# And, with `--target backup`, the same image plus PostgreSQL's client for the backup CronJob:
+#   BACKUP_IMAGE python -m app.cli backup DIR
 # The base is an argument so a mirror or a pinned digest can be given:
 #   docker build --build-arg BASE_IMAGE=python:3.11-slim@sha256:... .
 ARG BASE_IMAGE=python:3.11-slim
@@ -39,7 +41,7 @@ COPY deploy/image/precompile.py /tmp/precompile.py
 RUN .venv/bin/python /tmp/precompile.py
 
 # --- runtime: the virtualenv and the code, owned by root, run by an unprivileged user ----------
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS runtime
 # No home and no shell: the process writes nowhere but /tmp, so the root filesystem may be
 # mounted read-only (Kubernetes readOnlyRootFilesystem, podman/docker --read-only).
 RUN groupadd --system --gid 10001 keystone \
@@ -70,3 +72,21 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as r; r.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=2)"]
 CMD ["python", "-m", "app.cli", "serve", "--host", "0.0.0.0"]
+
+# --- backup: the runtime and pg_dump/pg_restore, for `python -m app.cli backup` ---------------
+# pg_dump must be at least the server's major version. Debian's `postgresql-client` is its
+# release's major (15 on bookworm, 17 on trixie); name another with
+# --build-arg PG_CLIENT_PACKAGE=postgresql-client-17 when the base's release has it.
+FROM runtime AS backup
+ARG PG_CLIENT_PACKAGE=postgresql-client
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends "${PG_CLIENT_PACKAGE}" \
+ && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+# A CronJob's pod, not a server: nothing to check.
+HEALTHCHECK NONE
+CMD ["python", "-m", "app.cli", "backup", "--help"]
+
+# --- the default target: the runtime as it is ---------------------------------------------
+FROM runtime

@@ -4,9 +4,10 @@
 A backup is a folder: `database.dump`, pg_dump's custom format of the module schemas (data,
 tables, sequences; no owners or grants, so it restores into any role's database), and
 `manifest.json`, the migration revision of each module at the time, so a restore knows what it
-brought back and `migrate` can take it on to the code's heads. pg_dump must be at least the
-server's major version (pg_dump 15 refuses a PostgreSQL 18 server): PG_BIN_DIR names the folder
-of a matching client when PATH holds an older one.
+brought back and `migrate` can take it on to the code's heads. A scheduled backup writes a
+folder named by the UTC time under a folder of backups and keeps the newest few (`--keep`).
+pg_dump must be at least the server's major version (pg_dump 15 refuses a PostgreSQL 18
+server): PG_BIN_DIR names the folder of a matching client when PATH holds an older one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from app.core import migrations
 
 DUMP_FILE = "database.dump"
 MANIFEST_FILE = "manifest.json"
+RUN_NAME = "%Y%m%dT%H%M%SZ"  # a scheduled backup's folder: sorting the names sorts the runs
 _VERSION = re.compile(r"\(PostgreSQL\) (\d+)")
 
 
@@ -140,3 +142,30 @@ def _run(command: list[str], env: dict[str, str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)  # noqa: S603
     if done.returncode != 0:
         raise BackupError(f"{Path(command[0]).name} failed: {done.stderr.strip()[-2000:]}")
+
+
+def dated_folder(backups: Path) -> Path:
+    """This run's folder under `backups`, named by the UTC time."""
+    return backups / datetime.now(UTC).strftime(RUN_NAME)
+
+
+def prune(backups: Path, keep: int) -> list[Path]:
+    """Removes the scheduled backups under `backups` older than the `keep` newest complete
+    ones (those with a manifest), failed runs' folders among them; returns what it removed."""
+    runs = sorted(folder for folder in backups.iterdir() if _is_run(folder))
+    complete = [folder for folder in runs if (folder / MANIFEST_FILE).exists()]
+    if len(complete) <= keep:
+        return []
+    oldest_kept = complete[-keep]
+    removed = [folder for folder in runs if folder.name < oldest_kept.name]
+    for folder in removed:
+        shutil.rmtree(folder)
+    return removed
+
+
+def _is_run(folder: Path) -> bool:
+    try:
+        datetime.strptime(folder.name, RUN_NAME)  # a name: only its shape matters
+    except ValueError:
+        return False
+    return folder.is_dir()

@@ -8,7 +8,8 @@ serve         run the API as deployed; on SIGTERM/SIGINT it refuses new connecti
               lets in-flight requests finish within API_SHUTDOWN_GRACE_S
 migrate       upgrade every module's schema to its head; over Redis Streams, create the hosted
               modules' consumer groups (at 0: nothing published before their first start is missed)
-backup DIR    pg_dump of every hosted module's schema into DIR, with a manifest of revisions
+backup DIR    pg_dump of every hosted module's schema into DIR, with a manifest of revisions;
+              --keep N: into DIR/<UTC time>/, then only the N newest complete backups are kept
 restore DIR   a backup into a database without those schemas (then `migrate` to the heads)
 seed          add the demo data (idempotent)
 create-admin  create an admin account (the password from a prompt, stdin or a file)
@@ -45,8 +46,10 @@ from app.backup import (
     DatabaseState,
     PgClient,
     database_state,
+    dated_folder,
     dump,
     load,
+    prune,
     read_manifest,
 )
 from app.bootstrap import Runtime, build_runtime, create_consumer_groups
@@ -113,14 +116,17 @@ def _database_state(settings: Settings) -> DatabaseState:
     return asyncio.run(read())
 
 
-def cmd_backup(settings: Settings, folder: Path, bin_dir: str | None) -> None:
+def cmd_backup(settings: Settings, folder: Path, bin_dir: str | None, keep: int | None) -> None:
     """Exit 1 with one line saying why when the backup cannot be made."""
     state = _database_state(settings)
+    target = dated_folder(folder) if keep else folder
     try:
-        manifest = dump(settings.require_database_url(), state, folder, _pg_client(bin_dir))
+        manifest = dump(settings.require_database_url(), state, target, _pg_client(bin_dir))
     except BackupError as error:
         sys.exit(f"backup failed: {error}")
-    print(f"backed up {', '.join(manifest.modules)} into {folder}")
+    removed = prune(folder, keep) if keep else []
+    pruned = f"; removed {', '.join(path.name for path in removed)}" if removed else ""
+    print(f"backed up {', '.join(manifest.modules)} into {target}{pruned}")
 
 
 def cmd_restore(settings: Settings, folder: Path, bin_dir: str | None) -> None:
@@ -420,6 +426,13 @@ def _print_banner(port: str, accounts: list[Any], split: bool) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.cli",
@@ -448,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
         archive = commands.add_parser(name)
         archive.add_argument("folder", type=Path, help=role)
         archive.add_argument("--pg-bin", help="folder of pg_dump/pg_restore (default PG_BIN_DIR)")
+        if name == "backup":
+            archive.add_argument(
+                "--keep", type=_positive, help="DIR holds backups: a new one, the N newest kept"
+            )
     serve = commands.add_parser("serve")
     serve.add_argument("--host", default="127.0.0.1")
     # PORT as most platforms set it (and the image's HEALTHCHECK reads it); 8000 otherwise.
@@ -484,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "seed":
         cmd_seed(settings)
     elif args.command == "backup":
-        cmd_backup(settings, args.folder, args.pg_bin)
+        cmd_backup(settings, args.folder, args.pg_bin, args.keep)
     elif args.command == "restore":
         cmd_restore(settings, args.folder, args.pg_bin)
     elif args.command == "serve":

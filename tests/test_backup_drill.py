@@ -21,6 +21,7 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.backup import read_manifest
 from app.cli import main
 from app.core import migrations
 from app.core.config import ALL_MODULES, Settings
@@ -221,3 +222,32 @@ def test_restore_names_a_folder_that_is_no_backup(
 ) -> None:
     said = run_cli(monkeypatch, empty_database, "restore", str(tmp_path))
     assert said.startswith(f"restore failed: {tmp_path} holds no readable manifest.json")
+
+
+def test_a_scheduled_backup_keeps_the_newest_complete_ones(
+    servers: Servers,
+    empty_database: str,
+    tmp_path: Path,
+) -> None:
+    """`backup DIR --keep 2`, as the CronJob runs it, on a volume holding earlier runs: a
+    complete one, a failed one (no manifest) and a complete one, and what else a volume holds."""
+    for run, complete in (("20200101T031700Z", True), ("20200102T031700Z", False)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "database.dump").write_bytes(b"")
+        if complete:
+            (tmp_path / run / "manifest.json").write_text("{}")
+    (tmp_path / "20200103T031700Z").mkdir()
+    (tmp_path / "20200103T031700Z" / "manifest.json").write_text("{}")
+    (tmp_path / "lost+found").mkdir()
+
+    made = cli(empty_database, "backup", str(tmp_path), "--keep", "2", *pg_bin_option(servers))
+
+    assert made.returncode == 0, made.stderr
+    [new] = [path for path in tmp_path.glob("2*") if path.name > "20200103T031700Z"]
+    assert read_manifest(new).modules == {m: migrations.head_revision(m) for m in ALL_MODULES}
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "20200103T031700Z",
+        new.name,
+        "lost+found",
+    ]
+    assert made.stdout.endswith(f"into {new}; removed 20200101T031700Z, 20200102T031700Z\n")

@@ -14,6 +14,7 @@ from tests.deploy.forward import tcp_to_unix_socket
 from tests.deploy.images import Containers
 
 IMAGE = "localhost/keystone:under-test"
+BACKUP_IMAGE = "localhost/keystone-backup:under-test"
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +26,14 @@ def containers() -> Containers:
 def image(containers: Containers) -> str:
     containers.build(containers.standin_base(), IMAGE)
     return IMAGE
+
+
+@pytest.fixture(scope="session")
+def backup_image(containers: Containers, image: str) -> str:
+    """The Dockerfile's backup stage on top of the image just built (its runtime stage): only
+    PostgreSQL's client is added, as `--target backup` adds it."""
+    containers.build_stage_on(image, "backup", BACKUP_IMAGE)
+    return BACKUP_IMAGE
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +130,15 @@ class Containers:
         self.podman("import", *changes, str(rootfs), name, timeout=600)
         return name
 
-    def build(self, base: str, tag: str) -> None:
-        """The Dockerfile, as a user would build it, with the stand-in as BASE_IMAGE."""
+    def build(
+        self,
+        base: str,
+        tag: str,
+        target: str | None = None,
+        context: Path = ROOT,
+    ) -> None:
+        """The Dockerfile in `context`, as a user would build it (its `target` stage, else its
+        default), with the stand-in as BASE_IMAGE."""
         command = [
             self.buildah_path,
             *self._storage(),
@@ -146,9 +154,41 @@ class Containers:
             f"BASE_IMAGE={base}",
             "--tag",
             tag,
-            str(ROOT),
+            *(["--target", target] if target else []),
+            str(context),
         ]
         _run(command, timeout=900)
+
+    def build_stage_on(self, image: str, stage: str, tag: str) -> None:
+        """The Dockerfile's `stage` (`FROM runtime AS <stage>`) built on `image`, the runtime
+        stage as the suite built it already: the stage's own instructions, without building
+        the runtime a second time (buildah has no cache across --layers=false builds)."""
+        lines = (ROOT / "Dockerfile").read_text().splitlines()
+        start = lines.index(f"FROM runtime AS {stage}")
+        end = next(
+            (at for at in range(start + 1, len(lines)) if lines[at].startswith("FROM ")),
+            len(lines),
+        )
+        with tempfile.TemporaryDirectory() as context:
+            stage_file = [f"FROM {image}", *lines[start + 1 : end]]
+            (Path(context) / "Containerfile").write_text("\n".join(stage_file) + "\n")
+            self.build(image, tag, context=Path(context))
+
+    def debian_postgres(self, base: str) -> str:
+        """A PostgreSQL server of the stand-in's Debian release (15 on bookworm): the major of
+        the backup image's client, which refuses a newer server than itself. Built once per
+        stand-in; run its `postgres` as the image's postgres user."""
+        name = f"localhost/keystone-test-postgres:{base.rsplit(':', 1)[1]}"
+        if self.has_image(name):
+            return name
+        with tempfile.TemporaryDirectory() as context:
+            (Path(context) / "Containerfile").write_text(
+                f"FROM {base}\n"
+                "RUN apt-get update && apt-get install -y --no-install-recommends postgresql \\\n"
+                " && rm -rf /var/lib/apt/lists/*\n"
+            )
+            self.build(base, name, context=Path(context))
+        return name
 
 
 def _mmdebstrap(rootfs: Path) -> None:

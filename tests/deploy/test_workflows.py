@@ -5,6 +5,7 @@ applies overlays that exist and waits for the migration Job the manifests define
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,45 @@ def test_kubernetes_deploy_knows_the_overlays(overlay: str) -> None:
     assert "name: keystone-migrate" in job
     assert "kubectl wait job/keystone-migrate" in commands
     assert "kubectl argo rollouts undo keystone-api" in commands
+
+
+def test_release_builds_and_signs_the_backup_image() -> None:
+    release = load("release.yml")
+    backup = next(s for s in release["jobs"]["image"]["steps"] if s.get("id") == "build-backup")
+    assert backup["with"]["target"] == "backup"
+    assert "FROM runtime AS backup" in (ROOT / "Dockerfile").read_text()
+    assert "steps.build-backup.outputs.digest" in steps(release, "image")
+    assert release["jobs"]["image"]["outputs"]["backup-digest"]
+
+
+@pytest.mark.parametrize("overlay", ["staging", "prod"])
+def test_kubernetes_deploy_pins_both_images_to_the_release(overlay: str, tmp_path: Path) -> None:
+    """The deploy's pinning step, run as the runner would (bash, kubectl on PATH), on a copy of
+    deploy/k8s: every container runs the release's app or backup image, by digest."""
+    digests = {"digest": "sha256:" + "a" * 64, "backup_digest": "sha256:" + "b" * 64}
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    [pin] = [s for s in load("deploy.yml")["jobs"]["deploy"]["steps"] if "Pin" in s.get("name", "")]
+    script = pin["run"]
+    for name, digest in digests.items():
+        script = script.replace("${{ inputs.%s }}" % name, digest)  # noqa: UP031 - GitHub's syntax
+    env = {
+        "PATH": f"{CHECK_JSONSCHEMA.parent}:/usr/bin:/bin",  # the dev dependency's kubectl
+        "OVERLAY": f"deploy/k8s/overlays/{overlay}",
+        "RUNNER_TEMP": str(tmp_path),
+    }
+    subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, check=True)
+    manifests = yaml.safe_load_all((tmp_path / "manifests.yaml").read_text())
+    images = {each["image"] for manifest in manifests if manifest for each in _containers(manifest)}
+    assert images == {
+        f"ghcr.io/keystone/keystone@{digests['digest']}",
+        f"ghcr.io/keystone/keystone-backup@{digests['backup_digest']}",
+    }
+
+
+def _containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = manifest.get("spec", {})
+    template = spec.get("jobTemplate", {}).get("spec", {}).get("template") or spec.get("template")
+    if not isinstance(template, dict) or "spec" not in template:
+        return []
+    containers: list[dict[str, Any]] = template["spec"].get("containers", [])
+    return containers
