@@ -88,3 +88,24 @@ def test_readme_has_an_architecture_diagram() -> None:
     diagram = readme.split("```mermaid", 1)[1].split("```", 1)[0]
     for participant in ("orders", "catalog", "relay"):
         assert participant in diagram
+
+
+def test_the_extraction_guide_names_only_real_settings_commands_and_files() -> None:
+    """docs/extracting-a-module.md is a checklist an operator follows: every variable it names
+    is a setting (or one of the gateway template's names), every `python -m app.cli` command
+    exists, and every file it links is there."""
+    from app.cli import build_parser
+
+    guide = (ROOT / "docs/extracting-a-module.md").read_text()
+    template = (ROOT / "deploy/gateway/nginx.conf.template").read_text()
+    variables = set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9])\b", guide))
+    settings = {name.upper() for name in Settings.model_fields}
+    assert {
+        name for name in variables if name not in settings and f"${{{name}}}" not in template
+    } == set()
+    commands = [line.split() for line in re.findall(r"python -m app\.cli ([^`#\n]+)", guide)]
+    assert commands
+    for command in commands:
+        build_parser().parse_args(command)  # exits (fails the test) on an unknown command
+    links = [link.split("#")[0] for link in re.findall(r"\]\(([^)]+)\)", guide)]
+    assert [link for link in links if not (ROOT / "docs" / link).exists()] == []

@@ -12,25 +12,20 @@ import httpx
 import pytest
 
 from app.core.security.rbac import Role
-from app.devstack import Gateway, free_port, start_gateway
+from app.devstack import Gateway
 from tests.conftest import eventually
 from tests.helpers import ORDERS, PRODUCTS
-from tests.split.conftest import PASSWORD, Service, Split, account
+from tests.split.conftest import Split, account
 from tests.split.test_split_services import access_lines, new_product
 from tests.tools import require_tool
+from tests.topology import PASSWORD, Service, gateway_in_front
 
 
 @pytest.fixture(scope="module")
 def gateway(split: Split, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     nginx = require_tool("nginx", "nginx")
-    directory = tmp_path_factory.mktemp("gateway")
-    upstreams = {name: f"127.0.0.1:{service.port}" for name, service in split.services.items()}
-    with (directory / "nginx.log").open("wb") as log:
-        running = start_gateway(nginx, directory, free_port(), upstreams, log)
-        try:
-            yield running
-        finally:
-            running.stop()
+    with gateway_in_front(nginx, split.services, tmp_path_factory.mktemp("gateway")) as running:
+        yield running
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from sqlalchemy import text
 from app.core.security.rbac import Role
 from tests.databases import operator_database
 from tests.helpers import PRODUCTS, product_body
-from tests.split.conftest import Service, Split, account
+from tests.split.conftest import Split, account
+from tests.topology import Service
 
 
 async def test_each_service_connects_with_its_own_modules_login(

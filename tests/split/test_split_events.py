@@ -23,8 +23,9 @@ from app.core.security.rbac import Role
 from tests.conftest import eventually
 from tests.faults.conftest import ROOT
 from tests.helpers import ORDERS, PRODUCTS, order_body
-from tests.split.conftest import Person, Service, Split, account
+from tests.split.conftest import Split, account
 from tests.split.test_split_services import keyed, new_product
+from tests.topology import Person, Service
 
 ORDERS_STREAM = stream_of("orders")
 

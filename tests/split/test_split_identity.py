@@ -17,7 +17,8 @@ from app.core.security.ed25519 import dev_signing_key, new_signing_key, private_
 from app.core.security.rbac import Role
 from tests.conftest import eventually
 from tests.helpers import ORDERS, PRODUCTS, product_body
-from tests.split.conftest import SIGNING_KEY, Person, Service, Split, account, login
+from tests.split.conftest import Split, account, login
+from tests.topology import SIGNING_KEY, Person, Service
 
 JWKS = "/api/v1/auth/jwks.json"
 LOGOUT = "/api/v1/auth/logout"

@@ -10,7 +10,8 @@ from uuid import uuid4
 from app.core.security.rbac import Role
 from tests.conftest import eventually
 from tests.helpers import ORDERS, PRODUCTS, assert_problem, order_body, product_body
-from tests.split.conftest import Person, Service, Split, account
+from tests.split.conftest import Split, account
+from tests.topology import Person, Service
 
 
 async def new_product(split: Split, staff: Person, **fields: object) -> dict[str, object]:
