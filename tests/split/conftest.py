@@ -2,7 +2,9 @@
 (`python -m app.cli worker`, payments), on a database and a Redis database of their own, each
 with its own service credential, reaching the others at 127.0.0.1 ports (what Kubernetes
 Service DNS names are in production). Events travel between them over Redis Streams, tuned to
-reclaim an unacknowledged entry after a second and dead-letter it after three deliveries."""
+reclaim an unacknowledged entry after a second and dead-letter it after three deliveries. The
+services reach Redis through a TCP proxy (`Split.broker`) that a test may cut: the broker down
+for them, while the test itself still reads Redis directly."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -27,6 +30,7 @@ from app.devstack import free_port
 from tests.conftest import Servers
 from tests.databases import database_env
 from tests.faults.conftest import ROOT, settings_on_own_database, wait_until_ready
+from tests.faults.tcp_proxy import TcpProxyThread
 
 PASSWORD = "correct-horse-battery"
 # Three processes importing the app at once on a loaded 2-core machine take their time.
@@ -37,6 +41,8 @@ CALLERS = {"users": ("catalog", "orders"), "catalog": ("orders",), "orders": ("u
 # Users signs with a key of its own; the catalog and orders services get none, and verify with
 # the public keys users publishes (its JWKS).
 SIGNING_KEY = new_signing_key()
+# Every service serves /metrics behind this token (the event backlog per module).
+METRICS_TOKEN = "split-tests-metrics-token-0123456789abcdef"
 
 
 @dataclass
@@ -79,6 +85,11 @@ class Service:
             time.sleep(0.2)
 
     @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -91,11 +102,17 @@ class Service:
                 self.process.kill()
                 self.process.wait(timeout=10)
 
+    def kill(self) -> None:
+        """SIGKILL: no drain, no lifespan shutdown, whatever it had in hand left as it was."""
+        self.stop(signal.SIGKILL)
+
 
 @dataclass
 class Split:
     services: dict[str, Service]
     runtime: Runtime
+    # The services' way to Redis (the test's own runtime goes straight to it).
+    broker: TcpProxyThread
     # Beside the services: the orders worker (payments, and a second consumer in orders' group).
     workers: dict[str, Service] = field(default_factory=dict)
 
@@ -108,7 +125,15 @@ async def split_settings(servers: Servers) -> Settings:
     return await settings_on_own_database(servers, "keystone_split", redis_db=11)
 
 
-def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[str, str]]:
+def _through(proxy: TcpProxyThread, redis_url: str) -> str:
+    """`redis_url` with the proxy's address instead of the server's."""
+    parts = urlsplit(redis_url)
+    return parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+
+
+def _environments(
+    settings: Settings, ports: dict[str, int], redis_url: str
+) -> dict[str, dict[str, str]]:
     tokens = {module: new_service_token() for module in ALL_MODULES}
     common = {
         **os.environ,
@@ -116,7 +141,7 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         "LOG_LEVEL": "INFO",
         "LOG_JSON": "true",
         **database_env(settings),
-        "REDIS_URL": settings.require_redis_url(),
+        "REDIS_URL": redis_url,
         **{f"{m.upper()}_URL": f"http://127.0.0.1:{port}" for m, port in ports.items()},
         "PEER_BREAKER_RESET_S": "1",
         "JWKS_REFETCH_MIN_S": "1",
@@ -125,6 +150,13 @@ def _environments(settings: Settings, ports: dict[str, int]) -> dict[str, dict[s
         "EVENT_STREAM_CLAIM_IDLE_MS": "1000",
         "EVENT_STREAM_MAX_DELIVERIES": "3",
         "EVENT_STREAM_TRIM_INTERVAL_S": "1",
+        # A killed relay's claimed outbox rows are taken over after this.
+        "OUTBOX_LEASE_S": "5",
+        "METRICS_ENABLED": "true",
+        "METRICS_TOKEN": METRICS_TOKEN,
+        # Workers serve theirs on a port of their own each, whichever is free.
+        "WORKER_METRICS_HOST": "127.0.0.1",
+        "WORKER_METRICS_PORT": "0",
         "RATE_LIMIT_DEFAULT": "100000/minute",
         "RATE_LIMIT_AUTH_IP": "100000/minute",
         "RATE_LIMIT_AUTH_ACCOUNT": "100000/minute",
@@ -153,7 +185,12 @@ async def split(
     await runtime.core.redis().flushdb()
     logs = tmp_path_factory.mktemp("split")
     ports = {module: free_port() for module in ALL_MODULES}
-    envs = _environments(split_settings, ports)
+    redis_url = urlsplit(split_settings.require_redis_url())
+    assert redis_url.hostname, "the split tests need Redis over TCP"
+    assert redis_url.port
+    broker = TcpProxyThread(redis_url.hostname, redis_url.port)
+    broker.start()
+    envs = _environments(split_settings, ports, _through(broker, redis_url.geturl()))
     services = {
         module: Service(module, ports[module], envs[module], logs / f"{module}.log")
         for module in ALL_MODULES
@@ -165,16 +202,20 @@ async def split(
     try:
         for process in processes:
             process.ready()
-        yield Split(services, runtime, workers)
+        yield Split(services, runtime, broker, workers)
     finally:
         for process in processes:
             process.stop()
+        broker.close()
         await runtime.stop()
 
 
 @pytest.fixture
 def services(split: Split) -> dict[str, Service]:
-    """Every test starts with every service and worker up, whatever the previous one did."""
+    """Every test starts with every service and worker up, and the broker reachable, whatever
+    the previous one did."""
+    if not split.broker.up:
+        split.broker.start()
     for process in [*split.services.values(), *split.workers.values()]:
         if not process.running:
             process.start()
