@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from app.core.events.streams import stream_of
@@ -28,7 +29,7 @@ from app.modules.orders.payments.sandbox import SandboxPayments
 from tests.conftest import eventually
 from tests.databases import operator_database
 from tests.helpers import ORDERS, assert_problem, order_body
-from tests.split.conftest import Person, Service, Split, account
+from tests.split.conftest import METRICS_TOKEN, Person, Service, Split, account
 from tests.split.test_split_events import place, redis
 from tests.split.test_split_services import new_product
 
@@ -265,6 +266,91 @@ async def test_the_catalog_killed_during_checkouts_loses_and_repeats_nothing(
     assert len(order_ids) == CLIENTS * ORDERS_EACH
     await settled(split, order_ids)
     await assert_each_effect_once(split, order_ids, stock, shoppers)
+
+
+# --- the broker down -------------------------------------------------------------------------
+
+
+async def scrape(service: Service) -> dict[str, float]:
+    """The service's `keystone_events_undelivered` gauge, per module."""
+    async with httpx.AsyncClient(base_url=service.url, timeout=NO_HANG_S) as http:
+        response = await http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200, response.text
+    return {
+        sample.labels["module"]: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "keystone_events_undelivered"
+    }
+
+
+async def held_in_outbox(split: Split) -> list[tuple[str, str, int]]:
+    """The catalog's undelivered outbox rows: event type, id, tries so far."""
+    return [
+        (event_type, str(event_id), attempts)
+        for event_type, event_id, attempts in await rows(
+            split,
+            "SELECT event_type, event_id, attempts FROM catalog.outbox WHERE dispatched_at IS NULL",
+        )
+    ]
+
+
+async def test_the_broker_down_holds_events_in_the_outbox_until_it_is_back(
+    split: Split, services: dict[str, Service]
+) -> None:
+    stock = await products(split, "f2", 1, stock=10)
+    (product,) = stock
+    (customer,) = await customers(split, "f2", 1)
+    body = order_body((product, 1))
+    checkouts = Checkouts()
+
+    # An order whose stock the catalog is reserving when the broker goes: the reservation
+    # commits during the outage, with the events that answer the order.
+    async with row_locked(split, product), split.client("orders") as orders:
+        assert await checkouts.place(orders, customer, body, "f2-before")
+
+        async def read_by_the_catalog() -> bool:
+            return bool(await catalog_holds_entries(split))
+
+        await eventually(read_by_the_catalog, timeout_s=NO_HANG_S)
+        split.broker.cut()
+
+    async def held() -> bool:
+        waiting = await held_in_outbox(split)
+        return any(kind == "catalog.StockReserved" and tries > 0 for kind, _, tries in waiting)
+
+    await eventually(held, timeout_s=NO_HANG_S)  # tried, failed, kept
+    held_ids = {event_id for _, event_id, _ in await held_in_outbox(split)}
+    assert (await scrape(services["catalog"]))["catalog"] >= 1
+    async with split.client("catalog") as catalog:
+        ready = await asyncio.wait_for(catalog.get("/readyz"), NO_HANG_S)
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["redis"].startswith("failed")
+
+    async with split.client("orders") as orders:
+        # Once the orders service has noticed, a checkout cannot have its token checked against
+        # the deny-list: refused, clearly.
+        async def refusing() -> bool:
+            listing = await orders.get(ORDERS, headers=customer.headers)
+            return listing.status_code == 503
+
+        await eventually(refusing, timeout_s=NO_HANG_S)
+        assert not await checkouts.place(orders, customer, body, "f2-during")
+        split.broker.start()
+        await checkouts.until_placed(orders, customer, body)
+
+    order_ids = set(checkouts.placed.values())
+    await settled(split, order_ids)
+    # Nobody restarted anything: every process waited the outage out and carried on.
+    assert all(process.running for process in [*services.values(), *split.workers.values()])
+    delivered = await rows(
+        split,
+        "SELECT event_id::text FROM catalog.outbox"
+        " WHERE dispatched_at IS NOT NULL AND event_id = ANY(:ids)",
+        ids=[UUID(i) for i in held_ids],
+    )
+    assert {event_id for (event_id,) in delivered} == held_ids
+    await assert_each_effect_once(split, order_ids, stock, [customer])
 
 
 # --- a consumer killed with entries in hand --------------------------------------------------
