@@ -108,7 +108,7 @@ class Measured:
 
 
 def _cpu_s(processes: list[psutil.Process]) -> float:
-    return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+    return float(sum(p.cpu_times().user + p.cpu_times().system for p in processes))
 
 
 def _alternate(
@@ -170,23 +170,40 @@ def gateway(upstreams: dict[str, str], scratch: Path) -> Iterator[tuple[str, psu
             running.stop()
 
 
-async def _facade_p50s(settings: Settings, product: UUID, calls: int) -> tuple[float, float]:
-    """p50 of one `products_for_order` call, in process and over HTTP, one call at a time."""
+@dataclass(frozen=True)
+class FacadeCall:
+    p50_ms: dict[str, float]  # wall time of one call, in process and over HTTP
+    cpu_ms: dict[str, float]  # CPU time of one call: the caller's, plus the catalog server's
+
+
+async def _facade_calls(
+    settings: Settings, product: UUID, calls: int, catalog: psutil.Process
+) -> FacadeCall:
+    """One `products_for_order` call at a time, in process and over HTTP, alternating (for the
+    wall time), then each side in a run of its own (for the CPU time)."""
     runtime = build_runtime(settings)
     peers = PeerConnections(settings)
-    local = runtime.module("catalog").container.products()
-    remote = CatalogClient(peers.peer("catalog"))
+    facades = {
+        "local": runtime.module("catalog").container.products(),
+        "remote": CatalogClient(peers.peer("catalog")),
+    }
     timings: dict[str, list[float]] = {"local": [], "remote": []}
+    cpu_ms: dict[str, float] = {}
     try:
         for _ in range(calls):
-            for name, facade in (("local", local), ("remote", remote)):
+            for name, facade in facades.items():
                 started = time.perf_counter()
                 assert await facade.products_for_order([product])
                 timings[name].append((time.perf_counter() - started) * 1000)
+        for name, facade in facades.items():
+            started = time.process_time() + _cpu_s([catalog])
+            for _ in range(calls):
+                await facade.products_for_order([product])
+            cpu_ms[name] = (time.process_time() + _cpu_s([catalog]) - started) * 1000 / calls
     finally:
         await peers.close()
         await runtime.stop()
-    return statistics.median(timings["local"]), statistics.median(timings["remote"])
+    return FacadeCall({name: statistics.median(t) for name, t in timings.items()}, cpu_ms)
 
 
 @dataclass(frozen=True)
@@ -246,8 +263,10 @@ def run(args: argparse.Namespace) -> str:
                     args.checkout_connections,
                 )
                 settings = Settings(_env_file=None, **_settings_of(peer_env))  # type: ignore[call-arg]
-                p50s = asyncio.run(_facade_p50s(settings, UUID(product), args.calls))
-    return _report(reads, checkouts, p50s, args, load_before)
+                facade = asyncio.run(
+                    _facade_calls(settings, UUID(product), args.calls, _listener(catalog))
+                )
+    return _report(reads, checkouts, facade, args, load_before)
 
 
 def _read_sides(servers: Servers, product: str) -> dict[str, Side]:
@@ -334,11 +353,12 @@ def _table(title: str, results: dict[str, Measured]) -> list[str]:
 def _report(
     reads: dict[str, Measured],
     checkouts: dict[str, Measured],
-    p50s: tuple[float, float],
+    facade: FacadeCall,
     args: argparse.Namespace,
     load: str,
 ) -> str:
     load_after = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    p50, cpu = facade.p50_ms, facade.cpu_ms
     lines = [
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {machine()}; "
         f"{args.connections} connections for reads; per side a 2 s warm-up, then "
@@ -356,7 +376,10 @@ def _report(
         _ratio(checkouts, "catalog over HTTP", "catalog in process", CHECKOUT_TARGET),
         "",
         f"One `products_for_order` call, p50 of {args.calls} sequential calls: in process "
-        f"{p50s[0]:.2f} ms, over HTTP {p50s[1]:.2f} ms: **{p50s[1] - p50s[0]:.2f} ms** overhead.",
+        f"{p50['local']:.2f} ms, over HTTP {p50['remote']:.2f} ms: "
+        f"**{p50['remote'] - p50['local']:.2f} ms** overhead; CPU time per call (the caller's "
+        f"and the catalog server's): {cpu['local']:.2f} ms in process, {cpu['remote']:.2f} ms "
+        "over HTTP.",
     ]
     return "\n".join(lines) + "\n"
 
