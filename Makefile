@@ -55,7 +55,7 @@ stress: install ## users added in steps until the service saturates; table on st
 bench: install ## Keystone vs bare Starlette+asyncpg; results in docs/performance.md
 	$(UV) run --frozen python -m bench.run
 
-bench-split: install ## checkout with the catalog over HTTP vs in process; bench/results/split.md
+bench-split: install ## split vs monolith: product read via the gateway, checkout with a remote catalog; bench/results/split.md
 	$(UV) run --frozen python -m bench.split
 
 bench-checkout: install ## checkouts against one API and one worker: placed->terminal, event lag, drain

@@ -27,7 +27,14 @@ from app.core import tracing
 from app.core.backbone_metrics import BackboneMetrics
 from app.core.config import Settings, get_settings
 from app.core.context import correlation_id_var
-from app.core.jobs import CronJob, Job, RetryLater, queue_name, redis_settings
+from app.core.jobs import (
+    CronJob,
+    Job,
+    RetryLater,
+    main_through_redis_outages,
+    queue_name,
+    redis_settings,
+)
 from app.core.logging import configure_logging, get_logger
 from app.core.metrics_server import MetricsServer
 from app.core.module import Module
@@ -225,7 +232,7 @@ class Workers:
         try:
             if self._metrics_server is not None:
                 await self._metrics_server.start()
-            tasks = [asyncio.create_task(worker.main()) for worker in self._workers]
+            tasks = [asyncio.create_task(main_through_redis_outages(w)) for w in self._workers]
             for worker, task in zip(self._workers, tasks, strict=True):
                 worker.main_task = task
             if tasks:  # until all have stopped, or one failed (the others are then stopped)

@@ -86,6 +86,15 @@ class Service:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no lifespan shutdown, whatever it had in hand left as it was."""
+        self.stop(signal.SIGKILL)
+
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         self.signal(sig)
         self.wait()

@@ -67,9 +67,16 @@ class ForbiddenError(DomainError):
     code = "forbidden"
 
 
+# Every 503 says when to come back: a client that honours it neither hammers nor gives up.
+RETRY_AFTER_S = "2"
+
+
 class ServiceUnavailableError(DomainError):
     status = 503
     code = "service-unavailable"
+
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": RETRY_AFTER_S, **(headers or {})})
 
 
 class TooManyRequestsError(DomainError):
@@ -182,7 +189,6 @@ async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse
 # What a lost or restarting database looks like from here: connect refused or reset, a
 # connection that died mid-query, the pool waiting in vain, a connect timeout.
 _UNAVAILABLE = (ConnectionError, TimeoutError, PoolTimeoutError, OperationalError)
-RETRY_AFTER_S = "2"
 
 
 async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -21,11 +21,17 @@ from typing import Any
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from arq.worker import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core.config import Settings
 from app.core.logging import get_logger
 
 _log = get_logger("keystone.jobs")
+# Redis unreachable: what arq's worker loop ends with, and the worker waits out.
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+RETRY_AFTER_REDIS_DOWN_S = 1.0
 
 JobFunction = Callable[..., Awaitable[Any]]
 
@@ -96,6 +102,20 @@ def redis_settings(settings: Settings) -> RedisSettings:
     redis.conn_timeout = max(1, int(settings.redis_timeout_s))
     redis.conn_retries = 1
     return redis
+
+
+async def main_through_redis_outages(worker: Worker) -> None:
+    """arq's worker loop, until it returns (burst mode) or is cancelled (a stop). arq ends it at
+    the first Redis error (python-arq/arq#435); an outage is waited out here and the loop taken
+    up again, as the stream consumers do, rather than the process exiting and its jobs waiting
+    for a supervisor's restart backoff."""
+    while True:
+        try:
+            await worker.main()
+            return
+        except _REDIS_DOWN as exc:
+            _log.warning("redis unavailable; retrying", queue=worker.queue_name, error=repr(exc))
+            await asyncio.sleep(RETRY_AFTER_REDIS_DOWN_S)
 
 
 class JobQueue:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
 from app.devstack import free_port
 
@@ -67,3 +70,34 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     writer.close()
+
+
+class TcpProxyThread:
+    """A `TcpProxy` on an event loop of its own, in a thread: for servers' own processes, which
+    must reach their target while the test's loop is blocked (waiting for a process to start)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._proxy = TcpProxy(target_host, target_port)
+        self.port = self._proxy.port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"tcp-proxy-{self.port}", daemon=True
+        )
+        self._thread.start()
+        self.up = False
+
+    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout=30)
+
+    def start(self) -> None:
+        self._run(self._proxy.start())
+        self.up = True
+
+    def cut(self) -> None:
+        self._run(self._proxy.cut())
+        self.up = False
+
+    def close(self) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

@@ -46,6 +46,7 @@ async def test_checkout_during_a_redis_outage_is_a_clear_503_and_recovers_by_its
     ready = await asyncio.wait_for(client.get("/readyz"), NO_HANG_S)
 
     assert_problem(during, 503, "service-unavailable")
+    assert int(during.headers["retry-after"]) >= 1
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"].startswith("failed")
     assert ready.json()["checks"]["postgres"] == "ok"

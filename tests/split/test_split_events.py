@@ -1,9 +1,9 @@
 """Events between the three services over Redis Streams: a checkout placed on the orders
 service is confirmed (the catalog reserves the stock on OrderPlaced, the orders worker takes the
 payment), a catalog that was down catches up on the cancellations it missed, a group made by the
-release step gets what was published before its module first ran, a consumer that died with
-entries in hand has them reclaimed by the running one, and a poison entry ends in the
-dead-letter stream, where `python -m app.cli dead-letters` shows it.
+release step gets what was published before its module first ran, and a poison entry ends in the
+dead-letter stream, where `python -m app.cli dead-letters` shows it. A consumer process killed
+with entries in hand, and the other faults, are in test_split_faults.py.
 
 The orders service needs the catalog to place an order (prices), so what the catalog misses
 while down are cancellations: OrderCancelled puts the stock back."""
@@ -169,38 +169,6 @@ async def test_a_group_made_at_release_gets_what_came_before_its_first_start(
     # Back to 4 exactly: the group read the stream from 0, and the inbox skipped what the
     # catalog had handled before (the reservation, the commit) instead of doing it twice.
     await eventually(lambda: _equals(stock(split, product), 4), timeout_s=30)
-
-
-async def test_a_dead_consumers_entries_are_reclaimed_by_a_running_one(
-    split: Split, services: dict[str, Service]
-) -> None:
-    staff = await account(split, "staff-e4@example.com", Role.STAFF)
-    customer = await account(split, "customer-e4@example.com", Role.CUSTOMER)
-    product = await new_product(split, staff, stock=5)
-    order_id = await confirmed_order(split, customer, product, 2)
-    services["catalog"].stop()
-    await cancel(split, customer, order_id)
-
-    # Another catalog pod read the OrderCancelled entry and died before acknowledging it.
-    async def taken_by_the_dead_pod() -> bool:
-        taken = await redis(split).xreadgroup(
-            "catalog", "catalog-pod-killed", {ORDERS_STREAM: ">"}, count=100
-        )
-        return any(
-            fields[b"event_type"] == b"orders.OrderCancelled"
-            for _stream, entries in taken
-            for _id, fields in entries
-        )
-
-    await eventually(taken_by_the_dead_pod, timeout_s=30)
-    services["catalog"].start()
-    services["catalog"].ready()
-
-    await eventually(lambda: _equals(stock(split, product), 5), timeout_s=30)
-    left = await redis(split).xpending_range(
-        ORDERS_STREAM, "catalog", min="-", max="+", count=100, consumername="catalog-pod-killed"
-    )
-    assert left == []
 
 
 async def test_a_poison_entry_ends_in_the_dead_letter_stream_and_the_cli_lists_it(
