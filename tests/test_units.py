@@ -11,13 +11,14 @@ import pytest
 from app.core.events.outbox import Transaction
 from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from app.core.security.rbac import Permission, Principal, Role
+from app.modules.orders.contracts import OrderStatusChanged
 from app.modules.orders.exceptions import IllegalTransitionError
 from app.modules.orders.models import Order, OrderStatus
 from app.modules.orders.service import (
     EMAILED_STATUSES,
     SEND_ORDER_EMAIL_JOB,
     TRANSITIONS,
-    move,
+    change_status,
 )
 from app.modules.users.schemas import normalise_email
 
@@ -70,22 +71,41 @@ def test_email_normalisation(raw: str, normalised: str) -> None:
     assert normalise_email(raw) == normalised
 
 
+# Besides `OrderStatusChanged`, each status reached is announced by its own event, if any.
+STATUS_REACHED_EVENTS: dict[OrderStatus, list[str]] = {
+    OrderStatus.PENDING: [],
+    OrderStatus.STOCK_RESERVED: [],
+    OrderStatus.PAID: ["orders.OrderPaid"],
+    OrderStatus.CONFIRMED: ["orders.OrderConfirmed"],
+    OrderStatus.SHIPPED: ["orders.OrderShipped"],
+    OrderStatus.REJECTED: ["orders.OrderRejected"],
+    OrderStatus.PAYMENT_FAILED: ["orders.OrderPaymentFailed"],
+    OrderStatus.CANCELLED: ["orders.OrderCancelled"],
+    OrderStatus.REFUNDED: ["orders.OrderRefunded"],
+}
+
+
 async def test_every_order_transition_outside_the_table_is_refused_naming_the_state() -> None:
     for current in OrderStatus:
         for target in OrderStatus:
             order = Order(id=uuid4(), customer_id=uuid4(), status=current, history=[])
             tx = Transaction(MagicMock(execute=AsyncMock()))
             if target in TRANSITIONS[current]:
-                await move(tx, order, target, "because")
+                await change_status(tx, order, target, "because")
                 assert order.status == target
                 assert [(c.status, c.cause) for c in order.history] == [(target, "because")]
-                assert [(e.status, e.version) for e in tx.events] == [(target, 1)]  # type: ignore[attr-defined]
+                changed, *reached = tx.events
+                assert isinstance(changed, OrderStatusChanged)
+                assert (changed.status, changed.version) == (target, 1)
+                assert [(e.event_type, e.order_id) for e in reached] == [  # type: ignore[attr-defined]
+                    (event_type, order.id) for event_type in STATUS_REACHED_EVENTS[target]
+                ]
                 emailed = [(SEND_ORDER_EMAIL_JOB, (str(order.id), target))]
                 expected_jobs = emailed if target in EMAILED_STATUSES else []
                 assert [(job.name, job.args) for job in tx.jobs] == expected_jobs
             else:
                 with pytest.raises(IllegalTransitionError, match=f"The order is '{current}'"):
-                    await move(tx, order, target, "because")
+                    await change_status(tx, order, target, "because")
                 assert (order.status, order.history, tx.events) == (current, [], [])
 
 

@@ -26,7 +26,7 @@ from app.modules.orders.service.job_requests import (
 )
 from app.modules.orders.service.orders import OrderService
 from app.modules.orders.service.payment_saga import PaymentSaga
-from app.modules.orders.service.transitions import EMAILED_STATUSES, TRANSITIONS, move
+from app.modules.orders.service.transitions import EMAILED_STATUSES, TRANSITIONS, change_status
 
 __all__ = [
     "EMAILED_STATUSES",
@@ -40,6 +40,6 @@ __all__ = [
     "OrderService",
     "PaymentSaga",
     "PlacedOrder",
+    "change_status",
     "enqueue_order_email",
-    "move",
 ]

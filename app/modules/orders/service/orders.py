@@ -12,7 +12,7 @@ from app.core.logging import get_logger
 from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
 from app.core.security.rbac import Permission, Principal
 from app.modules.catalog.contracts import CatalogFacade
-from app.modules.orders.contracts import OrderedItem, OrderPlaced, OrderRejected, OrderShipped
+from app.modules.orders.contracts import OrderedItem, OrderPlaced
 from app.modules.orders.exceptions import (
     DuplicateOrderLinesError,
     EmailNotVerifiedError,
@@ -33,9 +33,8 @@ from app.modules.orders.service.job_requests import (
 from app.modules.orders.service.transitions import (
     AWAITING_PAYMENT,
     RESERVATION_EXPIRED,
-    S,
     cancel_and_refund,
-    move,
+    change_status,
 )
 from app.modules.users.contracts import UsersFacade
 
@@ -173,8 +172,7 @@ class OrderService:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
             if order is None:
                 raise OrderNotFoundError
-            await move(tx, order, OrderStatus.SHIPPED, "shipped")
-            tx.publish(OrderShipped(order_id=order.id))
+            await change_status(tx, order, OrderStatus.SHIPPED, "shipped")
         return order
 
     # --- the saga's steps ------------------------------------------------------------------
@@ -195,11 +193,10 @@ class OrderService:
             _log.info("reservation answer ignored", order_id=str(order_id), reserved=reserved)
             return
         if reserved:
-            await move(tx, order, OrderStatus.STOCK_RESERVED, cause)
+            await change_status(tx, order, OrderStatus.STOCK_RESERVED, cause)
             enqueue_take_payment(tx, order_id)
         else:
-            await move(tx, order, OrderStatus.REJECTED, cause)
-            tx.publish(OrderRejected(order_id=order_id, reason=cause))
+            await change_status(tx, order, OrderStatus.REJECTED, cause)
 
     async def reservation_expired(self, tx: Transaction, order_id: UUID) -> None:
         """The catalog gave the order's stock back: nobody settled it within RESERVATION_TTL_S
@@ -218,7 +215,7 @@ class OrderService:
         """The order was confirmed after its reservation expired, and the stock was gone by
         then: the catalog sold nothing, so the order is cancelled and what was paid refunded."""
         order = await OrderRepository(tx.session).get(order_id, for_update=True)
-        if order is None or order.status != S.CONFIRMED:
+        if order is None or order.status != OrderStatus.CONFIRMED:
             # Cancelled meanwhile: its refund is under way. Shipped: the warehouse found units
             # the stock count did not have, which an operator must reconcile.
             _log.warning(

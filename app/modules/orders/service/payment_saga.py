@@ -5,16 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from app.core.events.outbox import Transaction, UnitOfWork
+from app.core.events.outbox import UnitOfWork
 from app.core.jobs import RetryLater
 from app.core.logging import get_logger
-from app.modules.orders.contracts import (
-    OrderConfirmed,
-    OrderPaid,
-    OrderPaymentFailed,
-    OrderRefunded,
-)
-from app.modules.orders.models import Order
+from app.modules.orders.models import Order, OrderStatus
 from app.modules.orders.payments.port import (
     PaymentDeclinedError,
     PaymentGateway,
@@ -26,7 +20,7 @@ from app.modules.orders.service.job_requests import (
     enqueue_refund,
     enqueue_take_payment,
 )
-from app.modules.orders.service.transitions import S, move
+from app.modules.orders.service.transitions import change_status, fail_payment_and_refund
 
 _log = get_logger("keystone.orders")
 
@@ -48,10 +42,10 @@ class PaymentSaga:
         if order is None:
             return "no such order"
         state = (str(order.status), order.payment_id)
-        if state[0] == S.STOCK_RESERVED:
+        if state[0] == OrderStatus.STOCK_RESERVED:
             state = await self._authorise(order)
         status, payment_id = state
-        if status == S.PAID and payment_id is not None:
+        if status == OrderStatus.PAID and payment_id is not None:
             status = await self._capture(order.id, payment_id)
         return status
 
@@ -59,16 +53,16 @@ class PaymentSaga:
         """The provider stayed unreachable through every retry: compensate."""
         async with self._uow.begin() as tx:
             order = await OrderRepository(tx.session).get(order_id, for_update=True)
-            if order is None or order.status not in (S.STOCK_RESERVED, S.PAID):
+            if order is None or order.status not in (OrderStatus.STOCK_RESERVED, OrderStatus.PAID):
                 return "nothing to give up"
-            await self._fail(tx, order, "payment provider unavailable")
-        return S.PAYMENT_FAILED
+            await fail_payment_and_refund(tx, order, "payment provider unavailable")
+        return OrderStatus.PAYMENT_FAILED
 
     async def refund(self, order_id: UUID) -> str:
         order = await self._load(order_id)
         if order is None or not order.may_hold_money:
             return "nothing to refund"
-        if order.status not in (S.CANCELLED, S.PAYMENT_FAILED):
+        if order.status not in (OrderStatus.CANCELLED, OrderStatus.PAYMENT_FAILED):
             return f"not refunded: the order is {order.status}"
         payment_id = order.payment_id or await self._recover_lost_authorisation(order)
         if payment_id is None:
@@ -85,11 +79,10 @@ class PaymentSaga:
         async with self._uow.begin() as tx:
             locked = await OrderRepository(tx.session).get(order_id, for_update=True)
             assert locked is not None
-            if locked.status in (S.CANCELLED, S.PAYMENT_FAILED):
-                await move(tx, locked, S.REFUNDED, "payment refunded")
-                tx.publish(OrderRefunded(order_id=order_id))
+            if locked.status in (OrderStatus.CANCELLED, OrderStatus.PAYMENT_FAILED):
+                await change_status(tx, locked, OrderStatus.REFUNDED, "payment refunded")
         _log.info("payment refunded", order_id=str(order_id))
-        return S.REFUNDED
+        return OrderStatus.REFUNDED
 
     async def refund_gave_up(self, order_id: UUID) -> str:
         _log.error(
@@ -104,7 +97,7 @@ class PaymentSaga:
         async with self._uow.begin() as tx:
             orders = OrderRepository(tx.session)
             paying = await orders.in_status_since_before(
-                [S.STOCK_RESERVED, S.PAID], cutoff, SWEEP_BATCH, by_update=True
+                [OrderStatus.STOCK_RESERVED, OrderStatus.PAID], cutoff, SWEEP_BATCH, by_update=True
             )
             refunding = await orders.cancelled_with_payment_since_before(cutoff, SWEEP_BATCH)
             for order_id in paying:
@@ -159,10 +152,9 @@ class PaymentSaga:
             locked = await OrderRepository(tx.session).get(order.id, for_update=True)
             assert locked is not None
             locked.payment_id = payment_id
-            if locked.status == S.STOCK_RESERVED:
-                await move(tx, locked, S.PAID, "payment authorised")
-                tx.publish(OrderPaid(order_id=order.id))
-            elif locked.status in (S.CANCELLED, S.PAYMENT_FAILED):
+            if locked.status == OrderStatus.STOCK_RESERVED:
+                await change_status(tx, locked, OrderStatus.PAID, "payment authorised")
+            elif locked.status in (OrderStatus.CANCELLED, OrderStatus.PAYMENT_FAILED):
                 # Cancelled or expired while the provider was answering: give the hold back.
                 enqueue_refund(tx, order.id)
         _log.info("payment authorised", order_id=str(order.id))
@@ -175,7 +167,7 @@ class PaymentSaga:
             locked = await OrderRepository(tx.session).get(order_id, for_update=True)
             if (
                 locked is not None
-                and locked.status == S.STOCK_RESERVED
+                and locked.status == OrderStatus.STOCK_RESERVED
                 and locked.authorisation_requested_at is None
             ):
                 locked.authorisation_requested_at = datetime.now(UTC)
@@ -194,9 +186,8 @@ class PaymentSaga:
         async with self._uow.begin() as tx:
             locked = await OrderRepository(tx.session).get(order_id, for_update=True)
             assert locked is not None
-            if locked.status == S.PAID:
-                await move(tx, locked, S.CONFIRMED, "payment captured")
-                tx.publish(OrderConfirmed(order_id=order_id))
+            if locked.status == OrderStatus.PAID:
+                await change_status(tx, locked, OrderStatus.CONFIRMED, "payment captured")
         _log.info("payment captured", order_id=str(order_id))
         return str(locked.status)
 
@@ -208,14 +199,7 @@ class PaymentSaga:
             assert order is not None
             if nothing_held:  # the provider answered the authorisation: no money is held
                 order.authorisation_requested_at = None
-            if order.status in (S.STOCK_RESERVED, S.PAID):
-                await self._fail(tx, order, reason)
+            if order.status in (OrderStatus.STOCK_RESERVED, OrderStatus.PAID):
+                await fail_payment_and_refund(tx, order, reason)
         _log.info("payment declined", order_id=str(order_id), reason=reason)
         return str(order.status), order.payment_id
-
-    @staticmethod
-    async def _fail(tx: Transaction, order: Order, reason: str) -> None:
-        await move(tx, order, S.PAYMENT_FAILED, reason)
-        tx.publish(OrderPaymentFailed(order_id=order.id, reason=reason))
-        if order.may_hold_money:
-            enqueue_refund(tx, order.id)
