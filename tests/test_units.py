@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from unittest.mock import AsyncMock, MagicMock
 from uuid import uuid4
@@ -9,7 +10,13 @@ from uuid import uuid4
 import pytest
 
 from app.core.events.outbox import Transaction
-from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from app.core.pagination import (
+    InvalidCursorError,
+    decode_cursor,
+    decode_newest_first_cursor,
+    encode_cursor,
+    newest_first_position,
+)
 from app.core.security.rbac import Permission, Principal, Role
 from app.modules.orders.contracts import OrderStatusChanged
 from app.modules.orders.exceptions import IllegalTransitionError
@@ -55,6 +62,21 @@ def test_roles_grant_permissions() -> None:
 def test_cursor_round_trip() -> None:
     position = {"created_at": "2026-01-01T00:00:00+00:00", "id": str(uuid4())}
     assert decode_cursor(encode_cursor(position), frozenset(position)) == position
+
+
+def test_a_newest_first_cursor_reads_back_its_position() -> None:
+    moment, row_id = datetime(2026, 1, 1, 12, tzinfo=UTC), uuid4()
+    cursor = encode_cursor(newest_first_position("placed_at", moment, row_id))
+    assert decode_newest_first_cursor(cursor, "placed_at") == (moment, row_id)
+
+
+@pytest.mark.parametrize(
+    "placed_at", ["2026-01-01T00:00:00", "yesterday", 5], ids=["no-offset", "text", "number"]
+)
+def test_a_newest_first_cursor_without_an_instant_is_refused(placed_at: object) -> None:
+    cursor = encode_cursor({"placed_at": placed_at, "id": str(uuid4())})
+    with pytest.raises(InvalidCursorError):
+        decode_newest_first_cursor(cursor, "placed_at")
 
 
 @pytest.mark.parametrize("cursor", ["", "%%%", encode_cursor({"other": 1}), "W10"])

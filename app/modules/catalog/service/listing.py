@@ -7,12 +7,12 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from app.core.pagination import InvalidCursorError, decode_cursor
+from app.core.pagination import InvalidCursorError, cursor_instant, decode_cursor
 from app.modules.catalog.exceptions import CursorSortMismatchError
 from app.modules.catalog.repository import SORT_KEYS, Listing
 from app.modules.catalog.schemas import ProductSort
@@ -41,21 +41,18 @@ class ListingRequest:
         return f"catalog:list:{digest[:32]}"
 
 
-def cursor_key_text(sort: ProductSort, row: Any) -> str:
+def cursor_position(sort: ProductSort, row: Any) -> dict[str, Any]:
+    """What the cursor of the page after `row` holds: the sort, the row's sort key, its id."""
     value = getattr(row, SORT_KEYS[sort][0].key)
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+    key = value.isoformat() if isinstance(value, datetime) else str(value)
+    return {"sort": sort.value, "key": key, "id": str(row.id)}
 
 
 def _parse_cursor_key(sort: ProductSort, text: object) -> Any:
     if not isinstance(text, str):
         raise InvalidCursorError
     if sort is ProductSort.NEWEST:
-        created_at = datetime.fromisoformat(text)
-        # Issued cursors always carry an offset. Normalising to UTC here also refuses
-        # instants Postgres cannot bind (year 9999 at -14:00 overflows) with a 400.
-        if created_at.tzinfo is None:
-            raise InvalidCursorError
-        return created_at.astimezone(UTC)
+        return cursor_instant(text)
     if sort in (ProductSort.PRICE_ASC, ProductSort.PRICE_DESC):
         if not _PRICE_KEY.match(text):
             raise InvalidCursorError

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core.cache import CacheUnavailableError, ResponseCache
 from app.core.events.outbox import Transaction, UnitOfWork
-from app.core.pagination import encode_cursor
+from app.core.pagination import keyset_page
 from app.modules.catalog.contracts import (
     ProductArchived,
     ProductCreated,
@@ -42,7 +42,7 @@ from app.modules.catalog.schemas import (
     ProductUpdate,
     StockOut,
 )
-from app.modules.catalog.service.listing import ListingRequest, cursor_key_text, listing_of
+from app.modules.catalog.service.listing import ListingRequest, cursor_position, listing_of
 
 LISTING_KEYS = "catalog:list:*"
 
@@ -103,22 +103,17 @@ class ProductService:
         listing = listing_of(request)
 
         async def load() -> bytes:
-            rows = await ProductReader(self._uow.database).page(listing, request.limit + 1)
-            items, more = rows[: request.limit], len(rows) > request.limit
-            next_cursor = None
-            if more:
-                last = items[-1]
-                next_cursor = encode_cursor(
-                    {
-                        "sort": request.sort.value,
-                        "key": cursor_key_text(request.sort, last),
-                        "id": str(last.id),
-                    }
-                )
-            page = ProductPageOut(
-                items=[ProductOut.model_validate(row) for row in items], next_cursor=next_cursor
+            reader = ProductReader(self._uow.database)
+            page = await keyset_page(
+                request.limit,
+                lambda size: reader.page(listing, size),
+                lambda row: cursor_position(request.sort, row),
             )
-            return page.model_dump_json().encode()
+            body = ProductPageOut(
+                items=[ProductOut.model_validate(row) for row in page.items],
+                next_cursor=page.next_cursor,
+            )
+            return body.model_dump_json().encode()
 
         if request.cursor is not None:
             return await load()

@@ -3,13 +3,17 @@ catalog's answers, expiry, erasure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from app.core.events.outbox import Transaction, UnitOfWork
 from app.core.logging import get_logger
-from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from app.core.pagination import (
+    KeysetPage,
+    decode_newest_first_cursor,
+    keyset_page,
+    newest_first_position,
+)
 from app.core.security.rbac import Permission, Principal
 from app.modules.catalog.contracts import CatalogFacade
 from app.modules.orders.contracts import OrderedItem, OrderPlaced
@@ -38,14 +42,7 @@ from app.modules.orders.service.transitions import (
 )
 from app.modules.users.contracts import UsersFacade
 
-_CURSOR_KEYS = frozenset({"placed_at", "id"})
 _log = get_logger("keystone.orders")
-
-
-@dataclass(frozen=True)
-class OrderPage:
-    items: list[OrderSummary]
-    next_cursor: str | None
 
 
 class OrderService:
@@ -140,21 +137,16 @@ class OrderService:
         cursor: str | None,
         customer_id: UUID | None,
         status: OrderStatus | None,
-    ) -> OrderPage:
+    ) -> KeysetPage[OrderSummary]:
         """Newest first, from the read side; `customer_id=None` lists everyone's."""
-        after = _decode_order_cursor(cursor) if cursor is not None else None
+        after = None if cursor is None else decode_newest_first_cursor(cursor, "placed_at")
         async with self._uow.begin() as tx:
-            rows = await OrderSummaryRepository(tx.session).newest_first(
-                limit + 1, after, customer_id, status
+            summaries = OrderSummaryRepository(tx.session)
+            return await keyset_page(
+                limit,
+                lambda size: summaries.newest_first(size, after, customer_id, status),
+                lambda row: newest_first_position("placed_at", row.placed_at, row.order_id),
             )
-        items, more = rows[:limit], len(rows) > limit
-        next_cursor = None
-        if more:
-            last = items[-1]
-            next_cursor = encode_cursor(
-                {"placed_at": last.placed_at.isoformat(), "id": str(last.order_id)}
-            )
-        return OrderPage(items=items, next_cursor=next_cursor)
 
     # --- the customer and the warehouse ----------------------------------------------------
 
@@ -249,14 +241,3 @@ class OrderService:
     async def purge_idempotency_keys(self) -> int:
         async with self._uow.begin() as tx:
             return await IdempotencyKeyRepository(tx.session).purge_expired()
-
-
-def _decode_order_cursor(cursor: str) -> tuple[datetime, UUID]:
-    position = decode_cursor(cursor, _CURSOR_KEYS)
-    try:
-        placed_at = datetime.fromisoformat(position["placed_at"])
-        if placed_at.tzinfo is None:
-            raise InvalidCursorError
-        return placed_at.astimezone(UTC), UUID(position["id"])
-    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise InvalidCursorError from exc

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from uuid import UUID
 
 from app.core.audit import NO_ORIGIN, AuditEntry, Origin, Outcome
 from app.core.errors import DomainError
 from app.core.events.outbox import Transaction, UnitOfWork
-from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from app.core.pagination import (
+    KeysetPage,
+    decode_newest_first_cursor,
+    keyset_page,
+    newest_first_position,
+)
 from app.core.security.rbac import Principal, Role
 from app.modules.users.exceptions import LastAdminError, UserNotFoundError
 from app.modules.users.models import User
@@ -19,14 +23,6 @@ from app.modules.users.repository import AuditRepository, UserRepository
 from app.modules.users.service.audit import AuditLog
 from app.modules.users.service.sessions import Sessions
 from app.modules.users.service.shared import user_target
-
-_CURSOR_KEYS = frozenset({"created_at", "id"})
-
-
-@dataclass(frozen=True)
-class UserPage:
-    items: list[User]
-    next_cursor: str | None
 
 
 class AdminService:
@@ -39,20 +35,15 @@ class AdminService:
 
     async def list_users(
         self, limit: int, cursor: str | None, email_contains: str | None, role: Role | None
-    ) -> UserPage:
-        after = _parse_cursor(cursor) if cursor is not None else None
+    ) -> KeysetPage[User]:
+        after = None if cursor is None else decode_newest_first_cursor(cursor, "created_at")
         async with self._uow.begin() as tx:
-            rows = await UserRepository(tx.session).newest_first(
-                limit + 1, after, email_contains, role
+            users = UserRepository(tx.session)
+            return await keyset_page(
+                limit,
+                lambda size: users.newest_first(size, after, email_contains, role),
+                lambda user: newest_first_position("created_at", user.created_at, user.id),
             )
-        items = rows[:limit]
-        next_cursor = None
-        if len(rows) > limit:
-            last = items[-1]
-            next_cursor = encode_cursor(
-                {"created_at": last.created_at.isoformat(), "id": str(last.id)}
-            )
-        return UserPage(items=items, next_cursor=next_cursor)
 
     async def set_roles(
         self, actor: Principal, user_id: UUID, roles: frozenset[Role], origin: Origin = NO_ORIGIN
@@ -109,14 +100,3 @@ async def lock_account(tx: Transaction, user_id: UUID, losing_admin: bool) -> Us
     if losing_admin and admins == [user.id]:
         raise LastAdminError
     return user
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, UUID]:
-    position = decode_cursor(cursor, _CURSOR_KEYS)
-    try:
-        created_at = datetime.fromisoformat(position["created_at"])
-        if created_at.tzinfo is None:
-            raise InvalidCursorError
-        return created_at.astimezone(UTC), UUID(position["id"])
-    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise InvalidCursorError from exc

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from app.core.audit import AuditEntry
 from app.core.events.outbox import UnitOfWork
-from app.core.pagination import InvalidCursorError, decode_cursor, encode_cursor
+from app.core.pagination import InvalidCursorError, KeysetPage, decode_cursor, keyset_page
 from app.modules.users.models import AuditRecord
 from app.modules.users.repository import AuditQuery, AuditRepository
 
 # Sent by other processes' audit clients while users could not be reached (users/client.py).
 RECORD_AUDIT_ENTRY_JOB = "users.record_audit_entry"
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    items: list[AuditRecord]
-    next_cursor: str | None
 
 
 class AuditLog:
@@ -35,14 +29,16 @@ class AuditLog:
         async with self._uow.begin() as tx:
             await AuditRepository(tx.session).add(entry)
 
-    async def search(self, limit: int, cursor: str | None, query: AuditQuery) -> AuditPage:
+    async def search(
+        self, limit: int, cursor: str | None, query: AuditQuery
+    ) -> KeysetPage[AuditRecord]:
         if cursor is not None:
             position = decode_cursor(cursor, frozenset({"id"}))
             if not isinstance(position["id"], int) or position["id"] < 1:
                 raise InvalidCursorError
             query = replace(query, before_id=position["id"])
         async with self._uow.begin() as tx:
-            rows = await AuditRepository(tx.session).newest_first(limit + 1, query)
-        items = rows[:limit]
-        next_cursor = encode_cursor({"id": items[-1].id}) if len(rows) > limit else None
-        return AuditPage(items=items, next_cursor=next_cursor)
+            records = AuditRepository(tx.session)
+            return await keyset_page(
+                limit, lambda size: records.newest_first(size, query), lambda row: {"id": row.id}
+            )
