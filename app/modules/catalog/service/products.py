@@ -147,7 +147,7 @@ class ProductService:
                 )
         except IntegrityError as exc:  # a concurrent create with the same SKU won the race
             raise SkuTakenError(data.sku) from exc
-        await self._forget_now(None)
+        await self._evict_now(None)
         return product
 
     async def update_product(self, product_id: UUID, data: ProductUpdate) -> Product:
@@ -171,7 +171,7 @@ class ProductService:
                     tx.publish(ProductUpdated(product_id=product.id, changes=changes))
         except IntegrityError as exc:  # a concurrent write took the SKU first
             raise SkuTakenError(str(fields.get("sku"))) from exc
-        await self._forget_now(product_id)
+        await self._evict_now(product_id)
         return product
 
     @staticmethod
@@ -190,7 +190,7 @@ class ProductService:
                 raise ProductNotFoundError
             product.archived_at = datetime.now(UTC)
             tx.publish(ProductArchived(product_id=product.id))
-        await self._forget_now(product_id)
+        await self._evict_now(product_id)
 
     async def set_stock(self, product_id: UUID, on_hand: int, changed_by: UUID) -> StockOut:
         """Staff counted `on_hand` units; what open reservations hold stays held."""
@@ -214,21 +214,21 @@ class ProductService:
                         changed_by=changed_by,
                     )
                 )
-        await self._forget_now(product_id)
+        await self._evict_now(product_id)
         return StockOut(
             product_id=product_id, on_hand=on_hand, reserved=reserved, available=available
         )
 
-    async def forget_cached(self, product_id: UUID | None) -> None:
+    async def evict_cached(self, product_id: UUID | None) -> None:
         """Drop what the cache holds about a product (and every cached listing)."""
         keys = () if product_id is None else (product_cache_key(product_id),)
         await self._cache.invalidate(*keys, patterns=(LISTING_KEYS,))
 
-    async def _forget_now(self, product_id: UUID | None) -> None:
+    async def _evict_now(self, product_id: UUID | None) -> None:
         """Right after commit, so the writer reads its own write. Best effort: the event the
         write published invalidates again (and is retried) wherever the relay delivers it."""
         with contextlib.suppress(CacheUnavailableError):
-            await self.forget_cached(product_id)
+            await self.evict_cached(product_id)
 
     # --- for other modules (CatalogFacade) and the seed ----------------------------------------
 

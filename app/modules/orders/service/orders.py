@@ -169,11 +169,11 @@ class OrderService:
 
     # --- the saga's steps ------------------------------------------------------------------
 
-    async def forget_customer(self, tx: Transaction, customer_id: UUID) -> None:
+    async def erase_customer(self, tx: Transaction, customer_id: UUID) -> None:
         """The person asked to be erased: their orders keep amounts and products for the
         books, lose the shipping address and the payment method."""
-        forgotten = await OrderRepository(tx.session).forget_customer(customer_id)
-        _log.info("customer forgotten on orders", customer_id=str(customer_id), orders=forgotten)
+        erased = await OrderRepository(tx.session).erase_customer(customer_id)
+        _log.info("customer erased on orders", customer_id=str(customer_id), orders=erased)
 
     async def settle_reservation(
         self, tx: Transaction, order_id: UUID, reserved: bool, cause: str

@@ -137,7 +137,7 @@ class AccountService:
             locked.password_hash = new_hash
             revoked = await self._sessions.revoke_all(tx, user.id, keep=token.session_id)
             await AuditRepository(tx.session).add(entry)
-        await self._sessions.forget(revoked)
+        await self._sessions.revoke_access_tokens(revoked)
 
     async def export(self, user_id: UUID) -> dict[str, dict[str, Any]]:
         """Everything Keystone holds about the person, each module contributing its part."""
@@ -146,7 +146,8 @@ class AccountService:
 
     async def erase(self, token: AccessToken, password: str, origin: Origin = NO_ORIGIN) -> None:
         """The right to erasure: the account is anonymised and disabled, its sessions and reset
-        tokens end, and `UserErased` tells every other module to forget the person."""
+        tokens end, and `UserErased` tells every other module to erase what it holds about the
+        person."""
         user = await self.get(token.principal.user_id)
         entry = AuditEntry("users.erase", Outcome.SUCCESS, user.id, user_target(user.id), origin)
         ok, _ = await self._passwords.verify(password, user.password_hash)
@@ -164,4 +165,4 @@ class AccountService:
             revoked = await self._sessions.revoke_all(tx, user.id)
             await AuditRepository(tx.session).add(entry)
             tx.publish(UserErased(user_id=user.id))
-        await self._sessions.forget(revoked)
+        await self._sessions.revoke_access_tokens(revoked)

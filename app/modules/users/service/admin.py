@@ -64,7 +64,7 @@ class AdminService:
             revoked = await self._sessions.revoke_all(tx, user.id)
             detail = {**entry.detail, "previous": previous}
             await AuditRepository(tx.session).add(replace(entry, detail=detail))
-        await self._sessions.forget(revoked)
+        await self._sessions.revoke_access_tokens(revoked)
         return user
 
     async def disable(self, actor: Principal, user_id: UUID, origin: Origin = NO_ORIGIN) -> User:
@@ -76,7 +76,7 @@ class AdminService:
             user.is_active = False
             revoked = await self._sessions.revoke_all(tx, user.id)
             await AuditRepository(tx.session).add(entry)
-        await self._sessions.forget(revoked)
+        await self._sessions.revoke_access_tokens(revoked)
         return user
 
     @asynccontextmanager

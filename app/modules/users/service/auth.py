@@ -82,7 +82,7 @@ class AuthService:
                 issued = await self._sessions.open(tx, user, token.family_id)
         if reused is not None:
             _log.warning("refresh token reused; session revoked", user_id=str(reused.user_id))
-            await self._sessions.forget([reused.family_id])
+            await self._sessions.revoke_access_tokens([reused.family_id])
             raise InvalidRefreshTokenError
         assert issued is not None
         return issued
@@ -94,5 +94,5 @@ class AuthService:
             await AuditRepository(tx.session).add(
                 AuditEntry("auth.logout", Outcome.SUCCESS, user_id, user_target(user_id), origin)
             )
-        await self._sessions.forget([token.session_id])
-        await self._sessions.forget_token(token)
+        await self._sessions.revoke_access_tokens([token.session_id])
+        await self._sessions.revoke_access_token(token)

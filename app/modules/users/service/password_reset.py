@@ -104,7 +104,7 @@ class PasswordResetService:
                 AuditEntry("users.password_reset", Outcome.FAILURE, origin=origin)
             )
             raise
-        await self._sessions.forget(revoked)
+        await self._sessions.revoke_access_tokens(revoked)
 
     async def _user_of_valid_token(self, tx: Transaction, digest: str) -> User:
         token = await PasswordResetRepository(tx.session).by_digest_for_update(digest)

@@ -29,7 +29,8 @@ class IssuedTokens:
 
 
 class Sessions:
-    """Opens and revokes sessions inside a caller's transaction; `forget` runs after commit."""
+    """Opens and revokes sessions inside a caller's transaction; `revoke_access_tokens` runs after
+    commit."""
 
     def __init__(
         self, tokens: TokenIssuer, revocations: TokenRevocations, refresh_ttl_s: int
@@ -61,11 +62,11 @@ class Sessions:
             user_id, now_utc(), keep
         )
 
-    async def forget(self, session_ids: Iterable[UUID]) -> None:
+    async def revoke_access_tokens(self, session_ids: Iterable[UUID]) -> None:
         """After commit: the revoked sessions' access tokens stop working now."""
         ids = list(session_ids)
         if ids:
             await self._revocations.revoke_sessions(ids)
 
-    async def forget_token(self, token: AccessToken) -> None:
+    async def revoke_access_token(self, token: AccessToken) -> None:
         await self._revocations.revoke_token(token)
