@@ -119,7 +119,7 @@ class ResponseCache:
         return body, True
 
     def clear_local(self) -> None:
-        """Forget this process's copies (tests start each case from an empty cache)."""
+        """Evict this process's copies (tests start each case from an empty cache)."""
         if self._local is not None:
             self._local.clear()
 

@@ -1,11 +1,19 @@
-"""Keyset pagination: `{"items": [...], "next_cursor": ...}` with an opaque cursor."""
+"""Keyset pagination: `{"items": [...], "next_cursor": ...}` with an opaque cursor.
+
+A listing decodes the cursor it was sent into the position to read after (`decode_cursor`, or
+`decode_newest_first_cursor` for a newest-first listing keyed on a time and an id), then
+`keyset_page` reads one row more than the page holds and writes the next page's cursor."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 from fastapi import Query
 from pydantic import BaseModel
@@ -13,6 +21,7 @@ from pydantic import BaseModel
 from app.core.errors import DomainError
 
 T = TypeVar("T")
+Row = TypeVar("Row")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
@@ -60,3 +69,47 @@ def decode_cursor(cursor: str, keys: frozenset[str]) -> dict[str, Any]:
     if not isinstance(position, dict) or set(position) != keys:
         raise InvalidCursorError
     return position
+
+
+def cursor_instant(text: object) -> datetime:
+    """A timestamp read from a cursor, in UTC. Issued cursors always carry an offset; normalising
+    to UTC also refuses instants Postgres cannot bind (year 9999 at -14:00 overflows)."""
+    if not isinstance(text, str):
+        raise InvalidCursorError
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise InvalidCursorError
+    return moment.astimezone(UTC)
+
+
+def decode_newest_first_cursor(cursor: str, time_key: str) -> tuple[datetime, UUID]:
+    """The position a newest-first listing keyed on (`time_key`, "id") reads after."""
+    position = decode_cursor(cursor, frozenset({time_key, "id"}))
+    try:
+        return cursor_instant(position[time_key]), UUID(position["id"])
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise InvalidCursorError from exc
+
+
+def newest_first_position(time_key: str, moment: datetime, row_id: UUID) -> dict[str, Any]:
+    """What `decode_newest_first_cursor` reads back."""
+    return {time_key: moment.isoformat(), "id": str(row_id)}
+
+
+@dataclass(frozen=True)
+class KeysetPage(Generic[Row]):
+    items: list[Row]
+    next_cursor: str | None
+
+
+async def keyset_page(
+    limit: int,
+    fetch: Callable[[int], Awaitable[Sequence[Row]]],
+    position_of: Callable[[Row], dict[str, Any]],
+) -> KeysetPage[Row]:
+    """Up to `limit` rows from `fetch(size)`, which is asked for one more: a row beyond the page
+    means another page follows, and its cursor is the position of this page's last row."""
+    rows = await fetch(limit + 1)
+    items = list(rows[:limit])
+    next_cursor = encode_cursor(position_of(items[-1])) if len(rows) > limit else None
+    return KeysetPage(items=items, next_cursor=next_cursor)

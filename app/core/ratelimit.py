@@ -233,14 +233,14 @@ class Leases:
                 current = self._leases.get(name)
                 carried = current.served if current is not None else 0
                 self._leases[name] = Lease.after(decision, window_s, served=carried)
-                self._forget_expired()
+                self._evict_expired()
             return decision
         finally:
             if lease is not None and lease.renewal is not None:
                 lease.renewal.set_result(None)
                 lease.renewal = None
 
-    def _forget_expired(self) -> None:
+    def _evict_expired(self) -> None:
         if len(self._leases) <= LEASE_TABLE_SIZE:
             return
         now = time.monotonic()

@@ -91,7 +91,7 @@ async def test_erasure_needs_the_password(
     assert_problem(response, 422, "validation-error")
 
 
-async def test_erasure_forgets_the_person_everywhere(
+async def test_erasure_erases_the_person_everywhere(
     client: httpx.AsyncClient, make_user: UserFactory, app: FastAPI
 ) -> None:
     staff = await make_user(Role.STAFF)
@@ -131,7 +131,7 @@ async def test_erasure_forgets_the_person_everywhere(
     assert erased_events == 1
     assert str(total) == "12.50"  # orders keep the amounts for accounting
 
-    async def address_forgotten() -> bool:
+    async def address_erased() -> bool:
         async with operator_database(app.state.runtime).session() as session:
             address = await session.scalar(
                 text("SELECT shipping_address::text FROM orders.orders WHERE id = :id"),
@@ -139,7 +139,7 @@ async def test_erasure_forgets_the_person_everywhere(
             )
         return address == "{}"
 
-    await eventually(address_forgotten)  # UserErased reaches orders through the outbox
+    await eventually(address_erased)  # UserErased reaches orders through the outbox
     exported: dict[str, Any] = await app.state.runtime.core.personal_data().export(UUID(user.id))
     text_export = json.dumps(exported)
     assert user.email not in text_export

@@ -49,12 +49,12 @@ def subscriptions(
 
     # Dropping a cache entry twice is harmless: no transaction, no inbox row. Redis down: this
     # raises and the event is delivered again later; the TTL bounds staleness meanwhile.
-    async def forget_product(event: IntegrationEvent) -> None:
+    async def evict_product(event: IntegrationEvent) -> None:
         assert isinstance(event, PRODUCT_EVENTS)
-        await products.forget_cached(event.product_id)
+        await products.evict_cached(event.product_id)
 
-    async def forget_listings(_: CategoryChanged) -> None:
-        await products.forget_cached(None)
+    async def evict_listings(_: CategoryChanged) -> None:
+        await products.evict_cached(None)
 
     return [
         Subscription(OrderPlaced, "catalog.reserve_stock", reserve_stock, uow),
@@ -62,8 +62,8 @@ def subscriptions(
         Subscription(OrderPaymentFailed, "catalog.release_unpaid_stock", release_unpaid_stock, uow),
         Subscription(OrderConfirmed, "catalog.commit_stock", commit_stock, uow),
         *(
-            RepeatableSubscription(event, "catalog.invalidate_cache", forget_product)
+            RepeatableSubscription(event, "catalog.invalidate_cache", evict_product)
             for event in PRODUCT_EVENTS
         ),
-        RepeatableSubscription(CategoryChanged, "catalog.invalidate_cache", forget_listings),
+        RepeatableSubscription(CategoryChanged, "catalog.invalidate_cache", evict_listings),
     ]

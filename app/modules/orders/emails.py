@@ -1,10 +1,11 @@
 """Emails to the customer about their order: confirmed, payment failed, refunded.
 
-`move` owes one (an `order_emails` row) in the transaction that reaches the status, and asks
-for the job after commit. The job reads that row first and does nothing once it is settled, so
-a job run twice, or sent again by the redrive, mails once; only a crash between the server
-accepting the message and the row being settled can repeat it. The address comes from the
-users module's contract at sending time: an erased or disabled customer gets nothing.
+`change_status` owes one (`record_email_owed_and_enqueue_job`: an `order_emails` row) in the
+transaction that reaches the status, and asks for the job after commit. The job reads that row
+first and does nothing once it is settled, so a job run twice, or sent again by the redrive,
+mails once; only a crash between the server accepting the message and the row being settled
+can repeat it. The address comes from the users module's contract at sending time: an erased or
+disabled customer gets nothing.
 """
 
 from __future__ import annotations

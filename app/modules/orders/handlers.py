@@ -28,8 +28,8 @@ def subscriptions(uow: UnitOfWork, orders: OrderService) -> list[Subscription]:
     async def stock_not_retaken(event: StockCommitFailed, tx: Transaction) -> None:
         await orders.stock_not_retaken(tx, event.order_id, event.reason)
 
-    async def forget_customer(event: UserErased, tx: Transaction) -> None:
-        await orders.forget_customer(tx, event.user_id)
+    async def erase_customer(event: UserErased, tx: Transaction) -> None:
+        await orders.erase_customer(tx, event.user_id)
 
     return [
         # The handler names are inbox keys: kept from before, so no delivery is repeated.
@@ -39,5 +39,5 @@ def subscriptions(uow: UnitOfWork, orders: OrderService) -> list[Subscription]:
             StockReservationExpired, "orders.cancel_unreserved_order", reservation_expired, uow
         ),
         Subscription(StockCommitFailed, "orders.refund_unstocked_order", stock_not_retaken, uow),
-        Subscription(UserErased, "orders.forget_customer", forget_customer, uow),
+        Subscription(UserErased, "orders.forget_customer", erase_customer, uow),
     ]

@@ -55,7 +55,7 @@ class OrderRepository:
         )
         return list((await self._session.execute(query)).scalars())
 
-    async def forget_customer(self, customer_id: UUID) -> int:
+    async def erase_customer(self, customer_id: UUID) -> int:
         """Blank what identifies the person on their orders; amounts and lines stay."""
         result = await self._session.execute(
             update(Order)

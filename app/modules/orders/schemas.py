@@ -115,7 +115,7 @@ class OrderOut(BaseModel):
 
     @field_validator("shipping_address", mode="before")
     @classmethod
-    def _forgotten_is_none(cls, address: dict[str, Any]) -> dict[str, Any] | None:
+    def _erased_is_none(cls, address: dict[str, Any]) -> dict[str, Any] | None:
         return address or None
 
 

@@ -152,7 +152,7 @@ class EmailVerificationService:
     async def remove_unverified(self, at: datetime | None = None) -> int:
         """The cron: delete customer accounts never verified within the retention period,
         their tokens and sessions with them; each deletion is audited and announced
-        (`UserErased`), so other modules forget what they hold about the person."""
+        (`UserErased`), so other modules erase what they hold about the person."""
         cutoff = (at or now()) - self._retention
         revoked: set[UUID] = set()
         async with self._uow.begin() as tx:
@@ -166,7 +166,7 @@ class EmailVerificationService:
                     AuditEntry(REMOVED, Outcome.SUCCESS, None, user_target(user.id), detail=detail)
                 )
                 tx.publish(UserErased(user_id=user.id))
-        await self._sessions.forget(revoked)
+        await self._sessions.revoke_access_tokens(revoked)
         if stale:
             _log.info("unverified accounts deleted", accounts=len(stale))
         return len(stale)

@@ -1,4 +1,5 @@
-"""What other modules may know about orders: the events it publishes."""
+"""What other modules may know about orders: the events it publishes (events.py says which of
+an order's status events to subscribe to)."""
 
 from app.modules.orders.contracts.events import (
     OrderCancelled,

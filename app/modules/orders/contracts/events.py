@@ -1,3 +1,28 @@
+"""The integration events orders publishes.
+
+Every status change is announced twice, in the transaction that makes it (`change_status` in
+app/modules/orders/service/transitions.py): first `OrderStatusChanged`, then the event of the
+status reached: `OrderPaid`, `OrderConfirmed`, `OrderShipped`, `OrderRejected`,
+`OrderPaymentFailed`, `OrderCancelled` or `OrderRefunded`. Reaching `stock_reserved` has no
+event of its own (only orders acts on it), and an order begins with `OrderPlaced`.
+
+Which one a new consumer subscribes to:
+- It acts on one kind of change (the catalog releases stock on `OrderCancelled` and
+  `OrderPaymentFailed` and sells it on `OrderConfirmed`): subscribe to that event. It receives
+  only what it acts on, with the fields that change has (`reason`), and a status added later
+  does not reach it.
+- It follows every order through its whole life (a mirror of order statuses in another
+  service, a timeline, a feed): subscribe to `OrderStatusChanged`, one handler for every
+  status. It carries
+  `customer_id`, and `version`, the number of changes so far, so a change arriving after a
+  later one can be ignored; with `OrderPlaced` it is delivered in the order raised per order
+  (`ordered_by`), which the specific events are not.
+Both exist because neither serves both kinds of consumer: the specific events alone would make
+a follower subscribe to seven events and rebuild the order and the sequence itself; the general
+one alone would make every single-purpose consumer filter a status string out of every change of
+every order, and tie it to the status names.
+"""
+
 from __future__ import annotations
 
 from decimal import Decimal
