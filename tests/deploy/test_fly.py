@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from app.core.config import Settings
+from app.core.config import Environment, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 FLY_TOML = ROOT / "fly.toml"
@@ -50,6 +50,20 @@ def test_the_schema_refuses_a_misspelt_key(tmp_path: Path) -> None:
     )
     assert checked.returncode == 1
     assert "release_comand" in checked.stdout
+
+
+def test_https_is_left_to_flys_proxy(fly: dict[str, Any]) -> None:
+    """Fly's proxy redirects plain HTTP and reaches the app over plain HTTP from an address not
+    in TRUSTED_PROXIES by default: an app redirecting too would loop every request."""
+    assert fly["http_service"]["force_https"] is True
+    nowhere = {"database_url": "postgresql://x@127.0.0.1:1/x", "redis_url": "redis://127.0.0.1:1"}
+    env = fly["env"]
+    # Read as the app reads them; prod's other requirements are secrets, not set here.
+    settings = Settings(**nowhere, https_redirect=env.get("HTTPS_REDIRECT")).model_copy(
+        update={"app_env": Environment(env["APP_ENV"])}
+    )
+    assert settings.behind_tls  # HSTS still sent
+    assert not settings.redirects_to_https
 
 
 def app_cli_command(line: str) -> list[str]:

@@ -200,6 +200,39 @@ def test_pods_wait_longer_than_the_app_drains(overlays: dict[str, Objects], over
     assert worker["terminationGracePeriodSeconds"] >= worker_grace + SHUTDOWN_MARGIN_S
 
 
+def api_environment(objects: Objects, api: dict[str, Any]) -> dict[str, str]:
+    """What the API's container is given: its ConfigMaps' data, then its own `env` values."""
+    maps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
+    found: dict[str, str] = {}
+    for source in container(api).get("envFrom", []):
+        if "configMapRef" in source:
+            found.update(maps[source["configMapRef"]["name"]])
+    found.update({e["name"]: e["value"] for e in container(api).get("env", []) if "value" in e})
+    return found
+
+
+@pytest.mark.parametrize("overlay", RENDERED)
+def test_every_api_believes_forwarded_headers_from_the_cluster_only(
+    overlays: dict[str, Objects], overlay: str
+) -> None:
+    """Behind the ingress (and the gateway) the scheme and client address come from
+    X-Forwarded-*, believed only from TRUSTED_PROXIES: without it every request is plain HTTP
+    to the app (an HTTPS redirect loop) and every client shares the proxy's rate limit."""
+    objects = overlays[overlay]
+    apis = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"].startswith("keystone-api")
+    ]
+    assert len(apis) == (len(MODULES) if overlay == "split" else 1)
+    nowhere = {"database_url": "postgresql://x@127.0.0.1:1/x", "redis_url": "redis://127.0.0.1:1"}
+    for api in apis:
+        proxies = api_environment(objects, api).get("TRUSTED_PROXIES", "")
+        trusted = Settings(**nowhere, trusted_proxies=proxies).trusted_proxies
+        assert trusted, api["metadata"]["name"]
+        assert "*" not in trusted  # any client could then choose its own address
+
+
 def test_secrets_come_from_the_manager_as_files(overlays: dict[str, Objects]) -> None:
     objects = overlays["prod"]
     config = find(objects, "ConfigMap", "keystone-config")["data"]

@@ -6,6 +6,7 @@ key rotation at users keeps the tokens signed before it valid until the old key 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import uuid4
 
 import httpx
@@ -13,15 +14,27 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from app.core.config import ALL_MODULES, Settings
 from app.core.security.ed25519 import dev_signing_key, new_signing_key, private_pem, public_text
 from app.core.security.rbac import Role
+from app.devstack import free_port
 from tests.conftest import eventually
 from tests.helpers import ORDERS, PRODUCTS, product_body
 from tests.split.conftest import Split, account, login
-from tests.topology import SIGNING_KEY, Person, Service
+from tests.topology import (
+    PASSWORD,
+    SIGNING_KEY,
+    Person,
+    Service,
+    running,
+    split_environments,
+)
 
 JWKS = "/api/v1/auth/jwks.json"
+LOGIN = "/api/v1/auth/login"
 LOGOUT = "/api/v1/auth/logout"
+# What the ingress adds to a request it received over TLS (TRUSTED_PROXIES is 127.0.0.1 here).
+FORWARDED_TLS = {"X-Forwarded-Proto": "https"}
 
 
 def forged(key: Ed25519PrivateKey, kid: str, role: Role = Role.ADMIN) -> dict[str, str]:
@@ -73,6 +86,36 @@ async def test_catalog_and_orders_accept_the_tokens_users_signs(
     assert created.status_code == 201, created.text
     async with split.client("orders") as orders:
         assert (await orders.get(ORDERS, headers=customer.headers)).status_code == 200
+
+
+async def test_with_https_redirects_on_orders_still_fetches_users_keys(
+    split: Split, split_settings: Settings, tmp_path: Path
+) -> None:
+    """As in staging/prod: users redirects plain HTTP on its public paths, which is how the
+    other services call it inside the cluster, so they fetch its keys from the internal JWKS."""
+    ports = {module: free_port() for module in ALL_MODULES}
+    envs = split_environments(split_settings, ports, {"HTTPS_REDIRECT": "true"})
+    users, orders = (
+        Service(module, ports[module], envs[module], tmp_path / f"{module}.log")
+        for module in ("users", "orders")
+    )
+    email = "identity-behind-tls@example.com"
+    accounts = split.runtime.module("users").container.accounts()
+    await accounts.register(
+        email, PASSWORD, "Behind Tls", frozenset({Role.CUSTOMER}), email_verified=True
+    )
+    with running([users, orders]):  # a fresh orders: no key fetched yet
+        async with httpx.AsyncClient(timeout=20) as http:
+            assert (await http.get(users.url + JWKS)).status_code == 308
+            logged_in = await http.post(
+                users.url + LOGIN,
+                data={"username": email, "password": PASSWORD},
+                headers=FORWARDED_TLS,
+            )
+            assert logged_in.status_code == 200, logged_in.text
+            bearer = {"Authorization": f"Bearer {logged_in.json()['access_token']}"}
+            response = await http.get(orders.url + ORDERS, headers={**bearer, **FORWARDED_TLS})
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,14 @@
 
 Only the process hosting the users module holds a private key (`JWT_PRIVATE_KEY`) and signs;
 it publishes the public halves of its current and previous keys as a JWK Set at
-`GET /api/v1/auth/jwks.json`. A process that does not host users holds no private key: it
-verifies with the public keys it fetches from there (`RemoteKeys`), kept in memory and fetched
-again only when a token names a key id it does not know, at most once per
-`JWKS_REFETCH_MIN_S`, so a flood of made-up key ids costs the users service one request per
-interval at most.
+`GET /api/v1/auth/jwks.json`, and serves the same set to the other services at
+`GET /internal/users/jwks.json`. A process that does not host users holds no private key: it
+verifies with the public keys it fetches from the internal one with its service credential
+(`RemoteKeys`), kept in memory and fetched again only when a token names a key id it does not
+know, at most once per `JWKS_REFETCH_MIN_S`, so a flood of made-up key ids costs the users
+service one request per interval at most. The internal path, unlike the public one, is not
+redirected to HTTPS by users (app/core/http_security.py), so the plain-HTTP call inside the
+cluster is answered.
 
 Rotation (docs/adr/0011-asymmetric-access-tokens.md): the new key signs as soon as it is
 configured; the old one's public half stays listed in `JWT_PREVIOUS_KEYS` until every token it
@@ -29,7 +32,7 @@ from app.core.peers import Peer, PeerUnavailableError
 from app.core.security.ed25519 import dev_signing_key, jwk, load_private_key, load_public_key
 
 ALGORITHM = "EdDSA"
-JWKS_PATH = "/api/v1/auth/jwks.json"
+JWKS_PATH = "/internal/users/jwks.json"
 _JWKS = TypeAdapter(dict[str, Any])
 _log = get_logger("keystone.auth")
 
@@ -68,7 +71,7 @@ def signing_keys(settings: Settings) -> SigningKeys:
 
 
 class RemoteKeys:
-    """The users service's public keys, fetched from its JWKS endpoint and kept in memory."""
+    """The users service's public keys, fetched from its internal JWKS and kept in memory."""
 
     def __init__(self, users: Peer, refetch_min_s: float) -> None:
         self._users = users

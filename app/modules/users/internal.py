@@ -1,5 +1,6 @@
 """What users serves other processes: its facade (`UsersFacade`) and the audit trail (the core
-`AuditTrail` port) over HTTP, for the HTTP clients in app/modules/users/client.py."""
+`AuditTrail` port) over HTTP, for the HTTP clients in app/modules/users/client.py, and its public
+keys for the services that verify tokens (`RemoteKeys`, app/core/security/keys.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Response, status
 
 from app.core.module import INTERNAL_RESPONSES, internal_prefix
+from app.core.security.keys import SigningKeys
 from app.modules.users.contracts import Contact
-from app.modules.users.dependencies import account_service, audit_log_service
-from app.modules.users.schemas import AuditEntryIn, EmailVerificationStatus
+from app.modules.users.dependencies import account_service, audit_log_service, signing_keys
+from app.modules.users.schemas import AuditEntryIn, EmailVerificationStatus, JsonWebKeySet
 from app.modules.users.service import AccountService, AuditLog
 
 # Bumped with any change a caller could notice (docs/contracts/users/internal-api.json).
@@ -39,6 +41,17 @@ async def contact(user_id: UUID, accounts: Accounts) -> Contact | None:
 )
 async def email_verification(user_id: UUID, accounts: Accounts) -> EmailVerificationStatus:
     return EmailVerificationStatus(verified=await accounts.email_verified(user_id))
+
+
+@router.get(
+    "/jwks.json",
+    response_model=JsonWebKeySet,
+    summary="The public keys access tokens are signed with, as at GET /api/v1/auth/jwks.json",
+    responses=INTERNAL_RESPONSES,
+)
+async def jwks(keys: Annotated[SigningKeys, Depends(signing_keys)]) -> JsonWebKeySet:
+    # Internal, so the other services' plain-HTTP fetch is not redirected to HTTPS.
+    return JsonWebKeySet.model_validate(keys.jwks())
 
 
 @router.put(
