@@ -24,16 +24,15 @@ def containers() -> Containers:
 
 @pytest.fixture(scope="session")
 def image(containers: Containers) -> str:
-    containers.build(containers.standin_base(), IMAGE)
-    return IMAGE
+    """The image's id (tagged IMAGE too, for a person looking at the storage)."""
+    return containers.build(containers.standin_base(), IMAGE)
 
 
 @pytest.fixture(scope="session")
 def backup_image(containers: Containers, image: str) -> str:
     """The Dockerfile's backup stage on top of the image just built (its runtime stage): only
     PostgreSQL's client is added, as `--target backup` adds it."""
-    containers.build_stage_on(image, "backup", BACKUP_IMAGE)
-    return BACKUP_IMAGE
+    return containers.build_stage_on(image, "backup", BACKUP_IMAGE)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -136,9 +137,12 @@ class Containers:
         tag: str,
         target: str | None = None,
         context: Path = ROOT,
-    ) -> None:
+    ) -> str:
         """The Dockerfile in `context`, as a user would build it (its `target` stage, else its
-        default), with the stand-in as BASE_IMAGE."""
+        default), with the stand-in as BASE_IMAGE; returns the image's id. The storage is the
+        machine's, shared by every checkout's test runs: a tag may be rebuilt by another run
+        meanwhile, an id names this build's image for good."""
+        id_file = Path(tempfile.mkdtemp()) / "id"
         command = [
             self.buildah_path,
             *self._storage(),
@@ -155,11 +159,16 @@ class Containers:
             "--tag",
             tag,
             *(["--target", target] if target else []),
+            "--iidfile",
+            str(id_file),
             str(context),
         ]
         _run(command, timeout=900)
+        built = id_file.read_text().strip()
+        shutil.rmtree(id_file.parent)
+        return built
 
-    def build_stage_on(self, image: str, stage: str, tag: str) -> None:
+    def build_stage_on(self, image: str, stage: str, tag: str) -> str:
         """The Dockerfile's `stage` (`FROM runtime AS <stage>`) built on `image`, the runtime
         stage as the suite built it already: the stage's own instructions, without building
         the runtime a second time (buildah has no cache across --layers=false builds)."""
@@ -172,7 +181,7 @@ class Containers:
         with tempfile.TemporaryDirectory() as context:
             stage_file = [f"FROM {image}", *lines[start + 1 : end]]
             (Path(context) / "Containerfile").write_text("\n".join(stage_file) + "\n")
-            self.build(image, tag, context=Path(context))
+            return self.build(image, tag, context=Path(context))
 
     def debian_postgres(self, base: str) -> str:
         """A PostgreSQL server of the stand-in's Debian release (15 on bookworm): the major of

@@ -34,7 +34,6 @@ from tests.deploy.backups import (
     secrets_for,
     writable_volume,
 )
-from tests.deploy.conftest import IMAGE
 from tests.deploy.images import Containers
 from tests.test_backup_drill import cli, row_counts
 
@@ -153,9 +152,11 @@ def test_serve_answers_readyz_from_the_image(api: tuple[str, str]) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_healthcheck_runs_without_curl(containers: Containers, api: tuple[str, str]) -> None:
+def test_healthcheck_runs_without_curl(
+    containers: Containers, image: str, api: tuple[str, str]
+) -> None:
     name, _ = api
-    config = json.loads(containers.podman("image", "inspect", IMAGE))
+    config = json.loads(containers.podman("image", "inspect", image))
     healthcheck = config[0]["Healthcheck"]["Test"]
     assert healthcheck[:2] == ["CMD", "python"]
     # `podman healthcheck run` runs the image's check in the container: exit 0 means healthy.
