@@ -70,6 +70,10 @@ async def split(
         "REDIS_URL": _through(broker, redis_url.geturl()),
         # A killed relay's claimed outbox rows are taken over after this.
         "OUTBOX_LEASE_S": "5",
+        # A payment job lost to a broker outage (enqueued after commit while Redis was away) is
+        # sent again by the redrive sweep once its order has waited this long: the safety net
+        # the broker faults rely on, at test speed rather than production's minute.
+        "PAYMENT_REDRIVE_AFTER_S": "5",
         "METRICS_ENABLED": "true",
         "METRICS_TOKEN": METRICS_TOKEN,
         # Workers serve theirs on a port of their own each, whichever is free.
