@@ -99,9 +99,6 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     db_pool_pre_ping: bool = True
-    # Only a connection idle in the pool longer than this is checked (HikariCP's alive-bypass
-    # window): one in constant use is known alive, and the check would double its round trips.
-    db_pool_pre_ping_idle_s: float = Field(default=0.5, ge=0)
     # The driver-level pool of `Database.read_row`, the one-row reads on hot paths.
     db_read_pool_size: int = Field(default=10, ge=1, le=200)
     db_statement_timeout_ms: int = Field(default=5_000, ge=0)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -71,41 +70,25 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
-        # DB_POOL_PRE_PING is honoured by `_ping_idle_connections`, in one round trip.
+        # DB_POOL_PRE_PING is honoured by `_ping_on_checkout`, in one round trip.
         pool_pre_ping=False,
         connect_args=_connect_args(settings),
     )
     if settings.db_pool_pre_ping:
-        _ping_idle_connections(engine, settings.db_pool_pre_ping_idle_s)
+        event.listen(engine.sync_engine, "checkout", _ping_on_checkout)
     return engine
 
 
-def _ping_idle_connections(engine: AsyncEngine, idle_s: float) -> None:
-    """Checks a pooled connection idle for longer than `idle_s` before use, so one the server
-    dropped (a restart, a failover, an idle timeout) is replaced instead of failing the
-    request. SQLAlchemy's own pre-ping on asyncpg wraps its ping in a transaction (BEGIN, ping,
-    ROLLBACK: three round trips, for PgBouncer); this is one, and none for a connection back
-    from use within `idle_s`. Raising DisconnectionError is the pool's documented signal to
-    discard the connection and check out another."""
-
-    def returned(_: Any, record: Any) -> None:
-        record.info[_RETURNED_AT] = time.monotonic()
-
-    def checked_out(_: Any, record: Any, connection: Any) -> None:
-        returned_at = record.info.get(_RETURNED_AT)
-        if returned_at is not None and time.monotonic() - returned_at <= idle_s:
-            return
-        try:
-            await_(connection.driver_connection.execute("SELECT 1"))
-        except Exception as exc:
-            raise DisconnectionError(f"pooled connection is gone: {exc!r}") from exc
-
-    event.listen(engine.sync_engine, "checkin", returned)
-    event.listen(engine.sync_engine, "checkout", checked_out)
-
-
-# Kept in the pool's record of a connection, which lives as long as the connection does.
-_RETURNED_AT = "keystone_returned_at"
+def _ping_on_checkout(_: Any, __: Any, connection: Any) -> None:
+    """Checks a pooled connection before use, so one the server dropped (a restart, a failover)
+    is replaced instead of failing the request. SQLAlchemy's own pre-ping on asyncpg wraps its
+    ping in a transaction (BEGIN, ping, ROLLBACK: three round trips, for PgBouncer), which cost
+    more than the one-row reads it guarded; this is one. Raising DisconnectionError is the
+    pool's documented signal to discard the connection and check out another."""
+    try:
+        await_(connection.driver_connection.execute("SELECT 1"))
+    except Exception as exc:
+        raise DisconnectionError(f"pooled connection is gone: {exc!r}") from exc
 
 
 # A pooled connection the server closed (restart, failover, idle kill) surfaces as one of these
