@@ -8,6 +8,7 @@ its module's Redis stream (app/core/events/streams.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Protocol
 
 from app.core.events.base import IntegrationEvent
@@ -26,33 +27,17 @@ class EventDelivery(Protocol):
 
 
 class OutboxSignal:
-    """Wakes the relay, naming the outboxes (by schema) that have new rows: set by this
-    process's commits that wrote events, and by NOTIFYs (whose payload is the schema), so a
-    pass reads only the outboxes that changed."""
+    """Wakes the relay: set by this process's commits that wrote events, and by NOTIFYs."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
-        self._woken: set[str] = set()
 
-    def notify(self, schema: str) -> None:
-        self._woken.add(schema)
+    def notify(self) -> None:
         self._event.set()
 
-    def wake(self) -> None:
-        """Ends a wait with nothing new: to stop."""
-        self._event.set()
-
-    def take(self) -> set[str]:
-        """The outboxes woken for since the last take."""
-        woken, self._woken = self._woken, set()
+    def clear(self) -> None:
         self._event.clear()
-        return woken
 
-    async def wait(self, timeout_s: float) -> set[str] | None:
-        """The outboxes woken for, or None when `timeout_s` passed without a wake-up (the
-        poll: every outbox is due, for retries whose backoff has passed)."""
-        try:
+    async def wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout_s)
-        except TimeoutError:
-            return None
-        return self.take()

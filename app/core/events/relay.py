@@ -9,9 +9,8 @@ taken over then. Rows with the same `ordering_key` (an order's events) are deliv
 the other, in the order raised, and a row is not claimed while an earlier one of its key is
 undelivered elsewhere; different keys are delivered concurrently.
 
-It passes over every outbox at start (an event committed just before a crash) and every
-`poll_interval_s`, and over the outboxes a commit names whenever one wakes it (this process's
-own, or any process's through Postgres NOTIFY, whose payload is the outbox's schema).
+It passes at start (an event committed just before a crash), whenever a commit wakes it (this
+process's own, or any process's through Postgres NOTIFY), and every `poll_interval_s`.
 """
 
 from __future__ import annotations
@@ -152,33 +151,19 @@ class EventRelay:
         return sum(await asyncio.gather(*(self._guarded_pass(s) for s in self._sources)))
 
     async def run_forever(self) -> None:
-        """Relay until `stop()`: a batch in hand is finished first, never cut in the middle.
-        A wake-up passes over the outboxes it names, again while they yield rows; the poll
-        passes over all of them."""
+        """Relay until `stop()`: a batch in hand is finished first, never cut in the middle."""
         listener = asyncio.create_task(self._listen(), name="outbox-listener")
         try:
-            self._signal.take()
-            due: set[str] | None = None  # every outbox: what a crash left behind
             while not self._stopping:
-                await self._drain(due)
+                self._signal.clear()  # commits from now on wake the next wait
+                while await self.run_once() and not self._stopping:
+                    self._signal.clear()
                 if not self._stopping:
-                    due = await self._signal.wait(self._poll_interval_s)
+                    await self._signal.wait(self._poll_interval_s)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-
-    async def _drain(self, due: set[str] | None) -> None:
-        sources = self._due(due)
-        while sources and not self._stopping:
-            counts = await asyncio.gather(*(self._guarded_pass(s) for s in sources))
-            busy = {s.outbox.schema for s, count in zip(sources, counts, strict=True) if count}
-            sources = self._due({str(schema) for schema in busy} | self._signal.take())
-
-    def _due(self, schemas: set[str] | None) -> list[OutboxSource]:
-        if schemas is None:
-            return list(self._sources)
-        return [s for s in self._sources if s.outbox.schema in schemas]
 
     def prepare_start(self) -> None:
         """Called before `run_forever` is scheduled, so a `stop()` right after is not lost."""
@@ -186,7 +171,7 @@ class EventRelay:
 
     def stop(self) -> None:
         self._stopping = True
-        self._signal.wake()
+        self._signal.notify()
 
     async def _guarded_pass(self, source: OutboxSource) -> int:
         try:
@@ -287,5 +272,5 @@ class EventRelay:
                 _log.warning("outbox LISTEN lost; polling meanwhile", error=repr(exc)[:300])
             await asyncio.sleep(LISTEN_RETRY_S)
 
-    def _on_notify(self, schema: str) -> None:
-        self._signal.notify(schema)
+    def _on_notify(self, _payload: str) -> None:
+        self._signal.notify()
