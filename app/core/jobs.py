@@ -29,8 +29,8 @@ from app.core.config import Settings
 from app.core.logging import get_logger
 
 _log = get_logger("keystone.jobs")
-# Redis unreachable: what arq's worker loop ends with, and the worker waits out.
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis unreachable: what arq's worker loop and the stream consumers end with, and wait out.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 RETRY_AFTER_REDIS_DOWN_S = 1.0
 
 JobFunction = Callable[..., Awaitable[Any]]
@@ -113,7 +113,7 @@ async def main_through_redis_outages(worker: Worker) -> None:
         try:
             await worker.main()
             return
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             _log.warning("redis unavailable; retrying", queue=worker.queue_name, error=repr(exc))
             await asyncio.sleep(RETRY_AFTER_REDIS_DOWN_S)
 

@@ -17,9 +17,7 @@ import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core.events.delivery import EventDelivery
 from app.core.events.streams import (
@@ -31,13 +29,11 @@ from app.core.events.streams import (
     trim_acknowledged,
 )
 from app.core.health import NotReadyError
+from app.core.jobs import REDIS_DOWN, RETRY_AFTER_REDIS_DOWN_S
 from app.core.logging import get_logger
 
 _log = get_logger("keystone.consumer")
 Fields = dict[bytes, bytes]
-# Redis unreachable: the loop waits and tries again rather than dying.
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
-RETRY_AFTER_REDIS_DOWN_S = 1.0
 
 
 def consumer_name() -> str:
@@ -90,7 +86,7 @@ class StreamConsumer:
                     grouped = True
                     _log.info("consuming", group=self.group, consumer=self.consumer)
                 await self.run_once()
-            except _REDIS_DOWN as exc:
+            except REDIS_DOWN as exc:
                 _log.warning("redis unavailable; retrying", group=self.group, error=repr(exc))
                 await asyncio.sleep(RETRY_AFTER_REDIS_DOWN_S)
             except ResponseError as exc:
@@ -136,7 +132,7 @@ class StreamConsumer:
         for stream in self.streams:
             try:
                 await trim_acknowledged(self._redis, stream)
-            except _REDIS_DOWN:
+            except REDIS_DOWN:
                 raise
             except Exception:
                 _log.exception("stream not trimmed; trying again later", stream=stream)
