@@ -2,10 +2,10 @@
 hosts (WORKER_MODULES, default APP_MODULES), one arq worker per module on the module's own queue
 (`keystone:<module>`), all sharing one runtime.
 
-Only this file and `app.core.jobs` know arq. The process also runs the outbox relay when it hosts
-every module, so events raised by jobs (an order expiring) are delivered even when no API process
-is up. arq's own command line (`arq app.worker.WorkerSettings`) runs one worker only: it serves a
-process that hosts a single module.
+Only this file, `app.core.jobs` and `app.core.job_claims` know arq. The process also runs the
+outbox relay when it hosts every module, so events raised by jobs (an order expiring) are
+delivered even when no API process is up. arq's own command line (`arq
+app.worker.WorkerSettings`) runs one worker only: it serves a process that hosts a single module.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from app.core import tracing
 from app.core.backbone_metrics import BackboneMetrics
 from app.core.config import Settings, get_settings
 from app.core.context import correlation_id_var
+from app.core.job_claims import PromptWorker
 from app.core.jobs import (
     CronJob,
     Job,
@@ -188,7 +189,7 @@ class Workers:
         )
         poll = {} if poll_delay_s is None else {"poll_delay": poll_delay_s}
         self._workers = [
-            Worker(
+            PromptWorker(
                 **{**module_worker_settings(settings, module, metrics), **poll},
                 burst=burst,
                 handle_signals=False,
