@@ -30,6 +30,7 @@ from redis import Redis
 
 from app.devstack import free_port
 from bench.checkout_stack import (
+    cpu_seconds,
     drop_database,
     fresh_database,
     plenty_of_stock,
@@ -103,6 +104,33 @@ async def client(
             load.refused[response.status_code] = load.refused.get(response.status_code, 0) + 1
 
 
+async def paced(
+    http: httpx.AsyncClient,
+    url: str,
+    bodies: list[dict[str, object]],
+    until: float,
+    load: Load,
+    rate: float,
+) -> None:
+    """Open loop: an order every 1/rate s whatever the answers; latency counts from its slot."""
+
+    async def one(body: dict[str, object], slot: float) -> None:
+        response = await http.post(url, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        load.latencies_ms.append((time.perf_counter() - slot) * 1000)
+        if response.status_code == 201:
+            load.placed += 1
+        else:
+            load.refused[response.status_code] = load.refused.get(response.status_code, 0) + 1
+
+    sent: list[asyncio.Task[None]] = []
+    first = time.perf_counter()
+    while time.monotonic() < until:
+        slot = first + len(sent) / rate
+        await asyncio.sleep(max(0.0, slot - time.perf_counter()))
+        sent.append(asyncio.create_task(one(bodies[len(sent) % len(bodies)], slot)))
+    await asyncio.gather(*sent)
+
+
 async def drive(
     api: str, database_url: str, products: list[str], args: argparse.Namespace
 ) -> dict[str, object]:
@@ -117,11 +145,14 @@ async def drive(
         started = time.monotonic()
         sampler = asyncio.create_task(sample_backlog(database_url, load, started, stop))
         until = started + args.seconds
-        clients = (
-            client(http, "/api/v1/orders", bodies[n:] + bodies[:n], until, load)
-            for n in range(args.clients)
-        )
-        await asyncio.gather(*clients)
+        if args.rate:
+            await paced(http, "/api/v1/orders", bodies, until, load, args.rate)
+        else:
+            clients = (
+                client(http, "/api/v1/orders", bodies[n:] + bodies[:n], until, load)
+                for n in range(args.clients)
+            )
+            await asyncio.gather(*clients)
         load_s = time.monotonic() - started
         stopped = time.monotonic()
         while time.monotonic() - stopped < DRAIN_LIMIT_S:
@@ -196,9 +227,15 @@ def report(label: str, result: dict[str, object], args: argparse.Namespace, load
     backlog = ", ".join(f"{t:.0f}s:{b}" for t, b in load.backlog[::step])
     rate = load.placed / result["load_s"]  # type: ignore[operator]
     posts = load.latencies_ms
+    shape = f"{args.rate:g} orders/s offered" if args.rate else f"{args.clients} clients"
+    cpu: dict[str, float] = result["cpu_s"]  # type: ignore[assignment]
+    per_order = ", ".join(
+        f"{name} {seconds:.1f} s ({seconds * 1000 / max(1, load.placed):.1f} ms/order)"
+        for name, seconds in cpu.items()
+    )
     return "\n".join(
         [
-            f"### {label}: {args.clients} clients, {args.seconds} s, {args.products} product(s), "
+            f"### {label}: {shape}, {args.seconds} s, {args.products} product(s), "
             f"load average before {load_avg}",
             "",
             f"- placed {load.placed} orders ({rate:.1f}/s), refused {load.refused or 'none'};"
@@ -212,6 +249,7 @@ def report(label: str, result: dict[str, object], args: argparse.Namespace, load
             f" p99 {ms(paying, 99)} ms",
             f"- outbox backlog peak {peak}; over time (s:rows) {backlog}",
             f"- drain after the load stopped: {result['drain_s']:.2f} s",
+            f"- CPU from the load's start to the drain's end: {per_order}",
             f"- load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}",
             f"- metrics scraped: {', '.join(result['metrics']) or 'none'}",  # type: ignore[arg-type]
             "",
@@ -258,13 +296,16 @@ def run(args: argparse.Namespace) -> str:
             process(mail, {**env, "PYTHONPATH": str(ROOT)}, ROOT, logs / "mail.log"),
             process(
                 ["-m", "app.cli", "serve", "--port", f"{api_port}"], env, root, logs / "api.log"
-            ),
-            process(["-m", "app.cli", "worker"], env, root, logs / "worker.log"),
+            ) as api_process,
+            process(["-m", "app.cli", "worker"], env, root, logs / "worker.log") as worker,
         ):
             wait_until_up(f"{api}/readyz")
             wait_until_up(f"http://127.0.0.1:{provider_port}/")
             worker_started(logs / "worker.log")
+            pids = {"API": api_process.pid, "worker": worker.pid}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             result = asyncio.run(drive(api, database_url, products, args))
+            result["cpu_s"] = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     finally:
         asyncio.run(drop_database(database_url))
     return report(args.label, result, args, load_avg)
@@ -279,6 +320,11 @@ def main() -> None:
         type=int,
         default=1,
         help="products the checkouts spread over (1: every order takes the same hot stock row)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: orders/s offered whatever the answers (--clients caps the connections)",
     )
     parser.add_argument("--root", default=str(ROOT), help="the checkout of Keystone to measure")
     parser.add_argument("--label", default="this build")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import ssl
 import subprocess
 import sys
@@ -22,13 +23,15 @@ from bench.run import _connect
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], root: Path, log: Path) -> Iterator[None]:
+def process(
+    args: list[str], env: dict[str, str], root: Path, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         child = subprocess.Popen(  # noqa: S603 - our own interpreter and app
             [sys.executable, *args], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
         )
         try:
-            yield
+            yield child
         finally:
             child.terminate()
             try:
@@ -36,6 +39,12 @@ def process(args: list[str], env: dict[str, str], root: Path, log: Path) -> Iter
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_until_up(url: str) -> None:
