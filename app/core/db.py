@@ -111,6 +111,12 @@ _UNREACHABLE = (
 _READ_POOL_CLOSE_S = 5.0
 
 
+async def _nothing_to_reset(_: asyncpg.Connection) -> None:
+    """asyncpg's default reset on release is a round trip (advisory unlocks, CLOSE ALL,
+    UNLISTEN, RESET ALL) undoing session state the driver pool's single statements never
+    create; an open transaction is still rolled back by asyncpg itself before this runs."""
+
+
 @dataclass(frozen=True)
 class PoolUsage:
     """Connections of one pool: checked out, idle, and the most it may open."""
@@ -124,8 +130,9 @@ class PoolUsage:
 class Database:
     """The process-wide engine and session factory; one per process, shared by every module.
 
-    Beside SQLAlchemy's pool sits a small asyncpg pool for `read_row`: the one-row reads every
-    request of a hot path makes (a product, the signed-in account). Through SQLAlchemy such a
+    Beside SQLAlchemy's pool sits a small asyncpg pool for `read_row` and `fetch`: the one-row
+    reads every request of a hot path makes (a product, the signed-in account), and the outbox
+    relay's single-statement claims and marks. Through SQLAlchemy such a
     read costs a checkout in a greenlet, the pre-ping round trip and the checkin; on the driver's
     pool it is one round trip, which took a third off the uncached product read
     (docs/performance.md, item 12).
@@ -147,21 +154,29 @@ class Database:
         A pooled connection the server dropped is not an error: the read is tried once more, on
         a connection the pool opens afresh. A database that cannot be reached raises
         ConnectionError, which the API answers with a 503 problem."""
+        rows = await self.fetch(query, *args)
+        return rows[0] if rows else None
+
+    async def fetch(self, query: str, *args: object) -> list[dict[str, Any]]:
+        """The rows of one statement run on its own, outside any transaction (a single statement
+        is atomic by itself), on the driver's pool: one round trip, with no checkout ping and no
+        BEGIN/COMMIT. Retried once on a connection the server dropped, so the statement must be
+        safe to run twice; ConnectionError when the database cannot be reached."""
         pool = await self._opened_read_pool()
         try:
             try:
-                return await self._read_row(pool, query, args)
+                return await self._fetch(pool, query, args)
             except _CONNECTION_LOST:
-                return await self._read_row(pool, query, args)
+                return await self._fetch(pool, query, args)
         except _UNREACHABLE as exc:
             raise ConnectionError(f"database unreachable: {exc!r}") from exc
 
-    async def _read_row(
+    async def _fetch(
         self, pool: asyncpg.Pool, query: str, args: tuple[object, ...]
-    ) -> dict[str, Any] | None:
+    ) -> list[dict[str, Any]]:
         async with pool.acquire(timeout=self._acquire_timeout_s) as connection:
-            row = await connection.fetchrow(query, *args)
-        return None if row is None else dict(row)
+            rows = await connection.fetch(query, *args)
+        return [dict(row) for row in rows]
 
     async def _opened_read_pool(self) -> asyncpg.Pool:
         if self._read_pool is None:
@@ -177,6 +192,7 @@ class Database:
             **self._read_connect_args,
             min_size=0,  # connections are opened when reads need them, as SQLAlchemy's are
             max_size=self._read_pool_size,
+            reset=_nothing_to_reset,
         )
         return pool
 
