@@ -27,7 +27,9 @@ from app.core.metrics import core_metrics
 from app.core.middleware import RequestContextMiddleware
 from app.core.observability import init_sentry
 from app.core.openapi import document_problems
-from app.core.ratelimit import RateLimiter, RateLimitMiddleware, check_route_limits
+from app.core.ratelimit.middleware import RateLimitMiddleware
+from app.core.ratelimit.route_check import check_route_limits
+from app.core.ratelimit.sliding_window import RateLimiter
 from app.core.security.services import InternalRoutesGuard, ServiceCallers
 from app.core.telemetry import Telemetry, metrics_router
 

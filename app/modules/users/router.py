@@ -10,7 +10,7 @@ from limits import parse as parse_rate_limit
 from app.core.audit import Origin
 from app.core.module import API_PREFIX
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, cursor_query
-from app.core.ratelimit import auth_rate_limit, enforce
+from app.core.ratelimit.auth_limits import auth_rate_limit, enforce
 from app.core.security.dependencies import current_principal, current_token, require
 from app.core.security.keys import SigningKeys
 from app.core.security.rbac import Permission, Principal, Role
