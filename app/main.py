@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.bootstrap import Runtime, build_runtime
+from app.bootstrap import build_runtime
 from app.core import tracing
 from app.core.config import Environment, Settings, get_settings
 from app.core.docs import install_docs
@@ -32,6 +32,7 @@ from app.core.ratelimit.route_check import check_route_limits
 from app.core.ratelimit.sliding_window import RateLimiter
 from app.core.security.services import InternalRoutesGuard, ServiceCallers
 from app.core.telemetry import Telemetry, metrics_router
+from app.runtime import Runtime
 
 DESCRIPTION = """
 Keystone is a shop-like backend built as a modular monolith: **users**, **catalog** and

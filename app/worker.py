@@ -22,7 +22,7 @@ from arq import Retry, cron, func
 from arq.worker import Worker
 from opentelemetry.trace import SpanKind
 
-from app.bootstrap import Runtime, build_runtime
+from app.bootstrap import build_runtime
 from app.core import tracing
 from app.core.backbone_metrics import BackboneMetrics
 from app.core.config import Settings, get_settings
@@ -40,6 +40,7 @@ from app.core.metrics_server import MetricsServer
 from app.core.module import Module
 from app.core.peers import PeerUnavailableError
 from app.core.telemetry import Telemetry, tracer_provider
+from app.runtime import Runtime
 
 _log = get_logger("keystone.worker")
 WORKER_DRAIN_S = 20
