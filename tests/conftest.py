@@ -38,7 +38,7 @@ from app.core.security.rbac import Role
 from app.core.security.services import credential_digest
 from app.main import create_app
 from app.runtime import Runtime
-from app.worker import Workers
+from app.worker.workers import Workers
 from tests.databases import close_operator_databases, module_login_settings, module_logins
 from tests.mail import MailSink
 

@@ -19,7 +19,7 @@ from app.modules.catalog.service import ProductService
 from app.modules.orders.models import Order
 from app.modules.orders.service import Checkout, OrderService
 from app.runtime import Runtime
-from app.worker import Workers
+from app.worker.workers import Workers
 from tests.conftest import Servers, make_settings, queued_jobs, run_worker_burst
 from tests.databases import operator_database
 
