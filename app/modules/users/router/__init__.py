@@ -1,16 +1,17 @@
-"""The users module's public HTTP routes: `auth` (signing in and out), `account` (the
-signed-in user's own account) and `admin`.
+"""The users module's public HTTP routes: `account` (the signed-in user's own account), `auth`
+(signing in and out) and `admin`, each declaring its routes on the one `router` of `shared`.
 
-FastAPI tries routes in the order they are declared: the account's routes come first, so the
-signed-in user's read (`GET /users/me`), the hot one, is tried before any other.
+FastAPI tries routes in the order they are declared, so the order of the imports below is the
+order of the routes: the account's first, so that the signed-in user's read (`GET /users/me`),
+the hot one, is tried before any other.
 """
 
-from fastapi import APIRouter
+# isort: off
+from app.modules.users.router import account  # noqa: F401 - declares its routes
+from app.modules.users.router import auth  # noqa: F401 - declares its routes
+from app.modules.users.router import admin  # noqa: F401 - declares its routes
 
-from app.core.module import API_PREFIX
-from app.modules.users.router import account, admin, auth
+# isort: on
+from app.modules.users.router.shared import router
 
-router = APIRouter(prefix=API_PREFIX)
-router.include_router(account.router)
-router.include_router(auth.router)
-router.include_router(admin.router)
+__all__ = ["router"]

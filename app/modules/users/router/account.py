@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import Depends, Request, Response, status
 from limits import parse as parse_rate_limit
 
 from app.core.ratelimit.auth_limits import enforce
@@ -19,6 +19,7 @@ from app.modules.users.router.shared import (
     CallerToken,
     From,
     Verification,
+    router,
 )
 from app.modules.users.schemas import (
     ErasureRequest,
@@ -28,10 +29,8 @@ from app.modules.users.schemas import (
     UserOut,
 )
 
-router = APIRouter()
 
-
-# First in this router, and this router first in the module's: the hot read.
+# First in this file, and this file imported first (see __init__): the hot read.
 @router.get(
     "/users/me",
     response_model=UserOut,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, cursor_query
 from app.core.security.dependencies import require
@@ -13,11 +13,10 @@ from app.core.security.rbac import Permission, Principal, Role
 from app.core.validation import Instant
 from app.modules.users.dependencies import admin_service, audit_log_service
 from app.modules.users.repository import AuditQuery
-from app.modules.users.router.shared import INVALID, UNAUTHENTICATED, From, Responses
+from app.modules.users.router.shared import INVALID, UNAUTHENTICATED, From, Responses, router
 from app.modules.users.schemas import AuditEntryOut, RolesUpdate, UserAdminOut
 from app.modules.users.service import AdminService, AuditLog
 
-router = APIRouter()
 Admin = Annotated[AdminService, Depends(admin_service)]
 Audit = Annotated[AuditLog, Depends(audit_log_service)]
 UserManager = Annotated[Principal, Depends(require(Permission.USERS_MANAGE))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Response, status
+from fastapi import Depends, Form, Response, status
 
 from app.core.ratelimit.auth_limits import auth_rate_limit
 from app.core.security.keys import SigningKeys
@@ -20,6 +20,7 @@ from app.modules.users.router.shared import (
     CallerToken,
     From,
     Verification,
+    router,
 )
 from app.modules.users.schemas import (
     EmailVerification,
@@ -34,7 +35,6 @@ from app.modules.users.schemas import (
 )
 from app.modules.users.service import AuthService, IssuedTokens, PasswordResetService
 
-router = APIRouter()
 Auth = Annotated[AuthService, Depends(auth_service)]
 Resets = Annotated[PasswordResetService, Depends(reset_service)]
 
