@@ -4,7 +4,7 @@ Each module's internal API (the OpenAPI document of `/internal/<module>/...`, ve
 module's `internal.API_VERSION`) and every integration event it declares (the JSON Schema of
 each `event_type` at each `event_version`) are written to docs/contracts/<module>/. A change to
 a contract must update its snapshot (`python -m app.cli contracts --write`); an incompatible
-change (app/core/compatibility.py) must also bump the version, and the writer refuses it
+change (app/core/compatibility/) must also bump the version, and the writer refuses it
 otherwise. tests/contracts/test_snapshots.py fails on any difference.
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 
 from fastapi.openapi.utils import get_openapi
 
-from app.core.compatibility import Direction, Incompatibility, openapi_changes, schema_changes
+from app.core.compatibility.openapi import openapi_changes
+from app.core.compatibility.schemas import Direction, Incompatibility, schema_changes
 from app.core.config import ALL_MODULES
 from app.core.events.base import IntegrationEvent
 from app.core.openapi import describe_problems

@@ -7,14 +7,14 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.bootstrap import Runtime, build_runtime
+from app.bootstrap import build_runtime
 from app.core import tracing
 from app.core.config import Environment, Settings, get_settings
 from app.core.docs import install_docs
@@ -27,9 +27,12 @@ from app.core.metrics import core_metrics
 from app.core.middleware import RequestContextMiddleware
 from app.core.observability import init_sentry
 from app.core.openapi import document_problems
-from app.core.ratelimit import RateLimiter, RateLimitMiddleware, check_route_limits
+from app.core.ratelimit.middleware import RateLimitMiddleware
+from app.core.ratelimit.route_check import check_route_limits
+from app.core.ratelimit.sliding_window import RateLimiter
 from app.core.security.services import InternalRoutesGuard, ServiceCallers
 from app.core.telemetry import Telemetry, metrics_router
+from app.runtime import Runtime
 
 DESCRIPTION = """
 Keystone is a shop-like backend built as a modular monolith: **users**, **catalog** and
@@ -58,6 +61,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = build_runtime(settings)
     rate_limiter = RateLimiter(runtime.core.redis(), settings)
     flags = FeatureFlags(settings)
+    telemetry = _telemetry(settings, runtime, rate_limiter, flags)
+    app = FastAPI(
+        telemetry=telemetry.fastapi_config(),
+        title="Keystone",
+        version=settings.release,
+        description=DESCRIPTION,
+        debug=settings.debug,
+        lifespan=_lifespan(runtime, flags, telemetry),
+        # One documentation UI, the one the CSP is written and tested for (Swagger UI), served
+        # from the app's own assets by install_docs below.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    _attach(app, runtime)
+    app.state.rate_limiter = rate_limiter
+    app.state.telemetry = telemetry
+    install_error_handlers(app)
+    _include_routers(app, settings, runtime, telemetry)
+    document_problems(app, rate_limited=settings.rate_limit_enabled)
+    _add_middleware(app, settings, flags)
+    return app
+
+
+def _telemetry(
+    settings: Settings, runtime: Runtime, rate_limiter: RateLimiter, flags: FeatureFlags
+) -> Telemetry:
     telemetry = Telemetry(
         settings,
         cache=runtime.core.cache(),
@@ -71,7 +101,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if telemetry.backbone is not None:
         runtime.relay.lag_observers.append(telemetry.backbone.delivered)
+    return telemetry
 
+
+def _lifespan(
+    runtime: Runtime, flags: FeatureFlags, telemetry: Telemetry
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -85,23 +120,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             flags.shutdown()
             await telemetry.shutdown()
 
-    app = FastAPI(
-        telemetry=telemetry.fastapi_config(),
-        title="Keystone",
-        version=settings.release,
-        description=DESCRIPTION,
-        debug=settings.debug,
-        lifespan=lifespan,
-        # One documentation UI, the one the CSP is written and tested for (Swagger UI), served
-        # from the app's own assets by install_docs below.
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/openapi.json",
-    )
-    _attach(app, runtime)
-    app.state.rate_limiter = rate_limiter
-    app.state.telemetry = telemetry
-    install_error_handlers(app)
+    return lifespan
+
+
+def _include_routers(
+    app: FastAPI, settings: Settings, runtime: Runtime, telemetry: Telemetry
+) -> None:
     for module in sorted(runtime.modules, key=lambda module: ROUTE_ORDER.index(module.name)):
         app.include_router(module.router)
     app.include_router(health_router(runtime.readiness))
@@ -113,7 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in runtime.modules:
         if module.internal_router is not None:
             app.include_router(module.internal_router, include_in_schema=False)
-    document_problems(app, rate_limited=settings.rate_limit_enabled)
+
+
+def _add_middleware(app: FastAPI, settings: Settings, flags: FeatureFlags) -> None:
+    """After the routes: the rate limits check the routes they name."""
     callers = ServiceCallers(settings.service_callers)
     # Middleware runs outermost-last-added: request context, edge protection, CORS, rate limit,
     # the maintenance switch, the guard of the internal endpoints.
@@ -135,7 +162,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     install_edge_protection(app, settings, callers)
     app.add_middleware(RequestContextMiddleware, tracing=settings.tracing_enabled)
-    return app
 
 
 def _freeze_startup_objects() -> None:

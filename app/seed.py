@@ -9,10 +9,10 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal
 
-from app.bootstrap import Runtime
 from app.core.security.rbac import Role
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.users.exceptions import EmailTakenError, WeakPasswordError
+from app.runtime import Runtime
 
 DEFAULT_ADMIN_EMAIL = "admin@keystone.local"
 DEFAULT_ADMIN_PASSWORD = "ada-roasts-coffee"  # noqa: S105 - demo data, printed at start

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.bootstrap import Runtime, truncate_all
+from app.bootstrap import truncate_all
 from app.core import migrations
 from app.core.config import Settings
 from app.core.db import asyncpg_url
@@ -37,7 +37,8 @@ from app.core.logging import configure_logging
 from app.core.security.rbac import Role
 from app.core.security.services import credential_digest
 from app.main import create_app
-from app.worker import Workers
+from app.runtime import Runtime
+from app.worker.workers import Workers
 from tests.databases import close_operator_databases, module_login_settings, module_logins
 from tests.mail import MailSink
 

@@ -4,10 +4,10 @@ schemas as the operator (DATABASE_URL), which no app process does."""
 
 from __future__ import annotations
 
-from app.bootstrap import Runtime
 from app.core.config import ALL_MODULES, Settings
 from app.core.db import Database
 from app.core.db_roles import login_url
+from app.runtime import Runtime
 
 _opened: dict[str, Database] = {}
 

@@ -23,9 +23,9 @@ from uuid import uuid4
 
 import pytest
 
-from app.bootstrap import Runtime
 from app.core.config import Settings
 from app.core.security.rbac import Role
+from app.runtime import Runtime
 from tests.conftest import Servers
 from tests.faults.conftest import (
     ROOT,

@@ -11,14 +11,15 @@ from uuid import UUID
 import pytest
 from sqlalchemy import text, update
 
-from app.bootstrap import Runtime, build_runtime, truncate_all
+from app.bootstrap import build_runtime, truncate_all
 from app.core.config import ALL_MODULES, Settings
 from app.core.jobs import JobQueue, JobRequest, owning_module
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.catalog.service import ProductService
 from app.modules.orders.models import Order
 from app.modules.orders.service import Checkout, OrderService
-from app.worker import Workers
+from app.runtime import Runtime
+from app.worker.workers import Workers
 from tests.conftest import Servers, make_settings, queued_jobs, run_worker_burst
 from tests.databases import operator_database
 

@@ -17,7 +17,8 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from app.core.ratelimit import LEASE_MAX_HITS, LEASE_MAX_S, LEASE_SHARE, RateLimiter
+from app.core.ratelimit.leases import LEASE_MAX_HITS, LEASE_MAX_S, LEASE_SHARE
+from app.core.ratelimit.sliding_window import RateLimiter
 from app.devstack import free_port
 from app.main import create_app
 from tests.conftest import Servers, http_client, make_settings

@@ -16,7 +16,7 @@ from app.bootstrap import truncate_all
 from app.core.config import Settings
 from app.core.events.base import IntegrationEvent
 from app.core.jobs import JobRequest
-from app.worker import Workers
+from app.worker.workers import Workers
 from tests.conftest import Servers, eventually, make_settings
 from tests.test_telemetry import METRICS_TOKEN, SCRAPE, samples
 

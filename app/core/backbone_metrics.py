@@ -39,6 +39,27 @@ class BackboneMetrics:
         self._queues = list(queues)
         self._backlog: dict[str, EventBacklog] = {}
         self._queued: dict[str, int] = {}
+        self._create_gauges(meter)
+        self._lag = meter.create_histogram(
+            "keystone.events.delivery_lag",
+            unit="s",
+            description="From an event's commit to its delivery by the relay, per module",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )
+        self._wait = meter.create_histogram(
+            "keystone.jobs.wait",
+            unit="s",
+            description="From a job being due to a worker starting it, per queue",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )
+        self._completed = meter.create_counter(
+            "keystone.jobs.completed",
+            unit="{job}",
+            description="Job runs ended, per queue, function and outcome",
+        )
+
+    def _create_gauges(self, meter: Meter) -> None:
+        """What each scrape counts (`refresh`) and the gauges read."""
         gauges = {
             "keystone.events.undelivered": (
                 "{event}",
@@ -65,23 +86,6 @@ class BackboneMetrics:
                 unit="{job}",
                 description="Jobs due and not yet started, per queue",
             )
-        self._lag = meter.create_histogram(
-            "keystone.events.delivery_lag",
-            unit="s",
-            description="From an event's commit to its delivery by the relay, per module",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
-        )
-        self._wait = meter.create_histogram(
-            "keystone.jobs.wait",
-            unit="s",
-            description="From a job being due to a worker starting it, per queue",
-            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
-        )
-        self._completed = meter.create_counter(
-            "keystone.jobs.completed",
-            unit="{job}",
-            description="Job runs ended, per queue, function and outcome",
-        )
 
     def delivered(self, module: str, lag_s: float) -> None:
         self._lag.record(lag_s, {"module": module})

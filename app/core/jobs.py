@@ -1,6 +1,6 @@
 """The jobs port: the one place that knows arq, so another Redis queue could replace it here.
 
-Modules declare `Job`s and `CronJob`s; `JobQueue.enqueue` sends one; `app/worker.py` turns the
+Modules declare `Job`s and `CronJob`s; `JobQueue.enqueue` sends one; `app/worker/` turns the
 declarations into arq's worker settings. Jobs are sent only after the transaction that asked for
 them has committed (see `UnitOfWork`), so a worker never sees an id that is not in the database yet.
 

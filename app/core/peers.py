@@ -12,7 +12,7 @@ service when the peer is not hosted here; those clients call through `Peer`:
   passed on, and this process's service credential (app/core/security/services.py).
 
 Whatever goes wrong ends as `PeerUnavailableError`: a 503 problem with Retry-After for an HTTP
-caller (it is a `DomainError`), a later retry for a job (app/worker.py).
+caller (it is a `DomainError`), a later retry for a job (app/worker/functions.py).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ from app.core.http_security import PROBE_PATHS
 from app.core.jobs import JobQueue
 from app.core.logging import get_logger
 from app.core.metrics import ScrapedInstruments, ScrapedMetric
-from app.core.ratelimit import RateLimiter
+from app.core.ratelimit.sliding_window import RateLimiter
 
 METRICS_PATH = "/metrics"
 _log = get_logger("keystone.telemetry")

@@ -25,7 +25,8 @@ from app.contracts import (
     live_contracts,
     write_snapshots,
 )
-from app.core.compatibility import Direction, openapi_changes, schema_changes
+from app.core.compatibility.openapi import openapi_changes
+from app.core.compatibility.schemas import Direction, schema_changes
 
 
 def test_the_snapshots_are_the_contracts_of_the_code() -> None:

@@ -16,7 +16,7 @@ from uuid import UUID
 import pytest
 from redis.asyncio import Redis
 
-from app.bootstrap import Runtime, build_runtime, create_consumer_groups, truncate_all
+from app.bootstrap import build_runtime, create_consumer_groups, truncate_all
 from app.core.config import Settings
 from app.core.events.base import IntegrationEvent
 from app.core.events.bus import EventBus, Subscription
@@ -30,6 +30,7 @@ from app.core.events.streams import (
     trim_acknowledged,
 )
 from app.devstack import free_port, start_redis
+from app.runtime import Runtime
 from tests.conftest import Servers, eventually, make_settings
 from tests.tools import require_tool
 

@@ -12,13 +12,14 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import func, select, update
 
-from app.bootstrap import Runtime, build_runtime, truncate_all
+from app.bootstrap import build_runtime, truncate_all
 from app.core.config import Settings
 from app.core.context import request_id_var
 from app.core.events.base import IntegrationEvent
 from app.core.events.bus import RepeatableSubscription, Subscription, dead_letters
 from app.core.events.outbox import Transaction
 from app.modules.catalog.models import Category
+from app.runtime import Runtime
 from tests.conftest import Servers, make_settings
 from tests.databases import operator_database
 

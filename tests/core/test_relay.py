@@ -14,12 +14,13 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import text
 
-from app.bootstrap import Runtime, build_runtime, truncate_all
+from app.bootstrap import build_runtime, truncate_all
 from app.core.config import Settings
 from app.core.events.base import IntegrationEvent
 from app.core.events.bus import Subscription, dead_letters
 from app.core.events.outbox import Transaction
 from app.core.events.relay import EventRelay, OutboxSource
+from app.runtime import Runtime
 from tests.conftest import Servers, eventually, make_settings
 from tests.databases import operator_database
 

@@ -15,13 +15,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
-from app.bootstrap import Runtime, build_runtime, truncate_all
+from app.bootstrap import build_runtime, truncate_all
 from app.core import tracing
 from app.core.events.base import IntegrationEvent
 from app.core.events.bus import EventBus, Subscription
 from app.core.events.consumer import ConsumerSettings, StreamConsumer
 from app.core.events.outbox import Transaction
 from app.core.events.streams import StreamPublisher, create_groups, stream_of
+from app.runtime import Runtime
 from tests.conftest import Servers, make_settings
 
 STREAM = stream_of("traced")

@@ -21,10 +21,11 @@ from fastapi import FastAPI
 from redis import Redis
 from redis.exceptions import RedisError
 
-from app.bootstrap import Runtime, build_runtime, truncate_all
+from app.bootstrap import build_runtime, truncate_all
 from app.core.config import Settings
 from app.devstack import free_port
 from app.main import create_app
+from app.runtime import Runtime
 from tests.conftest import Servers, make_settings
 from tests.databases import database_env
 

@@ -27,10 +27,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from app.bootstrap import Runtime
 from app.core.config import Settings
 from app.core.security.rbac import Role
 from app.modules.catalog.schemas import ProductCreate
+from app.runtime import Runtime
 from tests.conftest import Servers, eventually
 from tests.databases import database_env
 from tests.faults.conftest import (

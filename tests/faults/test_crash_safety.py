@@ -22,11 +22,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.bootstrap import Runtime, build_runtime
+from app.bootstrap import build_runtime
 from app.core.config import Settings
 from app.core.security.rbac import Role
 from app.devstack import free_port
 from app.modules.catalog.schemas import ProductCreate
+from app.runtime import Runtime
 from tests.conftest import Servers, eventually, make_settings
 from tests.databases import database_env, operator_database
 from tests.fake_payment_provider import API_KEY, FakeProvider, running_provider

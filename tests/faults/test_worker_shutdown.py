@@ -16,12 +16,12 @@ from uuid import UUID
 import pytest
 from sqlalchemy import text
 
-from app.bootstrap import Runtime
 from app.core.config import Settings
 from app.core.jobs import queue_name
 from app.core.security.rbac import Principal, Role
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.orders.service import Checkout
+from app.runtime import Runtime
 from tests.conftest import Servers, eventually
 from tests.databases import database_env, operator_database
 from tests.faults.conftest import emptied_runtime, settings_on_own_database

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
-from app.worker import Workers
+from app.worker.workers import Workers
 from tests.conftest import Servers, make_settings, running_worker
 from tests.mail import MailSink
 

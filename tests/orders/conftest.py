@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.core.config import Settings
-from app.worker import Workers
+from app.worker.workers import Workers
 from tests.conftest import running_worker
 
 

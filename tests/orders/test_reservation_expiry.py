@@ -15,11 +15,11 @@ from arq.jobs import Job, JobStatus
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from app.bootstrap import Runtime
 from app.core.config import Settings
 from app.core.jobs import redis_settings
 from app.modules.catalog.service import ReservationExpiry, StockService
 from app.modules.orders.service import OrderService, PaymentSaga
+from app.runtime import Runtime
 from tests.conftest import TestUser, eventually, running_worker
 from tests.databases import operator_database
 from tests.helpers import (

@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from app.bootstrap import Runtime, build_runtime, truncate_all
+from app.bootstrap import build_runtime, truncate_all
 from app.core.config import ALL_MODULES, Settings
 from app.core.security.rbac import Role
 from app.devstack import free_port
+from app.runtime import Runtime
 from tests import topology
 from tests.conftest import Servers
 from tests.faults.conftest import settings_on_own_database

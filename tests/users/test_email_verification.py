@@ -20,7 +20,7 @@ from app.core.config import Settings
 from app.core.security.rbac import Role
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.orders.service import Checkout
-from app.worker import module_worker_settings
+from app.worker.functions import module_worker_settings
 from tests.conftest import TestUser, UserFactory, make_settings
 from tests.databases import operator_database
 from tests.helpers import ADDRESS, ME, assert_problem, create_product, error_fields, place

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from app.core.jobs import CronJob, queue_name
-from app.worker import module_worker_settings
+from app.worker.functions import module_worker_settings
 from tests.conftest import UserFactory
 from tests.databases import operator_database
 

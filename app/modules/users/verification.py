@@ -12,7 +12,7 @@ Orders asks `UsersFacade.email_verified` at checkout (docs/adr/0005-email-verifi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from app.core.audit import NO_ORIGIN, AuditEntry, Origin, Outcome
@@ -39,20 +39,12 @@ from app.modules.users.service import (
     new_secret_token,
     token_digest,
 )
+from app.modules.users.service.shared import now_utc, user_target
 
 _log = get_logger("keystone.users")
 VERIFIED = "users.email_verified"
 REMOVED = "users.unverified_account_deleted"
 SWEEP_BATCH = 500
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def user_target(user_id: UUID) -> str:
-    """How the audit log names an account (as the rest of the module does)."""
-    return f"user:{user_id}"
 
 
 class EmailVerificationService:
@@ -99,7 +91,7 @@ class EmailVerificationService:
                     token_digest=token_digest(secret),
                     user_id=user.id,
                     email=user.email,
-                    expires_at=now() + self._ttl,
+                    expires_at=now_utc() + self._ttl,
                 )
             )
         try:
@@ -129,8 +121,8 @@ class EmailVerificationService:
             async with self._uow.begin() as tx:
                 user = await self._user_of_valid_token(tx, token_digest(secret))
                 if user.email_verified_at is None:
-                    user.email_verified_at = now()
-                await EmailVerificationRepository(tx.session).use_all(user.id, now())
+                    user.email_verified_at = now_utc()
+                await EmailVerificationRepository(tx.session).use_all(user.id, now_utc())
                 await AuditRepository(tx.session).add(
                     AuditEntry(VERIFIED, Outcome.SUCCESS, user.id, user_target(user.id), origin)
                 )
@@ -141,7 +133,7 @@ class EmailVerificationService:
 
     async def _user_of_valid_token(self, tx: Transaction, digest: str) -> User:
         token = await EmailVerificationRepository(tx.session).by_digest_for_update(digest)
-        if token is None or token.used_at is not None or token.expires_at <= now():
+        if token is None or token.used_at is not None or token.expires_at <= now_utc():
             raise InvalidVerificationTokenError
         user = await UserRepository(tx.session).get_for_update(token.user_id)
         # An erased account's address changed: the token verified the old one only.
@@ -153,7 +145,7 @@ class EmailVerificationService:
         """The cron: delete customer accounts never verified within the retention period,
         their tokens and sessions with them; each deletion is audited and announced
         (`UserErased`), so other modules erase what they hold about the person."""
-        cutoff = (at or now()) - self._retention
+        cutoff = (at or now_utc()) - self._retention
         revoked: set[UUID] = set()
         async with self._uow.begin() as tx:
             verifications = EmailVerificationRepository(tx.session)

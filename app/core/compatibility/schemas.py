@@ -1,24 +1,9 @@
-"""Would a new version of a contract break the readers or the writers of the old one?
-
-Contracts are JSON Schemas (integration events) and OpenAPI documents (each module's internal
-API). Which changes break depends on the direction the data flows:
-
-- OUTPUT (responses): a reader built on the old schema must accept every new value: no field
-  removed, none that was always there now optional, no new kind of value (a widened type, a new
-  enum value, a looser bound), no new field where the old schema refused unknown ones.
-- INPUT (request bodies, parameters): every old request must still be accepted: no field
-  removed, none newly required, no narrowed type, no enum value dropped, no tighter bound.
-- BOTH (events): old consumers read new events, and new code reads old events still held in
-  outboxes and streams.
-
-Libraries checked first (docs/adr/0008-contract-snapshots.md): jsoncompat answers yes or no
-without saying why and needs Python 3.12 for OpenAPI documents; api-schema-diff compares type
-names only (a nullable field made required passes) and ignores direction.
-"""
+"""Compares two JSON Schemas: what a change breaks for readers (OUTPUT), writers (INPUT) or
+both, each `$ref` resolved against its own document."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Flag
 from typing import Any
@@ -60,7 +45,7 @@ class Incompatibility:
         return f"{self.where or '(root)'}: {self.what}"
 
 
-class _Comparison:
+class SchemaComparison:
     def __init__(self, old_root: Schema, new_root: Schema, direction: Direction) -> None:
         self.old_root = old_root
         self.new_root = new_root
@@ -170,79 +155,9 @@ class _Comparison:
 
 def schema_changes(old: Schema, new: Schema, direction: Direction) -> list[Incompatibility]:
     """What breaks between two JSON Schemas (each resolving its own `$ref`s)."""
-    comparison = _Comparison(old, new, direction)
+    comparison = SchemaComparison(old, new, direction)
     comparison.compare(old, new, "")
     return comparison.found
-
-
-def openapi_changes(old: Schema, new: Schema) -> list[Incompatibility]:
-    """What breaks, for a caller of the old API, in the new one: operations, parameters,
-    request bodies (INPUT) and success responses (OUTPUT)."""
-    found: list[Incompatibility] = []
-    new_paths: Mapping[str, Schema] = new.get("paths", {})
-    for path, item in old.get("paths", {}).items():
-        for method, operation in item.items():
-            where = f"{method.upper()} {path}"
-            replacement = new_paths.get(path, {}).get(method)
-            if replacement is None:
-                found.append(Incompatibility(where, "operation removed"))
-                continue
-            found += _operation_changes(old, new, operation, replacement, where)
-    return found
-
-
-def _operation_changes(
-    old_doc: Schema, new_doc: Schema, old: Schema, new: Schema, where: str
-) -> Iterator[Incompatibility]:
-    old_params = {(p["in"], p["name"]): p for p in old.get("parameters", ())}
-    new_params = {(p["in"], p["name"]): p for p in new.get("parameters", ())}
-    for key in sorted(old_params.keys() - new_params.keys()):
-        yield Incompatibility(f"{where} {key[0]} {key[1]}", "parameter removed")
-    for key, param in sorted(new_params.items()):
-        before = old_params.get(key)
-        label = f"{where} {key[0]} {key[1]}"
-        if param.get("required") and not (before or {}).get("required"):
-            yield Incompatibility(label, "parameter now required")
-        if before is not None:
-            yield from _within(
-                old_doc, new_doc, before["schema"], param["schema"], label, Direction.INPUT
-            )
-    old_body, new_body = _body_schema(old.get("requestBody")), _body_schema(new.get("requestBody"))
-    if old_body is not None and new_body is None:
-        yield Incompatibility(f"{where} body", "request body no longer read")
-    if new.get("requestBody", {}).get("required") and not old.get("requestBody", {}).get(
-        "required"
-    ):
-        yield Incompatibility(f"{where} body", "request body now required")
-    if old_body is not None and new_body is not None:
-        yield from _within(old_doc, new_doc, old_body, new_body, f"{where} body", Direction.INPUT)
-    old_ok = {code: r for code, r in old.get("responses", {}).items() if code.startswith("2")}
-    new_ok = {code: r for code, r in new.get("responses", {}).items() if code.startswith("2")}
-    for code in sorted(old_ok.keys() ^ new_ok.keys()):
-        change = "no longer answered" if code in old_ok else "answered now, unknown to callers"
-        yield Incompatibility(f"{where} {code}", change)
-    for code in sorted(old_ok.keys() & new_ok.keys()):
-        before, after = _body_schema(old_ok[code]), _body_schema(new_ok[code])
-        if before is not None and after is not None:
-            yield from _within(old_doc, new_doc, before, after, f"{where} {code}", Direction.OUTPUT)
-        elif before is not None:
-            yield Incompatibility(f"{where} {code}", "no longer has a body")
-
-
-def _within(
-    old_doc: Schema, new_doc: Schema, old: Schema, new: Schema, where: str, direction: Direction
-) -> list[Incompatibility]:
-    comparison = _Comparison(old_doc, new_doc, direction)
-    comparison.compare(old, new, where)
-    return comparison.found
-
-
-def _body_schema(part: Schema | None) -> Schema | None:
-    if not part:
-        return None
-    content: Mapping[str, Schema] = part.get("content", {})
-    media = content.get("application/json")
-    return None if media is None else media.get("schema", {})
 
 
 def _resolve(schema: Schema, root: Schema) -> Schema:
