@@ -3,11 +3,11 @@ hosts (WORKER_MODULES, default APP_MODULES), one arq worker per module on the mo
 (`keystone:<module>`), all sharing one runtime.
 
 Only this package, `app.core.jobs` and `app.core.job_claims` (ADR 0018) know arq: `functions`
-turns a module's jobs and crons into arq functions, `workers` runs them in the process (`Workers`). The process also runs the
-outbox relay when it hosts every module, so events raised by jobs (an order expiring) are
-delivered even when no API process is up. arq's own command line
-(`arq app.worker.WorkerSettings`) runs one worker only: it serves a process that hosts a single
-module.
+turns a module's jobs and crons into arq functions, `workers` runs them in the process
+(`Workers`). The process also runs the outbox relay when it hosts every module, so events raised
+by jobs (an order expiring) are delivered even when no API process is up. arq's own command
+line (`arq app.worker.WorkerSettings`) runs one worker only: it serves a process that hosts a
+single module.
 """
 
 from __future__ import annotations
