@@ -45,22 +45,13 @@ def checkov() -> Path:
         uv = str(ROOT / ".tools" / "bin" / "uv")  # `make install` puts it there
         building = target.with_name(f"{target.name}.{os.getpid()}")
         shutil.rmtree(building, ignore_errors=True)
-        python = str(building / "bin" / "python")
+        install = [uv, "pip", "install", "--quiet", "--python", str(building / "bin" / "python")]
         for command in (
             [uv, "venv", "--quiet", "--python", sys.executable, str(building)],
-            [
-                uv,
-                "pip",
-                "install",
-                "--quiet",
-                "--python",
-                python,
-                "--require-hashes",
-                "-r",
-                str(LOCK),
-            ],
+            [*install, "--require-hashes", "--requirement", str(LOCK)],
         ):
-            subprocess.run(command, capture_output=True, check=True)
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr[-2000:]
         try:
             building.rename(target)
         except OSError:  # another session finished first
