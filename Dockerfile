@@ -7,6 +7,8 @@
 #   BACKUP_IMAGE python -m app.cli backup DIR
 # The base is an argument so a mirror or a pinned digest can be given:
 #   docker build --build-arg BASE_IMAGE=python:3.11-slim@sha256:... .
+# checkov (tests/deploy/test_policy.py) reads `FROM ${BASE_IMAGE}` as an untagged image:
+# checkov:skip=CKV_DOCKER_7:the base is ARG BASE_IMAGE, a version tag (python:3.11-slim) by default
 ARG BASE_IMAGE=python:3.11-slim
 
 # --- build: the locked runtime dependencies (no dev tools, no embedded Postgres/Redis) --------

@@ -202,7 +202,9 @@ class Containers:
 
 def _mmdebstrap(rootfs: Path) -> None:
     rootfs.parent.mkdir(parents=True, exist_ok=True)
-    partial = rootfs.with_suffix(".partial.tar")
+    # Each process its own partial file: two pytest-xdist workers may build the stand-in at once
+    # (one renamed the shared partial file away under the other's feet).
+    partial = rootfs.with_suffix(f".{os.getpid()}.partial.tar")
     cas = [str(ca) for ca in sorted(MACHINE_CAS.glob("*.crt"))]
     hooks = [f"copy-in {' '.join(cas)} /usr/local/share/ca-certificates/"] if cas else []
     command = [

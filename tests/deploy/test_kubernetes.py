@@ -1,9 +1,9 @@
 """deploy/k8s, as a cluster would receive it: every overlay renders with `kubectl kustomize`,
 every core object validates (strictly) against the Kubernetes API schemas (kubernetes-validate),
-every custom resource (Argo Rollouts, External Secrets) against the validators generated from
-its CRD (kubernetes-models, under node), and the manifests agree with the app: commands of
-`python -m app.cli`, probes on routes it serves, its port, its user, its drain grace, its
-secrets. No cluster runs here (no kind/k3s, no container engine daemon)."""
+every custom resource (Argo Rollouts, External Secrets, VerticalPodAutoscaler) against the
+validators generated from its CRD (kubernetes-models, under node), and the manifests agree with
+the app: commands of `python -m app.cli`, probes on routes it serves, its port, its user, its
+drain grace, its secrets. No cluster runs here (no kind/k3s, no container engine daemon)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ OVERLAYS = ("staging", "prod")  # the monolith: one API and one worker Deploymen
 RENDERED = (*OVERLAYS, "split")
 MODULES = ("users", "catalog", "orders")
 KUBERNETES_VERSION = "1.33.0"  # the oldest minor the manifests are meant for (preStop sleep)
-CUSTOM_KINDS = {"Rollout", "AnalysisTemplate", "ExternalSecret"}
+CUSTOM_KINDS = {"Rollout", "AnalysisTemplate", "ExternalSecret", "VerticalPodAutoscaler"}
 # The lifespan shutdown and the interpreter's exit, after the drain grace.
 SHUTDOWN_MARGIN_S = 5
 
@@ -104,7 +104,12 @@ def check_custom_resources(checker: Path, objects: Objects) -> subprocess.Comple
 
 
 @pytest.mark.parametrize(
-    ("overlay", "kinds"), [("prod", CUSTOM_KINDS), ("split", {"ExternalSecret"})]
+    ("overlay", "kinds"),
+    [
+        ("staging", {"ExternalSecret", "VerticalPodAutoscaler"}),
+        ("prod", CUSTOM_KINDS),
+        ("split", {"ExternalSecret", "VerticalPodAutoscaler"}),
+    ],
 )
 def test_custom_resources_match_their_crds(
     overlays: dict[str, Objects], crd_checker: Path, overlay: str, kinds: set[str]

@@ -1,6 +1,7 @@
 """The GitHub Actions workflows, as GitHub would read them: valid against the workflow schema
 (check-jsonschema's vendored SchemaStore schema, offline), and pointing at what exists here: CI
-runs .ci/run, the release deploys with the canary strategy and rolls back, the Kubernetes deploy
+runs .ci/run, the release builds every image the manifests run (the app's, the backup's,
+rsyslog's) and deploys with the canary strategy and rolls back, the Kubernetes deploy
 applies overlays that exist and waits for the migration Job the manifests define."""
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.test_kubernetes import render_kustomization
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+# The repository the images are named after (ghcr.io/keystone/keystone in every overlay).
+REPOSITORY = "keystone/keystone"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -96,6 +101,39 @@ def test_release_builds_and_signs_the_backup_image() -> None:
     assert "FROM runtime AS backup" in (ROOT / "Dockerfile").read_text()
     assert "steps.build-backup.outputs.digest" in steps(release, "image")
     assert release["jobs"]["image"]["outputs"]["backup-digest"]
+
+
+def test_release_builds_the_image_the_logging_stack_runs(tmp_path: Path) -> None:
+    """The rsyslog image deploy/k8s/logging runs is one the release pushes (with provenance, and
+    signed): its tag step run as the runner would, its tags expanded, compared with the images
+    of the rendered logging manifests."""
+    release = load("release.yml")
+    image_steps = release["jobs"]["image"]["steps"]
+    [tag_step] = [s for s in image_steps if s.get("id") == "rsyslog"]
+    output = tmp_path / "github_output"
+    env = {"GITHUB_OUTPUT": str(output), "PATH": "/usr/bin:/bin"}
+    subprocess.run(["bash", "-e", "-c", tag_step["run"]], cwd=ROOT, env=env, check=True)
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    build = next(s for s in image_steps if s.get("id") == "build-rsyslog")
+    assert build["with"]["push"] is True
+    assert build["with"]["provenance"]
+    assert (ROOT / build["with"]["context"] / "Dockerfile").exists()
+    github = {
+        "env.IMAGE": release["env"]["IMAGE"].replace("${{ github.repository }}", REPOSITORY),
+        "steps.rsyslog.outputs.tag": outputs["tag"],
+        "github.sha": "0" * 40,
+    }
+    pushed = set()
+    for tag in build["with"]["tags"].splitlines():
+        for name, value in github.items():
+            tag = tag.replace("${{ %s }}" % name, value)  # noqa: UP031 - GitHub's syntax
+        pushed.add(tag)
+    logging = render_kustomization(ROOT / "deploy" / "k8s" / "logging")
+    runs = {each["image"] for manifest in logging for each in _containers(manifest)}
+    assert runs == {f"ghcr.io/{REPOSITORY}-rsyslog:{outputs['tag']}"}
+    assert runs <= pushed
+    assert "steps.build-rsyslog.outputs.digest" in steps(release, "image")  # signed
+    assert release["jobs"]["image"]["outputs"]["rsyslog-digest"]
 
 
 @pytest.mark.parametrize("overlay", ["staging", "prod"])

@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { Rollout, AnalysisTemplate } from "@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1";
 import { ExternalSecret, ClusterSecretStore, SecretStore } from "@kubernetes-models/external-secrets/external-secrets.io/v1";
+import { VerticalPodAutoscaler } from "@kubernetes-models/autoscaler/autoscaling.k8s.io/v1";
 
 const models = {
   "argoproj.io/v1alpha1/Rollout": Rollout,
@@ -11,6 +12,7 @@ const models = {
   "external-secrets.io/v1/ExternalSecret": ExternalSecret,
   "external-secrets.io/v1/ClusterSecretStore": ClusterSecretStore,
   "external-secrets.io/v1/SecretStore": SecretStore,
+  "autoscaling.k8s.io/v1/VerticalPodAutoscaler": VerticalPodAutoscaler,
 };
 
 let failed = false;
