@@ -210,3 +210,52 @@ async def test_a_commit_in_another_process_wakes_the_relay_without_a_poll(
     finally:
         await elsewhere.stop()
         await listening.stop()
+
+
+class Nudge(IntegrationEvent):
+    """An event nobody handles, written only to wake the relays."""
+
+    event_type: ClassVar[str] = "tests.Nudge"
+
+
+async def test_a_retry_is_delivered_while_commits_to_another_outbox_keep_waking_the_relay(
+    settings: Settings,
+) -> None:
+    """A wake-up passes over the outboxes its commit named; at least every poll interval a pass
+    goes over all of them, so a retry waiting in a quiet outbox is not starved by busy ones."""
+    # The retry is due a second after the failure, long after its commit's wake-ups were spent.
+    quiet_catalog = {"outbox_poll_interval_s": 0.5, "event_retry_base_s": 1.0}
+    busy = build_runtime(settings.model_copy(update=quiet_catalog))
+    await truncate_all(busy)
+    attempts: list[int] = []
+
+    async def fails_once(event: StepTaken, tx: Transaction) -> None:
+        attempts.append(event.step)
+        if len(attempts) == 1:
+            raise ValueError("not this time")
+
+    catalog = busy.module("catalog").uow
+    busy.core.bus().subscribe(Subscription(StepTaken, "tests.fails-once", fails_once, catalog))
+    busy.start_relay()
+    stop_nudging = asyncio.Event()
+
+    async def nudge_users_outbox() -> None:  # a wake-up every 50 ms, none naming catalog
+        while not stop_nudging.is_set():
+            async with busy.module("users").uow.begin() as tx:
+                tx.publish(Nudge())
+            await asyncio.sleep(0.05)
+
+    nudging = asyncio.create_task(nudge_users_outbox())
+    try:
+        async with catalog.begin() as tx:
+            tx.publish(StepTaken(aggregate_id=uuid4(), step=7))
+
+        async def retried() -> bool:
+            return attempts == [7, 7]
+
+        await eventually(retried, timeout_s=30)
+        assert not nudging.done()  # the wake-ups went on all along
+    finally:
+        stop_nudging.set()
+        await nudging
+        await busy.stop()

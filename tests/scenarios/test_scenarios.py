@@ -86,7 +86,9 @@ async def stock_of(client: httpx.AsyncClient, product: dict[str, Any]) -> int:
 
 
 async def stock_becomes(client: httpx.AsyncClient, product: dict[str, Any], stock: int) -> None:
-    """Reads may be served from the cache until the catalog's own event invalidates it."""
+    """Reads may be served from the cache until the catalog's own event invalidates it, and
+    from another instance's in-process copy for up to CACHE_LOCAL_TTL_S after that (the
+    documented staleness bound: the eviction runs in whichever process relayed the event)."""
 
     async def there() -> bool:
         return await stock_of(client, product) == stock
@@ -216,7 +218,7 @@ async def test_a_checkout_ends_confirmed_with_its_stock_taken_once(topology: Top
             f"Order {first['id']} is confirmed"
         ]
         await topology.events_settled()
-        assert await stock_of(client, desk) == 3
+        await stock_becomes(client, desk, 3)
 
         async def listed_confirmed() -> bool:
             response = await client.get(ORDERS, headers=customer.headers)
@@ -248,7 +250,7 @@ async def test_a_declined_payment_fails_the_order_and_gives_the_stock_back(
             f"Order {order['id']}: payment failed"
         ]
         await topology.events_settled()
-        assert await stock_of(client, chair) == 2
+        await stock_becomes(client, chair, 2)
         ship = await client.post(f"{ORDERS}/{order['id']}/ship", headers=staff.headers)
         assert_problem(ship, 409, "illegal-transition")
 
@@ -257,7 +259,7 @@ async def test_a_declined_payment_fails_the_order_and_gives_the_stock_back(
         second = await placed(client, other, chair, 2)
         await reaches(client, other, second["id"], "confirmed")
         await topology.events_settled()
-        assert await stock_of(client, chair) == 0
+        await stock_becomes(client, chair, 0)
     assert order_news(topology, customer) == [f"Order {order['id']}: payment failed"]
 
 
@@ -287,7 +289,7 @@ async def test_cancelling_a_confirmed_order_refunds_it_once(topology: Topology) 
         refund_mail = topology.received_by(customer.email)[-1]
         assert "30.00" in refund_mail.body
         await topology.events_settled()
-        assert await stock_of(client, kettle) == 4
+        await stock_becomes(client, kettle, 4)
         final = await reaches(client, customer, order["id"], "refunded")
         assert [status for status, _ in history(final)].count("refunded") == 1
     assert len(order_news(topology, customer)) == 2

@@ -8,7 +8,6 @@ its module's Redis stream (app/core/events/streams.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Protocol
 
 from app.core.events.base import IntegrationEvent
@@ -27,17 +26,31 @@ class EventDelivery(Protocol):
 
 
 class OutboxSignal:
-    """Wakes the relay: set by this process's commits that wrote events, and by NOTIFYs."""
+    """Wakes the relay, naming the outboxes (by schema) that have new rows: set by this
+    process's commits that wrote events, and by NOTIFYs, whose payload is the schema."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._woken: set[str] = set()
 
-    def notify(self) -> None:
+    def notify(self, schema: str) -> None:
+        self._woken.add(schema)
         self._event.set()
 
-    def clear(self) -> None:
-        self._event.clear()
+    def wake(self) -> None:
+        """Ends a wait with no outbox named: to stop."""
+        self._event.set()
 
-    async def wait(self, timeout_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
+    def take(self) -> set[str]:
+        """The outboxes named since the last take."""
+        woken, self._woken = self._woken, set()
+        self._event.clear()
+        return woken
+
+    async def wait(self, timeout_s: float) -> set[str] | None:
+        """The outboxes named by the next wake-up, or None when `timeout_s` passed without one."""
+        try:
             await asyncio.wait_for(self._event.wait(), timeout_s)
+        except TimeoutError:
+            return None
+        return self.take()

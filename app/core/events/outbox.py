@@ -147,7 +147,7 @@ class UnitOfWork:
         outbox: Table,
         inbox: Table,
         jobs: JobQueue,
-        on_events_committed: Callable[[], None],
+        on_events_committed: Callable[[str], None],
     ) -> None:
         self.database = database
         self.outbox = outbox
@@ -163,7 +163,7 @@ class UnitOfWork:
             if tx.events:
                 await self._write_outbox(session, tx.events)
         if tx.events:
-            self._on_events_committed()
+            self._on_events_committed(str(self.outbox.schema))
         for job in tx.jobs:
             await self._enqueue_committed(job)
 

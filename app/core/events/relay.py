@@ -9,8 +9,10 @@ taken over then. Rows with the same `ordering_key` (an order's events) are deliv
 the other, in the order raised, and a row is not claimed while an earlier one of its key is
 undelivered elsewhere; different keys are delivered concurrently.
 
-It passes at start (an event committed just before a crash), whenever a commit wakes it (this
-process's own, or any process's through Postgres NOTIFY), and every `poll_interval_s`.
+It passes over every outbox at start (an event committed just before a crash) and at least every
+`poll_interval_s` (retries whose backoff has passed, leases run out), and over the outboxes a
+commit names whenever one wakes it (this process's own, or any process's through Postgres
+NOTIFY, whose payload is the outbox's schema).
 """
 
 from __future__ import annotations
@@ -161,25 +163,36 @@ class EventRelay:
         """Relay until `stop()`: a batch in hand is finished first, never cut in the middle."""
         listener = asyncio.create_task(self._listen(), name="outbox-listener")
         try:
+            self._signal.take()  # commits from now on wake the next wait
+            due: set[str] | None = None  # every outbox: what a crash left behind
+            last_full_pass = time.monotonic()
             while not self._stopping:
-                self._signal.clear()  # commits from now on wake the next wait
-                await self._drain()
-                if not self._stopping:
-                    await self._signal.wait(self._poll_interval_s)
+                if due is None:
+                    last_full_pass = time.monotonic()
+                await self._drain(self._due(due))
+                if self._stopping:
+                    break
+                due = await self._signal.wait(self._poll_interval_s)
+                if time.monotonic() - last_full_pass >= self._poll_interval_s:
+                    due = None  # wake-ups never starve retries, expired leases or unblocked keys
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
 
-    async def _drain(self) -> None:
-        """A pass over every outbox, then again over each one that yielded rows until it yields
-        none (a full batch, or rows of a key that waited behind the ones just delivered). An
-        outbox that yielded nothing is not read again: a commit meanwhile has set the signal,
-        and the next wake-up passes over every outbox."""
-        sources = self._sources
+    async def _drain(self, sources: list[OutboxSource]) -> None:
+        """A pass over `sources`, then again over each one that yielded rows until it yields
+        none (a full batch, or rows of a key that waited behind the ones just delivered). A
+        commit meanwhile has named its outbox to the signal, for the next wake-up."""
         while sources and not self._stopping:
             counts = await asyncio.gather(*(self._guarded_pass(source) for source in sources))
             sources = [source for source, count in zip(sources, counts, strict=True) if count]
+
+    def _due(self, schemas: set[str] | None) -> list[OutboxSource]:
+        """The outboxes a wake-up named; every outbox for the poll (None)."""
+        if schemas is None:
+            return list(self._sources)
+        return [source for source in self._sources if source.outbox.schema in schemas]
 
     def prepare_start(self) -> None:
         """Called before `run_forever` is scheduled, so a `stop()` right after is not lost."""
@@ -187,7 +200,7 @@ class EventRelay:
 
     def stop(self) -> None:
         self._stopping = True
-        self._signal.notify()
+        self._signal.wake()
 
     async def _guarded_pass(self, source: OutboxSource) -> int:
         try:
@@ -290,5 +303,5 @@ class EventRelay:
                 _log.warning("outbox LISTEN lost; polling meanwhile", error=repr(exc)[:300])
             await asyncio.sleep(LISTEN_RETRY_S)
 
-    def _on_notify(self, _payload: str) -> None:
-        self._signal.notify()
+    def _on_notify(self, schema: str) -> None:
+        self._signal.notify(schema)
