@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _attach(app, runtime)
     app.state.rate_limiter = rate_limiter
+    app.state.flags = flags
     app.state.telemetry = telemetry
     install_error_handlers(app)
     _include_routers(app, settings, runtime, telemetry)
