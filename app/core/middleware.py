@@ -11,7 +11,7 @@ from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.context import request_id_var, traceparent_var
-from app.core.logging import line_logger
+from app.core.logging import line_logger, route_module
 
 REQUEST_ID_HEADER = b"x-request-id"
 TRACEPARENT_HEADER = b"traceparent"
@@ -84,6 +84,7 @@ class RequestContextMiddleware:
                 method=scope["method"],
                 path=scope["path"],
                 route=getattr(route, "path", None),
+                module=route_module(route),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 user_id=scope["state"].get("user_id"),
