@@ -77,11 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _attach(app, runtime)
     app.state.rate_limiter = rate_limiter
+    app.state.flags = flags
     app.state.telemetry = telemetry
     install_error_handlers(app)
     _include_routers(app, settings, runtime, telemetry)
     document_problems(app, rate_limited=settings.rate_limit_enabled)
-    _add_middleware(app, settings, flags)
+    _add_middleware(app, settings, flags, telemetry)
     return app
 
 
@@ -139,7 +140,9 @@ def _include_routers(
             app.include_router(module.internal_router, include_in_schema=False)
 
 
-def _add_middleware(app: FastAPI, settings: Settings, flags: FeatureFlags) -> None:
+def _add_middleware(
+    app: FastAPI, settings: Settings, flags: FeatureFlags, telemetry: Telemetry
+) -> None:
     """After the routes: the rate limits check the routes they name."""
     callers = ServiceCallers(settings.service_callers)
     # Middleware runs outermost-last-added: request context, edge protection, CORS, rate limit,
@@ -161,7 +164,9 @@ def _add_middleware(app: FastAPI, settings: Settings, flags: FeatureFlags) -> No
             expose_headers=["X-Request-ID", "Idempotent-Replayed", *RATE_LIMIT_HEADERS],
         )
     install_edge_protection(app, settings, callers)
-    app.add_middleware(RequestContextMiddleware, tracing=settings.tracing_enabled)
+    app.add_middleware(
+        RequestContextMiddleware, tracing=settings.tracing_enabled, http_metrics=telemetry.http
+    )
 
 
 def _freeze_startup_objects() -> None:

@@ -182,6 +182,7 @@ async def test_metrics_show_requests_per_route_and_the_cache_counters(metered: F
         for _ in range(3):
             assert (await http.get(PRODUCTS)).status_code == 200
         await http.get(f"{PRODUCTS}/{uuid.uuid4()}")
+        assert (await http.get("/healthz")).status_code == 200
         response = await http.get("/metrics", headers=SCRAPE)
 
     assert response.status_code == 200
@@ -194,6 +195,11 @@ async def test_metrics_show_requests_per_route_and_the_cache_counters(metered: F
     assert requests[(PRODUCTS, "200")] == 3
     assert requests[(f"{PRODUCTS}/{{product_id}}", "404")] == 1
     assert samples(body, "http_server_request_duration_seconds_bucket")
+    # Probes and scrapes are not the service's requests; none is in flight at the scrape.
+    assert {route for route, _ in requests} == {PRODUCTS, f"{PRODUCTS}/{{product_id}}"}
+    assert [(s.labels, s.value) for s in samples(body, "http_server_active_requests")] == [
+        ({"http_request_method": "GET"}, 0)
+    ]
     # The first listing computed and stored, the next two were served from the copy.
     [hits] = samples(body, "keystone_cache_hits_total")
     [misses] = samples(body, "keystone_cache_misses_total")

@@ -21,7 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from app.core.logging import get_logger
+from app.core.logging import get_logger, route_module
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 # Headers every response must carry (security headers), put in the scope by the middleware that
@@ -175,6 +175,7 @@ async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse
     _log.exception(
         "unhandled error",
         path=request.url.path,
+        module=route_module(request.scope.get("route")),
         error_type=type(exc).__name__,
         request_id=request_id,
         user_id=state.get("user_id"),
@@ -196,7 +197,12 @@ async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         exc.connection_invalidated or isinstance(exc, OperationalError)
     ):
         return await _on_unexpected_error(request, exc)
-    _log.warning("dependency unavailable", path=request.url.path, error=repr(exc)[:500])
+    _log.warning(
+        "dependency unavailable",
+        path=request.url.path,
+        module=route_module(request.scope.get("route")),
+        error=repr(exc)[:500],
+    )
     return problem(
         request,
         503,

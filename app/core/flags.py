@@ -7,6 +7,10 @@ Flags guarding real behaviour:
   but GET, HEAD, OPTIONS) answers 503 problem+json `writes-paused` with `Retry-After`, reads go
   on. Evaluated per write with the caller's address as targeting context, so a rule may exempt
   an operator's network.
+- `checkout-stock-precheck` (orders): a checkout asking for more than the catalog has on sale is
+  refused at once (409 `out-of-stock`) instead of making an order the reservation rejects a
+  moment later. Evaluated per checkout with the customer's user id as targeting key, so a
+  `fractional` rule rolls it out to a share of customers, each keeping their variant.
 
 Each evaluation is counted per flag and value (`keystone_feature_flag_evaluations_total`).
 """
@@ -72,6 +76,12 @@ class FeatureFlags:
     def shutdown(self) -> None:
         if self._provider is not None:
             self._provider.shutdown()
+
+
+def feature_flags(request: Request) -> FeatureFlags:
+    """FastAPI dependency: the app's flags, for a route that evaluates one with its caller."""
+    flags: FeatureFlags = request.app.state.flags
+    return flags
 
 
 def _provider(settings: Settings) -> FlagdProvider | None:

@@ -5,6 +5,12 @@ structlog's contextvars, and with tracing on the trace and span ids of the span 
 in; the stdlib loggers of uvicorn, arq and SQLAlchemy go through the same renderer so one
 process writes one format.
 
+Every line also names the `module` that wrote it (users, catalog, orders, or core for shared
+infrastructure and libraries): a line's own `module` field first (the access line names the
+route's module), then its logger (`keystone.<module>` or below it), then the module whose job or
+event handler is running (`working_on`), else core. Log shipping makes it a Loki label
+(docs/observability.md), so its values stay this short list.
+
 `line_logger` serves lines written on every request (the access line): the same processors,
 stream and format, without logging's record, handler and formatter layers in between, which
 cost about a tenth of a cached read.
@@ -14,14 +20,21 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import cache
 from typing import Any, TextIO
 
 import structlog
 from opentelemetry import trace
 from structlog.typing import FilteringBoundLogger, Processor
 
-from app.core.config import Settings
+from app.core.config import ALL_MODULES, Settings
+
+CORE = "core"
+# The module whose job or event handler this task is running (see `working_on`).
+_working_for: ContextVar[str | None] = ContextVar("working_for", default=None)
 
 
 class _Output:
@@ -59,6 +72,7 @@ def configure_logging(settings: Settings) -> None:
         # Always in the chain (a line outside any span gets nothing): loggers cache their chain
         # on first use, so one made before tracing was switched on must still name spans.
         _trace_ids,
+        _module,
     ]
     renderer: Any
     if settings.logs_as_json:
@@ -102,6 +116,49 @@ def _trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappi
         event["trace_id"] = f"{context.trace_id:032x}"
         event["span_id"] = f"{context.span_id:016x}"
     return event
+
+
+def _module(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if "module" not in event:
+        event["module"] = _logger_module(event.get("logger")) or _working_for.get() or CORE
+    return event
+
+
+@cache
+def _logger_module(logger: str | None) -> str | None:
+    """ "orders" for the loggers keystone.orders and keystone.orders.*; None for any other."""
+    parts = (logger or "").split(".")
+    if len(parts) >= 2 and parts[0] == "keystone" and parts[1] in ALL_MODULES:
+        return parts[1]
+    return None
+
+
+@cache
+def code_module(python_module: str) -> str:
+    """The Keystone module a piece of code belongs to: "orders" for app.modules.orders.router,
+    core for anything else."""
+    parts = python_module.split(".")
+    if len(parts) >= 3 and parts[:2] == ["app", "modules"] and parts[2] in ALL_MODULES:
+        return parts[2]
+    return CORE
+
+
+def route_module(route: object) -> str:
+    """The module whose endpoint a matched route (the ASGI scope's "route") calls."""
+    endpoint = getattr(route, "endpoint", None)
+    return code_module(getattr(endpoint, "__module__", None) or "")
+
+
+@contextmanager
+def working_on(name: str) -> Iterator[None]:
+    """While the job or event handler `name` ("orders.take_payment") runs: lines written by
+    core or a library (SQLAlchemy, arq, httpx...) name its module, whose work it is."""
+    module = name.partition(".")[0]
+    token = _working_for.set(module if module in ALL_MODULES else CORE)
+    try:
+        yield
+    finally:
+        _working_for.reset(token)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

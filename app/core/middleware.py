@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request id, context for logs, one access line per request."""
+"""Pure ASGI middleware: request id, context for logs, one access line and the RED metrics per
+request."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.context import request_id_var, traceparent_var
-from app.core.logging import line_logger
+from app.core.http_metrics import HttpMetrics, method_label
+from app.core.http_security import PROBE_PATHS
+from app.core.logging import line_logger, route_module
 
 REQUEST_ID_HEADER = b"x-request-id"
 TRACEPARENT_HEADER = b"traceparent"
@@ -36,12 +39,16 @@ class RequestContextMiddleware:
     The user id is read back from `scope["state"]["user_id"]`, where the auth dependency puts it,
     so the access line names who made the request. With `tracing`, every line of the request
     carries the id of the trace its server span belongs to (the span is opened outside the
-    middleware stack, by FastAPI).
+    middleware stack, by FastAPI). With `http_metrics`, it records each request's duration and
+    the requests in flight (app/core/http_metrics.py), from the timing the access line uses.
     """
 
-    def __init__(self, app: ASGIApp, *, tracing: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, *, tracing: bool = False, http_metrics: HttpMetrics | None = None
+    ) -> None:
         self.app = app
         self.tracing = tracing
+        self.http_metrics = http_metrics
         self.context_keys = (
             ("request_id", "user_id", "trace_id") if tracing else ("request_id", "user_id")
         )
@@ -62,6 +69,11 @@ class RequestContextMiddleware:
             span_context = trace.get_current_span().get_span_context()
             if span_context.is_valid:
                 structlog.contextvars.bind_contextvars(trace_id=f"{span_context.trace_id:032x}")
+        # Probes and scrapes are not requests of the service's: never recorded.
+        metrics = self.http_metrics if scope["path"] not in PROBE_PATHS else None
+        method = method_label(scope["method"])
+        if metrics is not None:
+            metrics.started(method)
         started = time.perf_counter()
         status = 500
 
@@ -78,14 +90,18 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
+            seconds = time.perf_counter() - started
             route = scope.get("route")
+            if metrics is not None:
+                metrics.finished(method, getattr(route, "path", None), status, seconds)
             line_logger("keystone.access").info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 route=getattr(route, "path", None),
+                module=route_module(route),
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
                 user_id=scope["state"].get("user_id"),
             )
             structlog.contextvars.unbind_contextvars(*self.context_keys)

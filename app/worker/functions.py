@@ -15,7 +15,7 @@ from app.core.backbone_metrics import BackboneMetrics
 from app.core.config import Settings
 from app.core.context import correlation_id_var
 from app.core.jobs import CronJob, Job, RetryLater, queue_name, redis_settings
-from app.core.logging import get_logger
+from app.core.logging import get_logger, working_on
 from app.core.module import Module
 from app.core.peers import PeerUnavailableError
 
@@ -47,6 +47,7 @@ def _job(job: Job, queue: str, metrics: BackboneMetrics | None) -> Any:
                     kind=SpanKind.CONSUMER,
                     attributes={"messaging.system": "arq", "keystone.job.try": job_try},
                 ),
+                working_on(job.name),
             ):
                 result = await _attempt(job, job_try, args)
                 outcome = "done"
@@ -86,8 +87,9 @@ async def _attempt(job: Job, job_try: int, args: tuple[Any, ...]) -> Any:
 
 def _cron(job: CronJob) -> Any:
     async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
-        result = await job.run()
-        _log.info("cron done", job=job.name, result=result)
+        with working_on(job.name):
+            result = await job.run()
+            _log.info("cron done", job=job.name, result=result)
         return result
 
     return cron(

@@ -65,7 +65,7 @@ def test_logging_objects_are_valid_kubernetes(logging: Objects) -> None:
 def test_the_config_maps_hold_the_shipped_files(logging: Objects) -> None:
     for name, files in (
         ("log-shipper", {"shipper.conf", "cri.rulebase"}),
-        ("log-aggregator", {"aggregator.conf"}),
+        ("log-aggregator", {"aggregator.conf", "loki_push.py"}),
     ):
         [config] = [
             o

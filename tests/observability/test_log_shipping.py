@@ -4,7 +4,9 @@ shipper and the aggregator of deploy/k8s/logging run as their rendered pods say 
 rsyslog, the ConfigMaps' files, the pods' environment); and every line the app wrote arrives in
 the aggregator's archive as the same JSON object with the pod it came from, long lines cut into
 partial pieces by the runtime included, and lines written while the aggregator was down, kept
-in the shipper's disk-assisted queue across a restart of the shipper itself."""
+in the shipper's disk-assisted queue across a restart of the shipper itself; and each reaches
+Loki's push API too (a stand-in that checks what Loki would), labelled by module and level, with
+the request id beside the line rather than in its labels, through an outage of Loki."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from tests.observability.logstack import (
     pod_here,
     rsyslogs,
 )
+from tests.observability.loki import LokiStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "keystone"
@@ -52,6 +56,7 @@ class Stack:
     aggregator_port: int
     archive: Path
     shipper_state: Path
+    loki: LokiStandIn
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +95,13 @@ async def stack(servers: Servers, logging_objects: Objects, tmp_path: Path) -> A
     url = await servers.migrated_database("keystone_log_shipping")
     database = database_env(make_settings(url, redis.url))
     port = free_port()
+    loki = LokiStandIn()
     aggregator = pod_here(
         logging_objects,
         "StatefulSet",
         "log-aggregator",
         tmp_path / "aggregator",
-        {"LOG_AGGREGATOR_PORT": str(port)},
+        {"LOG_AGGREGATOR_PORT": str(port), "LOKI_PUSH_URL": loki.push_url},
     )
     shipper = pod_here(
         logging_objects,
@@ -114,6 +120,7 @@ async def stack(servers: Servers, logging_objects: Objects, tmp_path: Path) -> A
         Rsyslog(aggregator, tmp_path / "aggregator.log"),
         Rsyslog(shipper, tmp_path / "shipper.log"),
     )
+    loki_server = loki.serve()
     try:
         with rsyslogs(*daemons), keystone_in_a_pod(runtime, database, redis.url) as api:
             yield Stack(
@@ -124,8 +131,10 @@ async def stack(servers: Servers, logging_objects: Objects, tmp_path: Path) -> A
                 aggregator_port=port,
                 archive=aggregator.folder("/var/lib/keystone-logs") / "archive",
                 shipper_state=shipper.folder("/var/lib/keystone-log-shipper"),
+                loki=loki,
             )
     finally:
+        loki_server.shutdown()
         redis.stop()
 
 
@@ -255,3 +264,51 @@ async def test_a_shipper_stopped_in_an_outage_saves_its_queue_and_sends_it_later
     lost = [line for _, line in written if json.loads(line) not in fields]
     assert lost in ([], [queued[0][1]])
     assert_archived_as_written(stack, written[len(lost) :])
+
+
+async def test_every_line_reaches_loki_labelled_by_module_and_level_through_its_outage(
+    stack: Stack,
+) -> None:
+    stack.loki.failing = True
+    stack.aggregator.start()
+    stack.aggregator.wait_for_port(stack.aggregator_port)
+    stack.shipper.start()
+    probes = await requests(stack, "loki-down")  # /healthz: core's
+    async with httpx.AsyncClient(base_url=stack.api) as client:
+        listed = await client.get("/api/v1/catalog/products", headers={"X-Request-ID": "cat-1"})
+        assert listed.status_code == 200
+    await all_arrived(stack, probes | {"cat-1"})  # the archive does not wait for Loki
+
+    async def refused() -> bool:
+        return stack.loki.refused > 1  # rsyslog sent the batch again after Loki's 503
+
+    await eventually(refused, timeout_s=DELIVERY_TIMEOUT_S)
+    stack.loki.failing = False
+    after = await requests(stack, "loki-up")
+
+    async def in_loki() -> bool:
+        pushed = [json.loads(entry.line) for entry in stack.loki.taken()]
+        return probes | after | {"cat-1"} <= request_ids(pushed)
+
+    await eventually(in_loki, timeout_s=DELIVERY_TIMEOUT_S, interval_s=0.2)
+    assert stack.loki.errors == []
+    entries = stack.loki.taken()
+    assert {json.dumps(r, sort_keys=True) for r in archived(stack)} <= {
+        json.dumps(json.loads(entry.line), sort_keys=True) for entry in entries
+    }
+    for entry in entries:
+        record = json.loads(entry.line)
+        assert entry.labels == {
+            "namespace": NAMESPACE,
+            "container": "api",
+            "module": record["module"],
+            "level": record["level"],
+        }
+        # Ids per request go beside the line, never in a label: one stream each would follow.
+        assert entry.metadata.get("request_id") == record.get("request_id")
+        assert entry.metadata["pod"] == POD
+        written = datetime.fromisoformat(record["timestamp"])
+        assert entry.nanoseconds // 1000 == int(written.timestamp() * 1_000_000)
+    access = {json.loads(e.line).get("request_id"): e.labels for e in entries}
+    assert access["cat-1"]["module"] == "catalog"
+    assert {access[request_id]["module"] for request_id in probes | after} == {"core"}

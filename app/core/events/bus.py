@@ -27,7 +27,7 @@ from app.core import tracing
 from app.core.context import correlation_id_var
 from app.core.events.base import IntegrationEvent
 from app.core.events.outbox import Transaction, UnitOfWork
-from app.core.logging import get_logger
+from app.core.logging import get_logger, working_on
 
 _log = get_logger("keystone.events")
 
@@ -154,7 +154,10 @@ class EventBus:
         return all(settled)
 
     async def _traced_delivery(self, sub: AnySubscription, event: IntegrationEvent) -> bool:
-        with tracing.span(f"handle {sub.name}", attributes={"keystone.handler": sub.name}):
+        with (
+            tracing.span(f"handle {sub.name}", attributes={"keystone.handler": sub.name}),
+            working_on(sub.name),
+        ):
             if isinstance(sub, RepeatableSubscription):
                 return await self._repeat(sub, event)
             return await self._deliver_to(sub, event)

@@ -35,6 +35,14 @@ class DuplicateOrderLinesError(UnprocessableError):
         super().__init__("Each product may appear once in items; raise its quantity instead")
 
 
+class OutOfStockError(ConflictError):
+    code = "out-of-stock"
+
+    def __init__(self, product_ids: Sequence[UUID]) -> None:
+        listed = ", ".join(sorted(str(p) for p in product_ids))
+        super().__init__(f"Not enough stock for these products: {listed}; lower the quantities")
+
+
 class MixedCurrenciesError(UnprocessableError):
     code = "mixed-currencies"
 

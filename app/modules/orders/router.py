@@ -6,6 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.core.errors import ForbiddenError
+from app.core.flags import FeatureFlags, feature_flags
 from app.core.module import API_PREFIX
 from app.core.openapi import links, required_headers
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, cursor_query
@@ -20,6 +21,9 @@ router = APIRouter(prefix=f"{API_PREFIX}/orders", tags=["orders"])
 Orders = Annotated[OrderService, Depends(order_service)]
 REPLAYED_HEADER = "Idempotent-Replayed"
 ORDER = f"{API_PREFIX}/orders/{{order_id}}"
+# A feature flag (app/core/flags.py, docs/adr/0012): refuse at checkout what the catalog cannot
+# supply, rolled out by share of customers.
+STOCK_PRECHECK = "checkout-stock-precheck"
 
 
 @router.post(
@@ -44,6 +48,11 @@ ORDER = f"{API_PREFIX}/orders/{{order_id}}"
             "description": "Needs orders:place, and a verified email address (problem type "
             "email-not-verified) unless REQUIRE_VERIFIED_EMAIL_FOR_ORDERS is false"
         },
+        409: {
+            "description": "More than the catalog has on sale (problem type out-of-stock), "
+            "for customers the checkout-stock-precheck feature flag is on for; for the others "
+            "the order is placed and then rejected"
+        },
         422: {
             "description": "Invalid items or address, unknown products, mixed currencies, "
             "or an Idempotency-Key reused with a different body"
@@ -56,7 +65,9 @@ async def place_order(
     response: Response,
     principal: Annotated[Principal, Depends(require(Permission.ORDERS_PLACE))],
     key: Annotated[str, Depends(idempotency_key)],
+    flags: Annotated[FeatureFlags, Depends(feature_flags)],
 ) -> OrderOut:
+    check_stock = flags.enabled(STOCK_PRECHECK, str(principal.user_id))
     placed = await orders.place_order(
         Checkout(
             customer_id=principal.user_id,
@@ -64,7 +75,8 @@ async def place_order(
             items=[(item.product_id, item.quantity) for item in body.items],
             shipping_address=body.shipping_address.model_dump(mode="json"),
             payment_method=body.payment_method,
-        )
+        ),
+        check_stock=check_stock,
     )
     if placed.replayed:
         response.headers[REPLAYED_HEADER] = "true"

@@ -17,7 +17,7 @@ from app.modules.users.service import RECORD_AUDIT_ENTRY_JOB
 
 _CONTACT = TypeAdapter(Contact | None)
 _VERIFICATION = TypeAdapter(EmailVerificationStatus)
-_log = get_logger("keystone.audit")
+_log = get_logger("keystone.users.audit")
 
 
 class UsersClient:

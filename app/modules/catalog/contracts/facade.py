@@ -19,6 +19,9 @@ class ProductSnapshot(BaseModel):
     unit_price: Decimal
     currency: str
     archived: bool = False
+    # Units still on sale when read (None from a catalog that does not say): a hint a checkout
+    # may refuse early on; only the reservation that follows `OrderPlaced` decides.
+    available: int | None = None
 
 
 class CatalogFacade(Protocol):

@@ -66,6 +66,7 @@ def _snapshot(product: Product) -> ProductSnapshot:
         unit_price=product.price,
         currency=product.currency,
         archived=product.archived_at is not None,
+        available=product.stock,
     )
 
 

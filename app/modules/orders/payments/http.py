@@ -31,7 +31,7 @@ from app.modules.orders.payments.port import (
 CIRCUIT = "payments"
 # 429: rate limited; 409: the same idempotency key is still being processed (a concurrent call).
 _TRANSIENT_STATUSES = frozenset({409, 429})
-_log = get_logger("keystone.payments")
+_log = get_logger("keystone.orders.payments")
 
 
 class _TransientStatusError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,11 +13,12 @@ from uuid import UUID, uuid4
 
 from app.core.events.outbox import Transaction
 from app.core.logging import get_logger
-from app.modules.catalog.contracts import CatalogFacade
+from app.modules.catalog.contracts import CatalogFacade, ProductSnapshot
 from app.modules.orders.exceptions import (
     IdempotencyKeyReusedError,
     MixedCurrenciesError,
     OrderTotalTooLargeError,
+    OutOfStockError,
     UnknownProductsError,
 )
 from app.modules.orders.models import Order, OrderLine, OrderStatus, StatusChange
@@ -69,13 +71,20 @@ async def replayed_order(tx: Transaction, checkout: Checkout) -> PlacedOrder:
     return PlacedOrder(order, replayed=True)
 
 
-async def priced_order(catalog: CatalogFacade, checkout: Checkout) -> Order:
-    """A new pending order, priced from the catalog's products as they are now."""
+async def priced_order(catalog: CatalogFacade, checkout: Checkout, *, check_stock: bool) -> Order:
+    """A new pending order, priced from the catalog's products as they are now. With
+    `check_stock`, a quantity above what the catalog has on sale is refused now rather than by
+    the reservation after the order exists (the reservation still decides: stock may go
+    between this read and it)."""
     quantities = dict(checkout.items)
     snapshots = {p.product_id: p for p in await catalog.products_for_order(list(quantities))}
     missing = [product_id for product_id in quantities if product_id not in snapshots]
     if missing:
         raise UnknownProductsError(missing)
+    if check_stock:
+        short = [pid for pid, qty in quantities.items() if qty > _on_sale(snapshots[pid])]
+        if short:
+            raise OutOfStockError(short)
     currencies = {snapshot.currency for snapshot in snapshots.values()}
     if len(currencies) != 1:
         raise MixedCurrenciesError
@@ -103,3 +112,8 @@ async def priced_order(catalog: CatalogFacade, checkout: Checkout) -> Order:
         ],
         history=[StatusChange(status=OrderStatus.PENDING, cause="placed")],
     )
+
+
+def _on_sale(snapshot: ProductSnapshot) -> float:
+    # A catalog that does not say (an older one, over HTTP) refuses nothing early.
+    return math.inf if snapshot.available is None else snapshot.available

@@ -64,7 +64,9 @@ class OrderService:
 
     # --- checkout --------------------------------------------------------------------------
 
-    async def place_order(self, checkout: Checkout) -> PlacedOrder:
+    async def place_order(self, checkout: Checkout, *, check_stock: bool = False) -> PlacedOrder:
+        """`check_stock` is the `checkout-stock-precheck` flag's answer for this customer
+        (app/core/flags.py): refuse now what the catalog cannot supply (see `priced_order`)."""
         # Checked here rather than in the request model: a JSON schema cannot say "unique by
         # product_id", and the document states every rule of the model.
         product_ids = [product for product, _ in checkout.items]
@@ -79,7 +81,7 @@ class OrderService:
             checkout.customer_id
         ):
             raise EmailNotVerifiedError
-        order = await priced_order(self._catalog, checkout)
+        order = await priced_order(self._catalog, checkout, check_stock=check_stock)
         async with self._uow.begin() as tx:
             claimed = await IdempotencyKeyRepository(tx.session).claim(
                 checkout.customer_id,
