@@ -22,7 +22,7 @@ from app.core.security.ed25519 import (
 )
 from app.devstack import free_port
 from app.main import create_app
-from tests.conftest import Servers, UserFactory, make_settings
+from tests.conftest import TEST_SERVICE_TOKEN, Servers, UserFactory, make_settings
 from tests.databases import operator_database
 from tests.helpers import assert_problem
 
@@ -270,7 +270,12 @@ def test_previous_keys_parse_from_the_environment(monkeypatch: pytest.MonkeyPatc
         ({"jwt_private_key": "short"}, "JWT_PRIVATE_KEY is not a PEM private key"),
         ({"jwt_key_id": "k 1"}, "jwt_key_id"),
         (
-            {"jwt_private_key": NEW_PEM, "app_modules": "catalog", "users_url": "http://u:8000"},
+            {
+                "jwt_private_key": NEW_PEM,
+                "app_modules": "catalog",
+                "users_url": "http://u:8000",
+                "service_token": TEST_SERVICE_TOKEN,  # only the key is at fault
+            },
             "JWT_PRIVATE_KEY must be given only to the process hosting users",
         ),
         (
