@@ -38,6 +38,7 @@ from app.modules.catalog import module as catalog
 from app.modules.orders import module as orders
 from app.modules.users import module as users
 from app.runtime import Runtime
+from app.settings import check_module_settings
 
 # Runtime lives in app.runtime; app/cli.py still imports it from here.
 __all__ = ["Runtime", "build_runtime", "create_consumer_groups", "truncate_all"]
@@ -187,9 +188,11 @@ async def create_consumer_groups(runtime: Runtime) -> None:
 def build_runtime(settings: Settings, *, hosting: Sequence[str] | None = None) -> Runtime:
     """The modules named by `hosting` (default APP_MODULES; the worker passes WORKER_MODULES),
     wired to each other and to those served elsewhere."""
+    hosting = hosting or settings.app_modules
+    check_module_settings(settings, hosting)
     core = CoreContainer(settings=settings)
     peers = PeerConnections(settings)
-    modules = _build_modules(core, hosting or settings.app_modules, peers)
+    modules = _build_modules(core, hosting, peers)
     _register_personal_data(core, modules, peers)
     bus = core.bus()
     consumers: ConsumerLoops | None = None

@@ -62,6 +62,7 @@ from app.core.logging import configure_logging
 from app.core.security.rbac import Role
 from app.devrunner import DevStack, Interrupted, terminal_foreground
 from app.modules.orders.payments.sandbox import SandboxPayments
+from app.modules.orders.settings import OrdersSettings
 from app.modules.users.exceptions import EmailTakenError, WeakPasswordError
 from app.seed import DemoDataError
 
@@ -187,7 +188,7 @@ def read_new_password(args: argparse.Namespace) -> str:
 
 def cmd_payments(settings: Settings, limit: int, order: str | None) -> None:
     """What the sandbox payment provider holds, newest first, one JSON object a line."""
-    if settings.payment_provider != "sandbox":
+    if settings.module(OrdersSettings).payment_provider != "sandbox":
         sys.exit("PAYMENT_PROVIDER is not sandbox: the provider's own dashboard lists payments")
 
     async def read(runtime: Runtime) -> list[dict[str, Any]]:

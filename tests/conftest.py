@@ -41,6 +41,7 @@ from app.runtime import Runtime
 from app.worker.workers import Workers
 from tests.databases import close_operator_databases, module_login_settings, module_logins
 from tests.mail import MailSink
+from tests.settings import load_settings
 
 TEST_DATABASE = "keystone_test"
 # The credential the tests' own HTTP clients of the facades present (as the service "tests"),
@@ -127,7 +128,7 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "service_callers": TEST_SERVICE_CALLERS,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return load_settings(**values)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Settings from the environment: production refuses unsafe values and names the variable at
-fault; APP_MODULES decides which modules a process mounts."""
+fault; APP_MODULES decides which modules a process mounts, and so whose settings it reads."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ from app.core.module import API_PREFIX
 from app.core.security.ed25519 import new_signing_key, private_pem
 from app.devstack import free_port
 from app.main import create_app
+from app.modules.catalog.settings import CatalogSettings
+from app.settings import check_module_settings, every_settings_class
 from tests.conftest import Servers, make_settings
+from tests.settings import load_settings
 
 STRONG_SECRET = "x7Qp2rT9vLm4Kz8Wn3Bc6Hd1Fg5Js0Ay"  # 32 characters
 assert len(STRONG_SECRET) == 32
@@ -44,9 +47,10 @@ VALID_PROD = {
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting leaks in from the machine running the tests."""
-    for field in Settings.model_fields:
-        monkeypatch.delenv(field.upper(), raising=False)
-        monkeypatch.delenv(field, raising=False)
+    for settings_class in every_settings_class():
+        for field in settings_class.model_fields:
+            monkeypatch.delenv(field.upper(), raising=False)
+            monkeypatch.delenv(field, raising=False)
 
 
 def set_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
@@ -55,7 +59,10 @@ def set_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 
 
 def load() -> Settings:
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    """As a process hosting every module reads them: the core's and every module's."""
+    settings = load_settings()
+    check_module_settings(settings, ALL_MODULES)
+    return settings
 
 
 def test_valid_production_config_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,16 +167,39 @@ def test_reservations_must_outlive_unanswered_orders(
 ) -> None:
     # The catalog's expiry is the safety net behind orders' own timeout, never ahead of it.
     set_env(monkeypatch, values)
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(ValueError, match=r"RESERVATION_TTL_S .* ORDER_PENDING_TIMEOUT_S"):
         load()
-    message = str(caught.value)
-    assert "RESERVATION_TTL_S" in message
-    assert "ORDER_PENDING_TIMEOUT_S" in message
 
 
 def test_a_longer_reservation_hold_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, {"ORDER_PENDING_TIMEOUT_S": "3600", "RESERVATION_TTL_S": "3601"})
-    assert load().reservation_ttl_s == 3601
+    assert load().module(CatalogSettings).reservation_ttl_s == 3601
+
+
+def test_each_module_reads_its_own_settings_where_it_is_hosted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two modules' own settings, both invalid: only a process hosting the module reads them.
+    monkeypatch.setenv("PAYMENT_RETRY_ATTEMPTS", "many")
+    monkeypatch.setenv("REFRESH_TOKEN_TTL_S", "1")
+    check_module_settings(Settings(_env_file=None), ["catalog"])  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="OrdersSettings\npayment_retry_attempts"):
+        check_module_settings(Settings(_env_file=None), ["catalog", "orders"])  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="UsersSettings\nrefresh_token_ttl_s"):
+        check_module_settings(Settings(_env_file=None), ["users"])  # type: ignore[call-arg]
+
+
+def test_a_bad_module_setting_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, servers: Servers, database_url: str
+) -> None:
+    monkeypatch.setenv("PAYMENT_PROVIDER", "paypal")
+    read_from_the_environment = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        redis_url=servers.redis_url,
+    )
+    with pytest.raises(ValidationError, match="payment_provider"):
+        create_app(read_from_the_environment)
 
 
 @pytest.mark.parametrize("value", ["-1", "601", "soon"])

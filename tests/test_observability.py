@@ -34,8 +34,6 @@ def test_dsn_initialises_sentry_with_environment_and_release() -> None:
         database_url="postgresql://u@db/keystone",
         redis_url="redis://cache:6379/0",
         trusted_hosts=["api.example.com"],
-        payment_provider="http",
-        payment_api_url="https://payments.example.com",
         release="1.2.3",
         sentry_dsn="https://public@127.0.0.1:9/1",
         sentry_traces_sample_rate=0.25,

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from app.core.config import Settings
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.catalog.service import ReservationExpiry, StockService
+from app.modules.catalog.settings import CatalogSettings
 from tests.conftest import eventually, running_worker
 from tests.databases import operator_database
 from tests.helpers import held_or_sold, outbox_events, stock_of
@@ -148,7 +149,7 @@ async def test_a_backlog_is_expired_batch_by_batch_until_none_is_left(app: FastA
     await held_past_ttl(app, *orders)
     small = ReservationExpiry(
         app.state.runtime.module("catalog").uow,
-        ttl_s=app.state.runtime.settings.reservation_ttl_s,
+        ttl_s=app.state.runtime.settings.module(CatalogSettings).reservation_ttl_s,
         batch_size=3,
     )
 

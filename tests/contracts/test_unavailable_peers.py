@@ -28,6 +28,7 @@ from app.worker.functions import _attempt
 from tests.conftest import http_client, queued_jobs, run_worker_burst
 from tests.databases import operator_database
 from tests.helpers import ORDERS, PRODUCTS, assert_problem, order_body, product_body
+from tests.settings import change_settings
 
 NOBODY = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on
 
@@ -45,7 +46,7 @@ async def hosting(
         **elsewhere,
         **overrides,
     }
-    application = create_app(settings.model_copy(update=values))
+    application = create_app(change_settings(settings, **values))
     if "users" not in modules and knows_users_keys:
         # Users' public keys as this process would have fetched them before users went away
         # (RemoteKeys keeps them), so the peer under test is the only one missing.

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from app.core.config import Settings
 from tests.deploy.test_kubernetes import (
     K8S,
     MODULES,
@@ -22,6 +21,7 @@ from tests.deploy.test_kubernetes import (
     overlays,
     pod_spec,
 )
+from tests.settings import SETTING_NAMES
 
 __all__ = ["overlays"]  # the module-scoped fixture, rendered once for both files
 # `location [=] PATH { proxy_pass http://UPSTREAM; }`: one public route.
@@ -60,7 +60,7 @@ def test_each_module_runs_its_own_api_and_worker(overlays: dict[str, Objects], m
         assert cli_args(container(workload)["command"])[0] == command
         assert env(workload) == {"APP_MODULES": module, "WORKER_MODULES": module}
         files = secret_files(workload)
-        assert set(files) <= set(Settings.model_fields), set(files) - set(Settings.model_fields)
+        assert set(files) <= SETTING_NAMES, set(files) - SETTING_NAMES
         assert set(files.values()) <= secret_keys
         logins = {path for path in files if path.endswith("database_url")}
         assert logins == {f"{module}_database_url"}  # never the operator's DATABASE_URL

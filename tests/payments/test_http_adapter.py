@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.core.config import Settings
 from app.modules.orders.payments.http import HttpPayments
 from app.modules.orders.payments.port import PaymentDeclinedError, PaymentUnavailableError
+from app.modules.orders.settings import OrdersSettings
 from tests.conftest import clock_moved_on
 from tests.fake_payment_provider import (
     API_KEY,
@@ -43,7 +43,7 @@ def provider(fake_provider: FakeProvider) -> FakeProvider:
     return fake_provider
 
 
-def adapter_settings(url: str, **overrides: Any) -> Settings:
+def adapter_settings(url: str, **overrides: Any) -> OrdersSettings:
     values: dict[str, Any] = {
         "payment_provider": "http",
         "payment_api_url": url,
@@ -57,7 +57,7 @@ def adapter_settings(url: str, **overrides: Any) -> Settings:
         "payment_breaker_reset_s": RESET_S,
         **overrides,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return OrdersSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from app.core.config import Settings
 from app.core.security.rbac import Role
 from app.modules.catalog.schemas import ProductCreate
 from app.modules.orders.service import Checkout
+from app.modules.users.settings import UsersSettings
 from app.worker.functions import module_worker_settings
 from tests.conftest import TestUser, UserFactory, make_settings
 from tests.databases import operator_database
@@ -139,7 +140,7 @@ async def test_asking_again_is_rate_limited_and_any_emailed_token_verifies_once(
     make_user: UserFactory,
 ) -> None:
     user = await make_user(verified=False)
-    assert settings.rate_limit_verification_email == "3/hour"
+    assert settings.module(UsersSettings).rate_limit_verification_email == "3/hour"
 
     for _ in range(3):
         assert (await client.post(RESEND, headers=user.headers)).status_code == 202

@@ -13,20 +13,22 @@ from app.modules.catalog.service import (
     ReservationExpiry,
     StockService,
 )
+from app.modules.catalog.settings import CatalogSettings
 
 
 class CatalogContainer(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
+    settings = providers.Dependency(instance_of=CatalogSettings)
     uow = unit_of_work(core, outbox, inbox)
     ttl = providers.Singleton(
         CacheTtl,
-        product_s=core.settings.provided.cache_product_ttl_s,
-        listing_s=core.settings.provided.cache_listing_ttl_s,
-        http_max_age_s=core.settings.provided.catalog_http_max_age_s,
+        product_s=settings.provided.cache_product_ttl_s,
+        listing_s=settings.provided.cache_listing_ttl_s,
+        http_max_age_s=settings.provided.catalog_http_max_age_s,
     )
     products = providers.Singleton(ProductService, uow=uow, cache=core.cache, ttl=ttl)
     categories = providers.Singleton(CategoryService, uow=uow)
     stock = providers.Singleton(StockService)
     expiry = providers.Singleton(
-        ReservationExpiry, uow=uow, ttl_s=core.settings.provided.reservation_ttl_s
+        ReservationExpiry, uow=uow, ttl_s=settings.provided.reservation_ttl_s
     )

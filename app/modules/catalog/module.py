@@ -13,10 +13,14 @@ from app.modules.catalog.internal import router as internal_router
 from app.modules.catalog.jobs import cron_jobs
 from app.modules.catalog.router import router
 from app.modules.catalog.service import ProductService
+from app.modules.catalog.settings import CatalogSettings
+
+# What the catalog reads from the environment, only where it is hosted.
+SETTINGS = CatalogSettings
 
 
 def build(core: CoreContainer) -> Module:
-    container = CatalogContainer(core=core)
+    container = CatalogContainer(core=core, settings=core.settings().module(SETTINGS))
     return Module(
         name="catalog",
         container=container,

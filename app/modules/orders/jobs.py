@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from app.core.config import Settings
 from app.core.jobs import CronJob, Job, JobFunction
 from app.modules.orders.emails import OrderEmails
 from app.modules.orders.service import (
@@ -17,6 +16,7 @@ from app.modules.orders.service import (
     OrderService,
     PaymentSaga,
 )
+from app.modules.orders.settings import OrdersSettings
 
 # Short timeouts all round: arq reruns a job whose worker was killed mid-way only once its
 # in-progress key expires, after the longest timeout of any job or cron + 10 s. A rerun is safe
@@ -28,7 +28,7 @@ EMAIL_JOB_TIMEOUT_S = 60
 
 
 def jobs(
-    orders: OrderService, saga: PaymentSaga, emails: OrderEmails, settings: Settings
+    orders: OrderService, saga: PaymentSaga, emails: OrderEmails, settings: OrdersSettings
 ) -> list[Job]:
     async def expire_order(order_id: str) -> bool:
         return await orders.expire_if_unanswered(UUID(order_id))

@@ -17,11 +17,16 @@ from app.modules.orders.metrics import order_metrics
 from app.modules.orders.payments.port import PaymentGateway
 from app.modules.orders.router import router
 from app.modules.orders.service import OrderService, PaymentSaga
+from app.modules.orders.settings import OrdersSettings
 from app.modules.users.contracts import UsersFacade
+
+# What orders reads from the environment, only where it is hosted.
+SETTINGS = OrdersSettings
 
 
 def build(core: CoreContainer, catalog: CatalogFacade, users: UsersFacade) -> Module:
-    container = OrdersContainer(core=core, catalog=catalog, users=users)
+    settings = core.settings().module(SETTINGS)
+    container = OrdersContainer(core=core, settings=settings, catalog=catalog, users=users)
     orders: OrderService = container.orders()
     saga: PaymentSaga = container.saga()
     emails: OrderEmails = container.emails()
@@ -33,7 +38,7 @@ def build(core: CoreContainer, catalog: CatalogFacade, users: UsersFacade) -> Mo
         internal_router=internal_router,
         uow=container.uow(),
         subscriptions=subscriptions(container.uow(), orders),
-        jobs=jobs(orders, saga, emails, core.settings()),
+        jobs=jobs(orders, saga, emails, settings),
         cron_jobs=cron_jobs(orders, saga, emails),
         personal_data=container.personal_data(),
         on_stop=(payments.close,),

@@ -18,11 +18,13 @@ from app.modules.users.service import (
     Sessions,
     UsersPersonalData,
 )
+from app.modules.users.settings import UsersSettings
 from app.modules.users.verification import EmailVerificationService
 
 
 class UsersContainer(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
+    settings = providers.Dependency(instance_of=UsersSettings)
     uow = unit_of_work(core, outbox, inbox)
     # The one private key of the deployment: users signs, every process verifies.
     signing_keys = providers.Singleton(signing_keys, settings=core.settings)
@@ -31,7 +33,7 @@ class UsersContainer(containers.DeclarativeContainer):
         Sessions,
         tokens=issuer,
         revocations=core.revocations,
-        refresh_ttl_s=core.settings.provided.refresh_token_ttl_s,
+        refresh_ttl_s=settings.provided.refresh_token_ttl_s,
     )
     audit = providers.Singleton(AuditLog, uow=uow)
     personal_data = providers.Singleton(UsersPersonalData, uow=uow)
@@ -54,13 +56,13 @@ class UsersContainer(containers.DeclarativeContainer):
         sessions=sessions,
         mailer=core.mailer,
         audit=audit,
-        ttl_s=core.settings.provided.password_reset_ttl_s,
-        reset_url=core.settings.provided.password_reset_url,
+        ttl_s=settings.provided.password_reset_ttl_s,
+        reset_url=settings.provided.password_reset_url,
     )
     retention = providers.Singleton(
         RetentionService,
         uow=uow,
-        audit_retention_days=core.settings.provided.audit_retention_days,
+        audit_retention_days=settings.provided.audit_retention_days,
     )
     verification = providers.Singleton(
         EmailVerificationService,
@@ -68,7 +70,7 @@ class UsersContainer(containers.DeclarativeContainer):
         sessions=sessions,
         mailer=core.mailer,
         audit=audit,
-        ttl_s=core.settings.provided.email_verification_ttl_s,
-        verify_url=core.settings.provided.email_verification_url,
-        retention_days=core.settings.provided.unverified_retention_days,
+        ttl_s=settings.provided.email_verification_ttl_s,
+        verify_url=settings.provided.email_verification_url,
+        retention_days=settings.provided.unverified_retention_days,
     )

@@ -14,6 +14,7 @@ from app.modules.users.service import (
     AuthService,
     PasswordResetService,
 )
+from app.modules.users.settings import UsersSettings
 from app.modules.users.verification import EmailVerificationService
 
 
@@ -39,6 +40,11 @@ async def reset_service(request: Request) -> PasswordResetService:
 
 async def signing_keys(request: Request) -> SigningKeys:
     return _container(request).signing_keys()
+
+
+async def users_settings(request: Request) -> UsersSettings:
+    settings: UsersSettings = _container(request).settings()
+    return settings
 
 
 async def verification_service(request: Request) -> EmailVerificationService:

@@ -14,10 +14,14 @@ from app.modules.users.internal import router as internal_router
 from app.modules.users.jobs import cron_jobs, jobs
 from app.modules.users.router import router
 from app.modules.users.service import AccountService
+from app.modules.users.settings import UsersSettings
+
+# What users reads from the environment, only where it is hosted.
+SETTINGS = UsersSettings
 
 
 def build(core: CoreContainer) -> Module:
-    container = UsersContainer(core=core)
+    container = UsersContainer(core=core, settings=core.settings().module(SETTINGS))
     return Module(
         name="users",
         container=container,

@@ -20,13 +20,13 @@ from purgatory.domain.messages.base import Event
 from purgatory.domain.messages.events import ContextChanged
 from purgatory.domain.model import OpenedState
 
-from app.core.config import Settings
 from app.core.logging import get_logger
 from app.modules.orders.payments.port import (
     PaymentDeclinedError,
     PaymentUnavailableError,
     minor_units,
 )
+from app.modules.orders.settings import OrdersSettings
 
 CIRCUIT = "payments"
 # 429: rate limited; 409: the same idempotency key is still being processed (a concurrent call).
@@ -44,7 +44,7 @@ def _transient(exc: Exception) -> bool:
 
 
 class HttpPayments:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: OrdersSettings) -> None:
         if not settings.payment_api_url:
             raise RuntimeError("PAYMENT_PROVIDER=http needs PAYMENT_API_URL")
         key = settings.payment_api_key.get_secret_value() if settings.payment_api_key else ""

@@ -4,11 +4,13 @@ for another verification email."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import Depends, Request, Response, status
 from limits import parse as parse_rate_limit
 
 from app.core.ratelimit.auth_limits import enforce
+from app.modules.users.dependencies import users_settings
 from app.modules.users.router.shared import (
     INVALID,
     JSON,
@@ -28,6 +30,9 @@ from app.modules.users.schemas import (
     ProfileUpdate,
     UserOut,
 )
+from app.modules.users.settings import UsersSettings
+
+OwnSettings = Annotated[UsersSettings, Depends(users_settings)]
 
 
 # First in this file, and this file imported first (see __init__): the hot read.
@@ -45,9 +50,11 @@ async def me(token: CallerToken, accounts: Accounts) -> Response:
     return Response(profile.model_dump_json(), media_type=JSON)
 
 
-async def _verification_email_limit(request: Request, principal: Caller) -> None:
+async def _verification_email_limit(
+    request: Request, principal: Caller, settings: OwnSettings
+) -> None:
     """Per account: a signed-in user cannot flood their own inbox (or the mail provider)."""
-    limit = request.app.state.runtime.settings.rate_limit_verification_email
+    limit = settings.rate_limit_verification_email
     await enforce(request, parse_rate_limit(limit), "verification-email", str(principal.user_id))
 
 
