@@ -7,6 +7,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from app.core.config import Settings, SettingsBase
+from app.settings import MODULE_SETTINGS
 from tests.settings import SETTING_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,3 +111,31 @@ def test_the_extraction_guide_names_only_real_settings_commands_and_files() -> N
         build_parser().parse_args(command)  # exits (fails the test) on an unknown command
     links = [link.split("#")[0] for link in re.findall(r"\]\(([^)]+)\)", guide)]
     assert [link for link in links if not (ROOT / "docs" / link).exists()] == []
+
+
+def _reference_tables() -> dict[str, set[str]]:
+    """docs/configuration.md: the variables of each table, by the class its heading names."""
+    tables: dict[str, set[str]] = {}
+    current: set[str] | None = None
+    for line in (ROOT / "docs/configuration.md").read_text().splitlines():
+        heading = re.fullmatch(r"#{2,3} .*?(?:`(\w+)`)?", line)
+        if heading:
+            current = tables.setdefault(heading[1], set()) if heading[1] else None
+        elif current is not None and line.startswith("| `"):
+            current.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]))
+    return tables
+
+
+def test_the_settings_reference_matches_the_classes() -> None:
+    """Each table of docs/configuration.md lists exactly the settings its heading's class
+    declares (APP_ENV, in every class, is in the text above them), and every class has one."""
+    parts = [
+        part
+        for part in Settings.__mro__[1:]
+        if issubclass(part, SettingsBase) and part is not SettingsBase
+    ]
+    expected = {
+        one.__name__: {name.upper() for name in one.model_fields if name != "app_env"}
+        for one in (*parts, *MODULE_SETTINGS.values())
+    }
+    assert _reference_tables() == expected
