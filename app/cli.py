@@ -1,9 +1,5 @@
-"""Keystone's command line: `python -m app.cli <command>`.
+"""Keystone's command line: `python -m app.cli <command>` (`make run` is `python -m devtools run`).
 
-dev [--split] embedded Postgres + Redis (unless DATABASE_URL / REDIS_URL are set), migrations,
-              demo data, then the API with --reload and the worker (--split: an API and a worker
-              per module, events over Redis Streams, nginx on PORT in front); Ctrl-C, SIGTERM or
-              SIGHUP stops all of it (exit 0), and a watchdog stops it if the runner is killed
 serve         run the API as deployed; on SIGTERM/SIGINT it refuses new connections at once and
               lets in-flight requests finish within API_SHUTDOWN_GRACE_S
 migrate       upgrade every module's schema to its head; over Redis Streams, create the hosted
@@ -31,14 +27,12 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.backup import (
@@ -60,17 +54,11 @@ from app.core.events.bus import dead_letters
 from app.core.events.streams import stream_dead_letters
 from app.core.logging import configure_logging
 from app.core.security.rbac import Role
-from app.devrunner import DevStack, Interrupted, terminal_foreground
 from app.modules.orders.payments.sandbox import SandboxPayments
 from app.modules.users.exceptions import EmailTakenError, WeakPasswordError
-from app.seed import DemoDataError
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("KEYSTONE_DATA_DIR", ROOT / ".data"))
-DEV_DATABASE = "keystone"
 
 
-async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Any]]) -> Any:
+async def with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Any]]) -> Any:
     runtime = build_runtime(settings)
     try:
         return await work(runtime)
@@ -87,7 +75,7 @@ async def _migrate(runtime: Runtime) -> None:
     await create_consumer_groups(runtime)
 
 
-async def _migrate_and_seed(runtime: Runtime) -> list[Any]:
+async def migrate_and_seed(runtime: Runtime) -> list[Any]:
     from app.seed import seed
 
     await _migrate(runtime)
@@ -95,7 +83,7 @@ async def _migrate_and_seed(runtime: Runtime) -> list[Any]:
 
 
 def cmd_migrate(settings: Settings) -> None:
-    asyncio.run(_with_runtime(settings, _migrate))
+    asyncio.run(with_runtime(settings, _migrate))
     print("migrated:", ", ".join(settings.app_modules))
 
 
@@ -144,7 +132,7 @@ def cmd_restore(settings: Settings, folder: Path, bin_dir: str | None) -> None:
 
 
 def cmd_seed(settings: Settings) -> None:
-    asyncio.run(_with_runtime(settings, _migrate_and_seed))
+    asyncio.run(with_runtime(settings, migrate_and_seed))
     print("demo data in place")
 
 
@@ -159,7 +147,7 @@ def cmd_create_admin(settings: Settings, email: str, password: str, full_name: s
         )
 
     try:
-        asyncio.run(_with_runtime(settings, create))
+        asyncio.run(with_runtime(settings, create))
     except (WeakPasswordError, EmailTakenError) as refused:
         sys.exit(f"admin not created ({refused.code}): {refused.detail}")
     print(f"admin {email} created")
@@ -194,7 +182,7 @@ def cmd_payments(settings: Settings, limit: int, order: str | None) -> None:
         sandbox: SandboxPayments = runtime.module("orders").container.payments()
         return await sandbox.payments(limit, reference=order)
 
-    for payment in asyncio.run(_with_runtime(settings, read)):
+    for payment in asyncio.run(with_runtime(settings, read)):
         print(json.dumps(payment))
 
 
@@ -218,7 +206,7 @@ def cmd_dead_letters(settings: Settings) -> None:
             for entry in await stream_dead_letters(runtime.core.redis(), consumer.group):
                 print(json.dumps({"source": "stream", **asdict(entry)}))
 
-    asyncio.run(_with_runtime(settings, read))
+    asyncio.run(with_runtime(settings, read))
 
 
 def cmd_worker(settings: Settings, burst: bool) -> None:
@@ -290,142 +278,6 @@ def _answered_by_the_drain(_signum: int, _frame: FrameType | None) -> None:
     return None
 
 
-def _dev_urls(stack: DevStack) -> tuple[str, str]:
-    from app.devstack import start_postgres, start_redis
-
-    database_url = os.environ.get("DATABASE_URL")
-    redis_url = os.environ.get("REDIS_URL")
-    if not database_url:
-        stack.tell_watchdog("postgres", str(DATA_DIR / "postgres"))  # even if killed starting it
-        postgres = start_postgres(DATA_DIR / "postgres")
-        stack.stoppers.append(postgres.stop)
-        postgres.create_database(DEV_DATABASE)
-        database_url = postgres.url(DEV_DATABASE)
-        print(f"embedded Postgres: {DATA_DIR / 'postgres'}")
-    if not redis_url:
-        redis = start_redis(DATA_DIR / "redis")
-        stack.stoppers.append(redis.stop)
-        stack.tell_watchdog("group", redis.process.pid)
-        redis_url = redis.url
-        print(f"embedded Redis:    {redis_url} (data in {DATA_DIR / 'redis'})")
-    return database_url, redis_url
-
-
-def _dev_module_logins(database_url: str) -> dict[str, str]:
-    """Each module connects with its own login, as in production (app/core/db_roles.py), unless
-    its <MODULE>_DATABASE_URL is set; `migrate` makes the roles. Without a password, which a
-    local Postgres trusting its own connections (the embedded one) does not ask for."""
-    from app.core.config import ALL_MODULES
-    from app.core.db_roles import login_url
-
-    if make_url(database_url).password:
-        return {}  # a server that asks for passwords: the modules share DATABASE_URL's login
-    variables = {f"{module.upper()}_DATABASE_URL": module for module in ALL_MODULES}
-    return {
-        name: login_url(database_url, module)
-        for name, module in variables.items()
-        if not os.environ.get(name)
-    }
-
-
-def _dev_mail(stack: DevStack) -> dict[str, str]:
-    """Unless SMTP_HOST is set, emails (verification, password resets) go to a local sink that
-    prints them."""
-    if os.environ.get("SMTP_HOST"):
-        return {}
-    from app.devstack import start_mail_sink
-
-    sink = start_mail_sink(DATA_DIR / "mail")
-    stack.stoppers.append(sink.stop)
-    print(f"local SMTP sink:   127.0.0.1:{sink.port} (emails printed here and kept in .data/mail)")
-    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port), "SMTP_SECURITY": "none"}
-
-
-def cmd_dev(split: bool = False) -> None:
-    """Exit 0 once stopped by a signal; 1 when a child died on its own (or, split, a service
-    could not start); 2 when the demo data cannot be made (one line saying why)."""
-    stack = DevStack()
-    stack.install_signal_handlers()
-    failure: str | None = None
-    with terminal_foreground():
-        try:
-            stack.start_watchdog()
-            failure = _run_dev(stack, split)
-        except Interrupted:
-            print("\nstopping...", flush=True)
-        except (DemoDataError, RuntimeError) as error:
-            failure = str(error)
-        finally:
-            stack.stop()
-    if failure is not None:
-        print(failure, file=sys.stderr)
-        sys.exit(2 if failure.startswith(DemoDataError.prefix) else 1)
-
-
-def _run_dev(stack: DevStack, split: bool) -> str:
-    database_url, redis_url = _dev_urls(stack)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        # Jobs in flight get a short grace in dev: Ctrl-C should not wait 20 s.
-        "WORKER_SHUTDOWN_GRACE_S": os.environ.get("WORKER_SHUTDOWN_GRACE_S", "3"),
-        **_dev_mail(stack),
-    }
-    logins = _dev_module_logins(database_url)
-    env.update(logins)
-    # Split: migrating as a Redis Streams process also creates every module's consumer groups.
-    streams: dict[str, Any] = {"event_transport": "redis-streams"} if split else {}
-    settings = Settings(database_url=database_url, redis_url=redis_url, **streams).model_copy(
-        update={name.lower(): url for name, url in logins.items()}
-    )
-    configure_logging(settings)
-    accounts = asyncio.run(_with_runtime(settings, _migrate_and_seed))
-    port = os.environ.get("PORT", "8000")
-    if split:
-        from app.devsplit import start_split
-
-        start_split(stack, env, port, DATA_DIR)
-    else:
-        _spawn_monolith(stack, env, port)
-    _print_banner(port, accounts, split)
-    while all(process.poll() is None for process in stack.processes):
-        time.sleep(0.5)
-    return "a child process exited; everything was stopped"
-
-
-def _spawn_monolith(stack: DevStack, env: dict[str, str], port: str) -> None:
-    python = sys.executable
-    stack.spawn(
-        [
-            *(python, "-m", "uvicorn", "app.main:app", "--reload", "--reload-dir", "app"),
-            *("--host", "127.0.0.1", "--port", port, "--no-access-log"),
-            # TRUSTED_PROXIES decides whom X-Forwarded-* are believed from, not uvicorn.
-            "--no-proxy-headers",
-        ],
-        env,
-    )
-    stack.spawn([python, "-m", "app.cli", "worker"], env)
-
-
-def _print_banner(port: str, accounts: list[Any], split: bool) -> None:
-    base = f"http://127.0.0.1:{port}"
-    health = f"{base}/healthz (the gateway's; /readyz on each service's port)"
-    lines = [
-        "",
-        "Keystone is running"
-        + (" split: three services behind nginx" if split else "")
-        + " (Ctrl-C stops everything)",
-        f"  API         {base}/api/v1",
-        f"  Swagger UI  {base}/docs",
-        f"  Health      {health if split else f'{base}/healthz  {base}/readyz'}",
-        "  Demo accounts (email / password / role):",
-        *(f"    {a.email} / {a.password} / {a.role}" for a in accounts),
-        "",
-    ]
-    print("\n".join(lines), flush=True)
-
-
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -442,10 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("migrate", "seed", "openapi", "dead-letters"):
         commands.add_parser(name)
-    dev = commands.add_parser("dev")
-    dev.add_argument(
-        "--split", action="store_true", help="one service and worker per module, nginx in front"
-    )
     payments = commands.add_parser("payments", help="list the sandbox provider's payments")
     payments.add_argument("--limit", type=int, default=20)
     payments.add_argument("--order", help="only the payments of this order id")
@@ -482,9 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
-    if args.command == "dev":
-        cmd_dev(args.split)
-        return
     if args.command == "service-credential":
         cmd_service_credential(args.caller)
         return

@@ -21,8 +21,8 @@ from app.core.config import ALL_MODULES, Settings
 from app.core.db import Database, create_engine
 from app.core.module import API_PREFIX
 from app.core.security.ed25519 import new_signing_key, private_pem
-from app.devstack import free_port
 from app.main import create_app
+from devtools.servers import free_port
 from tests.conftest import Servers, make_settings
 
 STRONG_SECRET = "x7Qp2rT9vLm4Kz8Wn3Bc6Hd1Fg5Js0Ay"  # 32 characters
