@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from app.cli import migrate_and_seed, with_runtime
+from app.cli.runtime import migrate_and_seed, with_runtime
 from app.core.config import Settings
 from app.core.logging import configure_logging
 from app.seed import DemoDataError
