@@ -15,7 +15,9 @@ def devtools() -> None:
     "--split", is_flag=True, help="An API and a worker per module, nginx on PORT in front."
 )
 def run(split: bool) -> None:
-    """Embedded Postgres and Redis (unless DATABASE_URL / REDIS_URL are set), migrations, demo
+    """Run Keystone here with demo data (make run).
+
+    Embedded Postgres and Redis (unless DATABASE_URL / REDIS_URL are set), migrations, demo
     data, then the API with --reload and the worker; with --split, an API and a worker per module,
     events over Redis Streams, nginx on PORT in front.
 
