@@ -14,10 +14,10 @@ install: $(UV)
 	$(UV) sync --frozen
 
 run: install ## API + worker + embedded Postgres/Redis + demo data
-	$(UV) run --frozen python -m app.cli dev
+	$(UV) run --frozen python -m devtools run
 
 run-split: install ## the same, split: one API + worker per module, nginx on PORT in front
-	$(UV) run --frozen python -m app.cli dev --split
+	$(UV) run --frozen python -m devtools run --split
 
 test: install ## ruff, mypy --strict, import contracts, the whole pytest suite
 	$(UV) run --frozen ruff check .

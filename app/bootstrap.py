@@ -40,8 +40,7 @@ from app.modules.users import module as users
 from app.runtime import Runtime
 from app.settings import check_module_settings
 
-# Runtime lives in app.runtime; app/cli.py still imports it from here.
-__all__ = ["Runtime", "build_runtime", "create_consumer_groups", "truncate_all"]
+__all__ = ["build_runtime", "create_consumer_groups", "truncate_all"]
 
 
 def _build_modules(

@@ -28,7 +28,6 @@ import asyncpg
 import httpx
 from redis import Redis
 
-from app.devstack import free_port
 from bench.checkout_stack import (
     cpu_seconds,
     drop_database,
@@ -42,6 +41,7 @@ from bench.checkout_stack import (
     worker_started,
 )
 from bench.run import ROOT, _connect, _env
+from devtools.servers import free_port
 
 RESULTS = ROOT / "bench" / "results"
 TERMINAL = ("confirmed", "rejected", "payment_failed", "cancelled", "refunded")

@@ -31,7 +31,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from app.core.security.ed25519 import new_signing_key, private_pem, public_text
-from app.devstack import free_port, start_postgres, start_redis
+from devtools.servers import free_port, start_postgres, start_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"

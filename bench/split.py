@@ -41,8 +41,6 @@ from app.bootstrap import build_runtime
 from app.core.config import Settings
 from app.core.peers import PeerConnections
 from app.core.security.services import credential_digest, new_service_token
-from app.devsplit import nginx_path
-from app.devstack import free_port, start_gateway
 from app.modules.catalog.client import CatalogClient
 from bench.run import (
     CUSTOMER,
@@ -57,6 +55,9 @@ from bench.run import (
     prepare_data,
     server,
 )
+from devtools.gateway import start_gateway
+from devtools.servers import free_port
+from devtools.split import nginx_path
 
 REPORT = ROOT / "bench" / "results" / "split.md"
 READ_TARGET = 0.8  # split through the gateway / monolith, product by id

@@ -88,13 +88,13 @@ def servers() -> Iterator[Servers]:
     stops: list[Callable[[], None]] = []
     with tempfile.TemporaryDirectory(prefix="keystone-test-") as scratch:
         if not database_url:
-            from app.devstack import start_postgres
+            from devtools.servers import start_postgres
 
             postgres = start_postgres(Path(scratch) / "postgres", delete_on_stop=True)
             stops.append(postgres.stop)
             database_url = postgres.url("postgres")
         if not redis_url:
-            from app.devstack import start_redis
+            from devtools.servers import start_redis
 
             redis = start_redis(Path(scratch) / "redis", persist=False)
             stops.append(redis.stop)

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from app.devstack import free_port
+from devtools.servers import free_port
 
 API_KEY = "sk_test_keystone"
 OK, SLOW, FAIL, DROP, DECLINE = "ok", "slow", "fail", "drop", "decline"

@@ -1,5 +1,6 @@
 """The command line as an operator uses it: `create-admin` takes the password from a prompt,
-stdin or a file, never from its arguments; `payments` lists what the sandbox provider holds."""
+stdin or a file, never from its arguments; `payments` lists what the sandbox provider holds;
+arguments the command refuses are one line naming the option, and exit 2."""
 
 from __future__ import annotations
 
@@ -192,3 +193,23 @@ async def test_payments_lists_what_the_sandbox_holds(cli_env: dict[str, str]) ->
     assert (listed["id"], listed["status"], listed["amount"]) == (held, "succeeded", 1250)
     code, out, _ = await cli(cli_env, "payments", "--order", "no-such-order")
     assert (code, out) == (0, "")
+
+
+async def test_refused_arguments_are_one_line_naming_the_option_and_exit_2(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    for args, option in (
+        (("backup", str(tmp_path / "b"), "--keep", "0"), "'--keep'"),
+        (("serve", "--port", "eighty"), "'--port'"),
+        (("payments", "--limit", "-1"), "'--limit'"),
+        (
+            ("create-admin", "--email", "a@example.com", "--password-file", "/no/such/file"),
+            "'--password-file'",
+        ),
+    ):
+        code, out, err = await cli(cli_env, *args)
+        assert code == 2, (args, out, err)
+        [error] = [line for line in err.splitlines() if line.startswith("Error:")]
+        assert option in error, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "b").exists()

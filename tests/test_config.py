@@ -21,10 +21,10 @@ from app.core.config import ALL_MODULES, Settings
 from app.core.db import Database, create_engine
 from app.core.module import API_PREFIX
 from app.core.security.ed25519 import new_signing_key, private_pem
-from app.devstack import free_port
 from app.main import create_app
 from app.modules.catalog.settings import CatalogSettings
 from app.settings import check_module_settings, every_settings_class
+from devtools.servers import free_port
 from tests.conftest import Servers, make_settings
 from tests.settings import load_settings
 

@@ -1,4 +1,4 @@
-"""The README's run command, end to end: `python -m app.cli dev` (what `make run` calls) starts
+"""The README's run command, end to end: `python -m devtools run` (what `make run` calls) starts
 embedded Postgres and Redis, migrates, seeds, serves the API and the worker, keeps its data
 across restarts, and Ctrl-C, SIGTERM and SIGHUP stop everything it started (exit 0); a SIGKILLed
 runner's watchdog stops it all too; `make run` itself exits 0 after Ctrl-C at a terminal. Also
@@ -25,7 +25,7 @@ import psutil
 import pytest
 import redis
 
-from app.devstack import free_port
+from devtools.servers import free_port
 from tests.conftest import Servers
 from tests.tools import require_tool
 
@@ -50,7 +50,7 @@ def _env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
 @contextmanager
 def dev_stack(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "dev"],
+        [sys.executable, "-m", "devtools", "run"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -225,7 +225,7 @@ def test_the_worker_command_runs_every_hosted_modules_queue(
 def _spawn_dev(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "dev"],
+            [sys.executable, "-m", "devtools", "run"],
             cwd=ROOT,
             env=env,
             stdout=output,
@@ -256,7 +256,7 @@ def _everything_it_started(runner: int) -> list[psutil.Process]:
     assert any("uvicorn" in command for command in commands), commands
     assert any("app.cli worker" in command for command in commands), commands
     assert any("redis-server" in command for command in commands), commands
-    assert any("app.devstack watchdog" in command for command in commands), commands
+    assert any("devtools.watchdog" in command for command in commands), commands
     return started
 
 
@@ -411,7 +411,7 @@ async def test_a_weak_seed_admin_password_is_one_line_naming_the_rule_and_the_va
     )
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "app.cli", "dev"],
+        [sys.executable, "-m", "devtools", "run"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import re
+import shlex
 import tomllib
 from pathlib import Path
 
 from app.core.config import Settings, SettingsBase
 from app.settings import MODULE_SETTINGS
+from tests.cli_args import parse_app_cli
 from tests.settings import SETTING_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +75,7 @@ def test_the_test_command_reports_coverage_of_app_and_the_processes_it_starts() 
     assert "--cov" in pytest_line
     assert "--cov-report=html:reports/coverage" in pytest_line
     coverage = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["coverage"]
-    assert coverage["run"]["source"] == ["app"]
+    assert coverage["run"]["source"] == ["app", "devtools"]  # the dev runner, as before its move
     assert coverage["run"]["patch"] == ["subprocess"]
     assert coverage["report"]["fail_under"] >= 90
     assert "reports/" in (ROOT / ".gitignore").read_text().splitlines()
@@ -92,12 +94,18 @@ def test_readme_has_an_architecture_diagram() -> None:
         assert participant in diagram
 
 
+def test_the_readmes_commands_are_commands_of_the_cli() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^uv run python -m app\.cli ([^#>\n]+)", readme, re.MULTILINE)
+    assert len(commands) >= 8
+    for command in commands:
+        parse_app_cli(shlex.split(command))  # raises (fails the test) on an unknown command
+
+
 def test_the_extraction_guide_names_only_real_settings_commands_and_files() -> None:
     """docs/extracting-a-module.md is a checklist an operator follows: every variable it names
     is a setting (or one of the gateway template's names), every `python -m app.cli` command
     exists, and every file it links is there."""
-    from app.cli import build_parser
-
     guide = (ROOT / "docs/extracting-a-module.md").read_text()
     template = (ROOT / "deploy/gateway/nginx.conf.template").read_text()
     variables = set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9])\b", guide))
@@ -108,7 +116,7 @@ def test_the_extraction_guide_names_only_real_settings_commands_and_files() -> N
     commands = [line.split() for line in re.findall(r"python -m app\.cli ([^`#\n]+)", guide)]
     assert commands
     for command in commands:
-        build_parser().parse_args(command)  # exits (fails the test) on an unknown command
+        parse_app_cli(command)  # raises (fails the test) on an unknown command or argument
     links = [link.split("#")[0] for link in re.findall(r"\]\(([^)]+)\)", guide)]
     assert [link for link in links if not (ROOT / "docs" / link).exists()] == []
 

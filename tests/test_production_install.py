@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.devstack import free_port
+from devtools.servers import free_port
 from tests.conftest import Servers
 from tests.databases import module_login_env
 

@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 
 from app.core.ratelimit.leases import LEASE_MAX_HITS, LEASE_MAX_S, LEASE_SHARE
 from app.core.ratelimit.sliding_window import RateLimiter
-from app.devstack import free_port
 from app.main import create_app
+from devtools.servers import free_port
 from tests.conftest import Servers, http_client, make_settings
 from tests.helpers import CATEGORIES, assert_problem
 

@@ -27,8 +27,9 @@ from app.core.config import ALL_MODULES, Settings
 from app.core.security.ed25519 import new_signing_key, private_pem
 from app.core.security.rbac import Role
 from app.core.security.services import credential_digest, new_service_token
-from app.devstack import Gateway, free_port, start_gateway
 from app.runtime import Runtime
+from devtools.gateway import Gateway, start_gateway
+from devtools.servers import free_port
 from tests.databases import database_env
 from tests.faults.conftest import ROOT, wait_until_ready
 

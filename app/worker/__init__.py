@@ -20,7 +20,7 @@ from app.core.logging import configure_logging
 from app.worker.functions import module_worker_settings
 from app.worker.workers import run_workers
 
-# `python -m app.cli worker` (app/cli.py) imports run_workers from here.
+# `python -m app.cli worker` (app/cli/processes.py) imports run_workers from here.
 __all__ = ["run_workers", "worker_settings"]
 
 

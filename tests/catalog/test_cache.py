@@ -22,9 +22,9 @@ from app.bootstrap import build_runtime, truncate_all
 from app.core.cache import ResponseCache
 from app.core.config import Settings
 from app.core.security.rbac import Role
-from app.devstack import EmbeddedRedis, start_redis
 from app.main import create_app
 from app.modules.catalog.schemas import ProductCreate, ProductUpdate
+from devtools.servers import EmbeddedRedis, start_redis
 from tests.conftest import Servers, UserFactory, eventually, make_settings
 from tests.helpers import CATEGORIES, PRODUCTS, create_product, events_delivered, get_product
 

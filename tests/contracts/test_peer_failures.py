@@ -23,8 +23,8 @@ from starlette.routing import Route
 from app.core.config import Settings
 from app.core.context import request_id_var, traceparent_var
 from app.core.peers import PeerConnections, PeerUnavailableError
-from app.devstack import free_port
 from app.modules.catalog.client import CatalogClient
+from devtools.servers import free_port
 from tests.conftest import TEST_SERVICE_TOKEN, clock_moved_on
 from tests.sockets import on_a_socket
 

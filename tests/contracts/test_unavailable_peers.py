@@ -22,9 +22,9 @@ from app.core.jobs import Job
 from app.core.peers import PeerUnavailableError
 from app.core.security.keys import signing_keys
 from app.core.security.rbac import Role
-from app.devstack import free_port
 from app.main import create_app
 from app.worker.functions import _attempt
+from devtools.servers import free_port
 from tests.conftest import http_client, queued_jobs, run_worker_burst
 from tests.databases import operator_database
 from tests.helpers import ORDERS, PRODUCTS, assert_problem, order_body, product_body

@@ -29,8 +29,8 @@ from app.core.events.streams import (
     stream_of,
     trim_acknowledged,
 )
-from app.devstack import free_port, start_redis
 from app.runtime import Runtime
+from devtools.servers import free_port, start_redis
 from tests.conftest import Servers, eventually, make_settings
 from tests.tools import require_tool
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.core.config import Settings
 from app.core.mail import Email, MailRefusedError, MailUnavailableError, SmtpMailer
-from app.devstack import free_port
+from devtools.servers import free_port
 from tests.mail import MailSink
 
 EMAIL = Email(to="ada@example.com", subject="Hello", body="Line one\nLine two ünïcode")

@@ -13,7 +13,7 @@ from pathlib import Path
 from uuid import uuid4
 
 from app.core.security.ed25519 import new_signing_key, private_pem
-from app.devstack import free_port, start_redis
+from devtools.servers import free_port, start_redis
 from tests.conftest import Servers
 from tests.deploy.images import Containers
 from tests.deploy.test_kubernetes import container, find, render

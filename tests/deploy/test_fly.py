@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from app.core.config import Environment, Settings
+from tests.cli_args import parse_app_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 FLY_TOML = ROOT / "fly.toml"
@@ -68,11 +69,9 @@ def test_https_is_left_to_flys_proxy(fly: dict[str, Any]) -> None:
 
 def app_cli_command(line: str) -> list[str]:
     """The arguments after `python -m app.cli`, parsed by the CLI's own parser."""
-    from app.cli import build_parser
-
     words = shlex.split(line)
     assert words[:3] == ["python", "-m", "app.cli"], line
-    build_parser().parse_args(words[3:])  # exits (fails the test) on an unknown command
+    parse_app_cli(words[3:])  # raises (fails the test) on an unknown command or argument
     return words[3:]
 
 

@@ -24,8 +24,8 @@ from app.core import migrations
 from app.core.config import ALL_MODULES, Settings
 from app.core.jobs import queue_name, redis_settings
 from app.core.security.ed25519 import new_signing_key, private_pem
-from app.devstack import free_port
 from app.modules.orders.service import EXPIRE_ORDER_JOB
+from devtools.servers import free_port
 from tests.conftest import Servers
 from tests.deploy.backups import (
     CLIENT_MAJOR,

@@ -19,8 +19,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from app.cli import build_parser
 from app.core.config import Settings
+from tests.cli_args import parse_app_cli
 from tests.deploy.images import CACHE
 from tests.settings import SETTING_NAMES
 from tests.tools import require_tool
@@ -145,7 +145,7 @@ def container(workload: dict[str, Any]) -> dict[str, Any]:
 
 def cli_args(command: list[str]) -> list[str]:
     assert command[:3] == ["python", "-m", "app.cli"], command
-    build_parser().parse_args(command[3:])  # exits (fails the test) on an unknown command
+    parse_app_cli(command[3:])  # raises (fails the test) on an unknown command or argument
     return command[3:]
 
 

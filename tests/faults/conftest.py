@@ -23,9 +23,9 @@ from redis.exceptions import RedisError
 
 from app.bootstrap import build_runtime, truncate_all
 from app.core.config import Settings
-from app.devstack import free_port
 from app.main import create_app
 from app.runtime import Runtime
+from devtools.servers import free_port
 from tests.conftest import Servers, make_settings
 from tests.databases import database_env
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from app.devstack import free_port
+from devtools.servers import free_port
 
 
 class TcpProxy:

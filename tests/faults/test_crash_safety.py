@@ -25,9 +25,9 @@ from sqlalchemy import text
 from app.bootstrap import build_runtime
 from app.core.config import Settings
 from app.core.security.rbac import Role
-from app.devstack import free_port
 from app.modules.catalog.schemas import ProductCreate
 from app.runtime import Runtime
+from devtools.servers import free_port
 from tests.conftest import Servers, eventually, make_settings
 from tests.databases import database_env, operator_database
 from tests.fake_payment_provider import API_KEY, FakeProvider, running_provider

@@ -25,7 +25,7 @@ import httpx
 import yaml
 
 from app.core.config import Settings
-from app.devstack import free_port
+from devtools.servers import free_port
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

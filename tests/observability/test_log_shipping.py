@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.devstack import free_port, start_redis
+from devtools.servers import free_port, start_redis
 from tests.conftest import Servers, eventually, make_settings
 from tests.databases import database_env
 from tests.deploy.test_kubernetes import K8S, render_kustomization

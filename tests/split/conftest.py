@@ -17,8 +17,8 @@ import pytest
 from app.bootstrap import build_runtime, truncate_all
 from app.core.config import ALL_MODULES, Settings
 from app.core.security.rbac import Role
-from app.devstack import free_port
 from app.runtime import Runtime
+from devtools.servers import free_port
 from tests import topology
 from tests.conftest import Servers
 from tests.faults.conftest import settings_on_own_database

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.core.security.rbac import Role
-from app.devstack import Gateway
+from devtools.gateway import Gateway
 from tests.conftest import eventually
 from tests.helpers import ORDERS, PRODUCTS
 from tests.split.conftest import Split, account

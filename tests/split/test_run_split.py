@@ -1,4 +1,4 @@
-"""`make run-split` (`python -m app.cli dev --split`) end to end: behind nginx on PORT, the
+"""`make run-split` (`python -m devtools run --split`) end to end: behind nginx on PORT, the
 README's walk works unchanged (a demo customer logs in, reads the catalog, places an order that
 is confirmed through the events between the services), `/internal/` is a 404, and Ctrl-C stops
 every process it started, with exit 0."""
@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from app.core.security.ed25519 import new_signing_key, private_pem
-from app.devstack import free_port
+from devtools.servers import free_port
 from tests.conftest import Servers
 from tests.helpers import order_body
 from tests.test_dev_run import ROOT, START_TIMEOUT_S, _env
@@ -92,7 +92,7 @@ def test_run_split_serves_the_walk_behind_nginx_and_stops_everything(
     env = _env(tmp_path, port, DATABASE_URL=database_url, REDIS_URL=servers.redis_database(6))
     env["JWT_PRIVATE_KEY"] = private_pem(new_signing_key())
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "dev", "--split"],
+        [sys.executable, "-m", "devtools", "run", "--split"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from app.core.config import ALL_MODULES, Settings
 from app.core.security.ed25519 import dev_signing_key, new_signing_key, private_pem, public_text
 from app.core.security.rbac import Role
-from app.devstack import free_port
+from devtools.servers import free_port
 from tests.conftest import eventually
 from tests.helpers import ORDERS, PRODUCTS, product_body
 from tests.split.conftest import Split, account, login

@@ -20,8 +20,8 @@ from app.core.security.ed25519 import (
     private_pem,
     public_text,
 )
-from app.devstack import free_port
 from app.main import create_app
+from devtools.servers import free_port
 from tests.conftest import TEST_SERVICE_TOKEN, Servers, UserFactory, make_settings
 from tests.databases import operator_database
 from tests.helpers import assert_problem

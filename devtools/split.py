@@ -1,4 +1,4 @@
-"""`make run-split` (`python -m app.cli dev --split`): the split topology on one machine.
+"""`make run-split` (`python -m devtools run --split`): the split topology on one machine.
 
 One API process and one worker per module, each hosting that module alone and reaching the
 others at 127.0.0.1 ports with its own service credential, events over Redis Streams, and
@@ -17,8 +17,9 @@ import httpx
 
 from app.core.config import ALL_MODULES
 from app.core.security.services import credential_digest, new_service_token
-from app.devrunner import DevStack
-from app.devstack import free_port, render_gateway
+from devtools.gateway import render_gateway
+from devtools.servers import free_port
+from devtools.supervisor import DevStack
 
 # Which services each one accepts internal calls from (docs/split-topology.md).
 CALLERS = {"users": ("catalog", "orders"), "catalog": ("orders",), "orders": ("users",)}

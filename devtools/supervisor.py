@@ -1,5 +1,5 @@
-"""`python -m app.cli dev` (what `make run` runs): embedded servers, the API with --reload and
-the worker, and how all of it stops.
+"""How `python -m devtools run` (what `make run` runs) starts its children (embedded servers,
+the API with --reload, the worker) and how all of it stops.
 
 - SIGINT (Ctrl-C), SIGTERM (a process manager, `timeout`) and SIGHUP (a closed terminal) stop
   everything the runner started, children first, then the mail sink, Redis and Postgres, and
@@ -13,7 +13,7 @@ the worker, and how all of it stops.
 - A watchdog process, in a session of its own, holds the read end of a pipe only the runner
   writes to, and learns from it what to stop: the children's process groups, Redis, Postgres's
   data folder. If the pipe closes without the runner saying it stopped them (SIGKILL, a crash),
-  the watchdog stops them itself (`app/devstack.py`, `watch_runner`).
+  the watchdog stops them itself (devtools/watchdog.py).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Interrupted(Exception):  # noqa: N818 - a request to stop, not a failure
 
 
 class DevStack:
-    """Everything `dev` started, stopped in reverse order, once."""
+    """Everything the runner started, stopped in reverse order, once."""
 
     def __init__(self) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -49,7 +49,7 @@ class DevStack:
     def start_watchdog(self) -> None:
         read_end, write_end = os.pipe()
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-m", "app.devstack", "watchdog"],
+            [sys.executable, "-m", "devtools.watchdog"],
             stdin=read_end,
             start_new_session=True,
         )
