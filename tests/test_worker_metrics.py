@@ -113,3 +113,44 @@ async def test_the_worker_serves_nothing_else(workers: Workers) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.get(f"http://127.0.0.1:{workers.metrics_port}/", headers=SCRAPE)
     assert response.status_code == 404
+
+
+class _ReadinessAtLog:
+    """The worker's logger: what was true when "workers started" was logged, looked at in
+    that very call."""
+
+    def __init__(self, workers: Workers) -> None:
+        self.workers = workers
+        self.seen: dict[str, bool] | None = None
+
+    def info(self, event: str, **_fields: object) -> None:
+        if event != "workers started":
+            return
+        try:
+            bound = self.workers.metrics_port is not None
+        except AssertionError:  # the metrics server is not listening yet
+            bound = False
+        polled = all(worker.polled.is_set() for worker in self.workers._workers)
+        self.seen = {"metrics bound": bound, "every worker polled": polled}
+
+
+async def test_started_is_logged_once_the_worker_is_ready(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A supervisor or test reading the log scrapes /metrics right after the line."""
+    workers = Workers(settings, poll_delay_s=0.05)
+    probe = _ReadinessAtLog(workers)
+    monkeypatch.setattr("app.worker.workers._log", probe)
+    task = asyncio.create_task(workers.run())
+    try:
+        await eventually(lambda: _logged(probe))
+        response = await scrape(workers, SCRAPE)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert probe.seen == {"metrics bound": True, "every worker polled": True}
+    assert response.status_code == 200
+
+
+async def _logged(probe: _ReadinessAtLog) -> bool:
+    return probe.seen is not None

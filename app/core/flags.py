@@ -99,7 +99,14 @@ def _provider(settings: Settings) -> FlagdProvider | None:
 
 
 class WritesPausedGuard:
-    """Pure ASGI: while `writes-paused` is on, writes to the public API are refused (503)."""
+    """Pure ASGI: while `writes-paused` is on, writes to the public API are refused (503).
+
+    Not the internal endpoints: a peer's write there (an audit entry) is the rest of a write
+    already made, which the monolith finishes in process whatever the switch says. Refused,
+    it would be queued and retried for the whole pause, and the 503s would open the caller's
+    circuit breaker to this service, failing its reads here too (docs/split-topology.md, "What
+    the middleware does to an internal call").
+    """
 
     def __init__(self, app: ASGIApp, *, flags: FeatureFlags) -> None:
         self.app = app

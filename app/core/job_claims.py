@@ -13,6 +13,7 @@ one claim's round trips instead of the sum of them.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
@@ -21,7 +22,16 @@ from redis.exceptions import ResponseError, WatchError
 
 
 class PromptWorker(Worker):
-    """An arq `Worker` that claims the due jobs of a poll concurrently, within `max_jobs`."""
+    """An arq `Worker` that claims the due jobs of a poll concurrently, within `max_jobs`, and
+    says when it first polled its queue (`polled`): from then on it is taking jobs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.polled = asyncio.Event()
+
+    async def _poll_iteration(self) -> None:
+        await super()._poll_iteration()
+        self.polled.set()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         claims = []

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Sequence
+from typing import Any
 
 from arq.worker import Worker
 
@@ -109,13 +110,13 @@ class Workers:
         for signum in signals:
             loop.add_signal_handler(signum, self.stop, signum)
         await self.runtime.start(checks_tokens=False)
-        _log.info("workers started", queues=self.queues)
         try:
             if self._metrics_server is not None:
                 await self._metrics_server.start()
             tasks = [asyncio.create_task(main_through_redis_outages(w)) for w in self._workers]
             for worker, task in zip(self._workers, tasks, strict=True):
                 worker.main_task = task
+            await self._until_polling(tasks)
             if tasks:  # until all have stopped, or one failed (the others are then stopped)
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
@@ -130,6 +131,19 @@ class Workers:
             await self.telemetry.shutdown()
             for signum in signals:
                 loop.remove_signal_handler(signum)
+
+    async def _until_polling(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Logs "workers started" once it is true (a supervisor or test reading the log acts on
+        it): the relay running, /metrics bound, every worker taking jobs. Not logged if a
+        worker ended first (it failed: `run` raises its error)."""
+        polled = asyncio.gather(*(worker.polled.wait() for worker in self._workers))
+        either: list[asyncio.Future[Any]] = [polled, *tasks]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not polled.done():
+            polled.cancel()
+            await asyncio.gather(polled, return_exceptions=True)
+            return
+        _log.info("workers started", queues=self.queues, metrics_port=self.metrics_port)
 
 
 async def _close(worker: Worker) -> None:

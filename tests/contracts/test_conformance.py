@@ -65,6 +65,7 @@ async def test_products_for_order_are_the_orderable_ones(app: FastAPI, facades: 
             unit_price=Decimal("12.50"),
             currency="EUR",
             archived=False,
+            available=5,
         )
     ]
 

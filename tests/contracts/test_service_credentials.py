@@ -1,13 +1,17 @@
 """The internal endpoints answer other services only: no credential looks like no endpoint at
 all (404, whatever the method), a wrong one is a 401, and each caller's credential is its own,
 rotated or revoked alone. They are not in the public OpenAPI document and, for a known caller,
-not subject to the public edge rules (rate limits, allowed hosts, the HTTPS redirect)."""
+not subject to the public edge rules (rate limits, allowed hosts, the HTTPS redirect) nor to
+the maintenance switch, which pauses what the public may start, not the work a peer finishes
+(docs/split-topology.md, "What the middleware does to an internal call")."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -18,7 +22,8 @@ from app.core.config import Settings
 from app.core.security.services import credential_digest, new_service_token
 from app.main import create_app
 from tests.conftest import TEST_SERVICE_TOKEN, http_client
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, product_body
+from tests.test_feature_flags import write_flags
 
 PRODUCTS = "/internal/catalog/products?id=00000000-0000-0000-0000-000000000001"
 CONTACT = "/internal/users/contacts/00000000-0000-0000-0000-000000000001"
@@ -130,3 +135,37 @@ async def test_callers_are_not_rate_limited_but_strangers_are(settings: Settings
         assert statuses == [404, 404, 429]
         served = [(await http.get(PRODUCTS, headers=SERVICE)).status_code for _ in range(3)]
         assert served == [200, 200, 200]
+
+
+@pytest.mark.usefixtures("app")  # an emptied Redis: no count left from an earlier run
+async def test_a_peers_internal_calls_leave_its_public_budget_untouched(
+    settings: Settings,
+) -> None:
+    async with (
+        provider(settings, rate_limit_default="2/minute") as limited,
+        http_client(limited, peer="198.51.100.8") as http,
+    ):
+        served = [(await http.get(PRODUCTS, headers=SERVICE)).status_code for _ in range(10)]
+        assert served == [200] * 10
+        public = [(await http.get("/api/v1/catalog/products")).status_code for _ in range(3)]
+        assert public == [200, 200, 429]  # the same address, limited as any client
+
+
+async def test_a_pause_of_public_writes_lets_a_peer_finish_its_work(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An audit entry recorded for a peer is the trace of a write already made (in one
+    process the same call is never paused)."""
+    flags = tmp_path / "flags.json"
+    write_flags(flags, paused=True)
+    entry = {"occurred_at": "2026-01-01T00:00:00Z", "action": "tests.paused", "outcome": "success"}
+    path = f"/internal/users/audit-entries/{uuid4()}"
+    async with (
+        provider(settings, feature_flags_file=str(flags)) as app,
+        http_client(app) as http,
+    ):
+        recorded = await http.put(path, json=entry, headers=SERVICE)
+        assert recorded.status_code == 204, recorded.text
+        public = await http.post("/api/v1/catalog/products", json=product_body())
+        assert_problem(public, 503, "writes-paused")
+        assert_problem(await http.put(path, json=entry), 404, "not-found")  # no credential

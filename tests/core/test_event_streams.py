@@ -8,7 +8,7 @@ consumer loop has died."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import ClassVar
 from uuid import UUID
@@ -25,6 +25,7 @@ from app.core.events.outbox import Transaction
 from app.core.events.streams import (
     StreamPublisher,
     create_groups,
+    forget_idle_consumers,
     stream_dead_letters,
     stream_of,
     trim_acknowledged,
@@ -196,6 +197,51 @@ async def test_a_dead_consumers_entries_are_reclaimed_by_another(
     assert await survivor.run_once() == 1
     assert seen == [event.event_id]
     assert await pending(redis, "alpha") == 0
+
+
+async def test_restarts_leave_only_live_consumers_and_lose_no_entry(
+    runtime: Runtime, redis: Redis
+) -> None:
+    """Each restart joins the group under a new name; the old ones, some killed holding an
+    entry, are forgotten once what they held has been claimed and handled."""
+    await create_groups(redis, {"alpha": [STREAM]})
+    seen: list[UUID] = []
+    published = []
+    for restart in range(5):
+        published.append(await publish(runtime, f"handled by pod {restart}"))
+        assert await consumer(runtime, "alpha", seen, name=f"pod-{restart}").run_once() >= 1
+        published.append(await publish(runtime, f"held by pod {restart} when it was killed"))
+        await redis.xreadgroup("alpha", f"pod-{restart}", {STREAM: ">"}, count=1)
+    assert len(await redis.xinfo_consumers(STREAM, "alpha")) == 5
+    live = consumer(runtime, "alpha", seen, name="pod-live")
+
+    async def only_the_live_one_left() -> bool:
+        await live.run_once()
+        names = [c["name"] for c in await redis.xinfo_consumers(STREAM, "alpha")]
+        return names == [b"pod-live"]
+
+    await eventually(only_the_live_one_left, timeout_s=10)
+    assert sorted(seen) == sorted(event.event_id for event in published)
+    assert await pending(redis, "alpha") == 0
+
+
+async def test_a_consumer_holding_entries_is_never_forgotten(
+    runtime: Runtime, redis: Redis
+) -> None:
+    await create_groups(redis, {"alpha": [STREAM]})
+    await publish(runtime, "held by a dead consumer")
+    await redis.xreadgroup("alpha", "holding", {STREAM: ">"}, count=10)
+    await redis.xgroup_createconsumer(STREAM, "alpha", "empty-handed")
+    await redis.xgroup_createconsumer(STREAM, "alpha", "me")
+    await asyncio.sleep(0.15)
+
+    def forget() -> Awaitable[int]:
+        return forget_idle_consumers(redis, STREAM, "alpha", keep="me", idle_ms=100)
+
+    assert await forget() == 1
+    names = [c["name"] for c in await redis.xinfo_consumers(STREAM, "alpha")]
+    assert sorted(names) == [b"holding", b"me"]  # "me" is kept however idle
+    assert await pending(redis, "alpha") == 1  # DELCONSUMER would have dropped it
 
 
 async def test_a_poison_entry_ends_in_the_dead_letter_stream(

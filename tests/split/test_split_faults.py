@@ -417,4 +417,11 @@ async def test_a_consumer_killed_with_entries_in_hand_has_them_reclaimed_by_anot
         )
         assert left == []
         assert survivor.running
+
+        async def forgotten() -> bool:
+            group = await redis(split).xinfo_consumers(ORDERS_STREAM, "catalog")
+            return holder not in {consumer["name"].decode() for consumer in group}
+
+        # Its entries handled, the dead consumer's name goes too (a restart is a new name).
+        await eventually(forgotten, timeout_s=NO_HANG_S)
     await assert_each_effect_once(split, order_ids, stock, [customer])

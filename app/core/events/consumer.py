@@ -26,6 +26,7 @@ from app.core.events.streams import (
     dead_letter_stream,
     decode,
     entry_traceparent,
+    forget_idle_consumers,
     trim_acknowledged,
 )
 from app.core.health import NotReadyError
@@ -38,7 +39,11 @@ Fields = dict[bytes, bytes]
 
 def consumer_name() -> str:
     """Unique per process: a restarted process is a new consumer, and claims what the old one
-    left pending like any other consumer would."""
+    left pending like any other consumer would. A stable name per pod would not stop the
+    growth (a Deployment's replacement pod has a new hostname) and would be unsafe where two
+    processes share a hostname (containers with host networking, several workers per pod): two
+    live readers under one name would each take the other's pending entries for their own. So
+    the old names are forgotten instead, once idle and owning nothing (`_housekeep`)."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -49,6 +54,13 @@ class ConsumerSettings:
     claim_idle_ms: int
     max_deliveries: int
     trim_interval_s: float
+
+    @property
+    def forget_idle_ms(self) -> int:
+        """A live consumer reads at least every block and claims every half claim interval,
+        so one silent for twice the longer of both is gone (and any entry it held has been
+        claimable for a full claim interval)."""
+        return 2 * max(self.claim_idle_ms, self.block_ms)
 
 
 class StreamConsumer:
@@ -112,7 +124,7 @@ class StreamConsumer:
                 handled += await self._reclaim(stream)
         if now >= self._next_trim:
             self._next_trim = now + self._settings.trim_interval_s
-            await self._trim()
+            await self._housekeep()
         replies = await self._redis.xreadgroup(
             self.group,
             self.consumer,
@@ -126,16 +138,27 @@ class StreamConsumer:
                 handled += 1
         return handled
 
-    async def _trim(self) -> None:
-        """Housekeeping: a failure is logged and tried again next interval, and never stops
-        the consumption it is there to serve."""
+    async def _housekeep(self) -> None:
+        """Trims the streams and forgets the group's dead consumers (their entries are claimed
+        first, by `_reclaim`). A failure is logged and tried again next interval, and never
+        stops the consumption it is there to serve."""
         for stream in self.streams:
             try:
                 await trim_acknowledged(self._redis, stream)
+                forgotten = await forget_idle_consumers(
+                    self._redis,
+                    stream,
+                    self.group,
+                    keep=self.consumer,
+                    idle_ms=self._settings.forget_idle_ms,
+                )
             except REDIS_DOWN:
                 raise
             except Exception:
-                _log.exception("stream not trimmed; trying again later", stream=stream)
+                _log.exception("stream housekeeping failed; trying again later", stream=stream)
+            else:
+                if forgotten:
+                    _log.info("idle consumers forgotten", stream=stream, count=forgotten)
 
     async def _reclaim(self, stream: str) -> int:
         """Claims one batch of the group's entries idle for too long, from where the last pass

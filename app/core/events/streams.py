@@ -144,6 +144,35 @@ async def trim_acknowledged(redis: Redis, stream: str) -> int:
     return trimmed
 
 
+# Atomic, so no consumer can read an entry between the check and the delete: DELCONSUMER drops
+# the consumer's pending entries with it, and these are only ever deleted with none. A consumer
+# that was merely quiet, not dead, is made again by its next XREADGROUP, losing nothing.
+_FORGET_IDLE_CONSUMERS = """
+local forgotten = 0
+for _, info in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local consumer = {}
+  for i = 1, #info, 2 do consumer[info[i]] = info[i + 1] end
+  if consumer['name'] ~= ARGV[2] and consumer['pending'] == 0
+      and consumer['idle'] > tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], consumer['name'])
+    forgotten = forgotten + 1
+  end
+end
+return forgotten
+"""
+
+
+async def forget_idle_consumers(
+    redis: Redis, stream: str, group: str, *, keep: str, idle_ms: int
+) -> int:
+    """Deletes the group's consumers (but `keep`) idle for over `idle_ms` that own no pending
+    entry: those a restarted process left behind under its old name, once their entries have
+    been reclaimed. Returns how many went."""
+    script = redis.register_script(_FORGET_IDLE_CONSUMERS)
+    forgotten: int = await script(keys=[stream], args=[group, keep, idle_ms])
+    return forgotten
+
+
 @dataclass(frozen=True)
 class StreamDeadLetter:
     module: str

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import TypeAdapter
 
 from app.core.module import INTERNAL_RESPONSES, internal_prefix
 from app.modules.catalog.contracts import ProductSnapshot
@@ -18,6 +19,7 @@ from app.modules.catalog.service import ProductService
 API_VERSION = 1
 router = APIRouter(prefix=internal_prefix("catalog"), tags=["catalog"])
 Products = Annotated[ProductService, Depends(product_service)]
+_SNAPSHOTS = TypeAdapter(list[ProductSnapshot])
 
 
 @router.get(
@@ -32,7 +34,11 @@ async def product_snapshots(
         list[UUID], Query(alias="id", min_length=1, max_length=MAX_SNAPSHOT_IDS)
     ],
     include_archived: bool = False,
-) -> list[ProductSnapshot]:
+) -> Response:
     if include_archived:
-        return await products.resolve_products(product_ids)
-    return await products.products_for_order(product_ids)
+        snapshots = await products.resolve_products(product_ids)
+    else:
+        snapshots = await products.products_for_order(product_ids)
+    # Serialised once: through `response_model` (kept for the contract's schema) FastAPI would
+    # validate the snapshots it was just handed over again first.
+    return Response(_SNAPSHOTS.dump_json(snapshots), media_type="application/json")

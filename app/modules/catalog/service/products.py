@@ -58,18 +58,6 @@ class CacheTtl:
     http_max_age_s: int
 
 
-def _snapshot(product: Product) -> ProductSnapshot:
-    return ProductSnapshot(
-        product_id=product.id,
-        sku=product.sku,
-        name=product.name,
-        unit_price=product.price,
-        currency=product.currency,
-        archived=product.archived_at is not None,
-        available=product.stock,
-    )
-
-
 def _change_text(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -238,11 +226,18 @@ class ProductService:
             return await ProductRepository(tx.session).by_sku(sku)
 
     async def products_for_order(self, product_ids: Sequence[UUID]) -> list[ProductSnapshot]:
-        async with self._uow.begin() as tx:
-            products = await ProductRepository(tx.session).by_ids(product_ids, public_only=True)
-        return [_snapshot(p) for p in products]
+        return await self._snapshots(product_ids, orderable_only=True)
 
     async def resolve_products(self, product_ids: Sequence[UUID]) -> list[ProductSnapshot]:
-        async with self._uow.begin() as tx:
-            products = await ProductRepository(tx.session).by_ids(product_ids, public_only=False)
-        return [_snapshot(p) for p in products]
+        return await self._snapshots(product_ids, orderable_only=False)
+
+    async def _snapshots(
+        self, product_ids: Sequence[UUID], *, orderable_only: bool
+    ) -> list[ProductSnapshot]:
+        """The snapshot's columns in one statement, outside any transaction (a checkout used
+        to load whole products in a transaction of their own: three round trips)."""
+        if not product_ids:
+            return []
+        reader = ProductReader(self._uow.database)
+        rows = await reader.snapshots(product_ids, orderable_only=orderable_only)
+        return [ProductSnapshot.model_validate(row) for row in rows]
