@@ -67,44 +67,58 @@ def test_contracts_hold_on_the_real_tree() -> None:
     result = lint_imports(PROJECT_ROOT)
     output = flat(result.stdout + result.stderr)
     assert result.returncode == 0, output
-    assert "Contracts: 3 kept, 0 broken." in output
+    assert "Contracts: 4 kept, 0 broken." in output
+
+
+CATALOG_SERVICE = "app.modules.catalog.service"
 
 
 @pytest.mark.parametrize(
-    ("file", "contract", "offence"),
+    ("file", "imported", "contract", "offence"),
     [
         pytest.param(
             "app/core/errors.py",
+            CATALOG_SERVICE,
             "app.core knows no module and no composition code",
             "app.core is not allowed to import app.modules",
             id="core-imports-a-module",
         ),
         pytest.param(
             "app/modules/orders/service/orders.py",
+            CATALOG_SERVICE,
             "A module reaches another only through its contracts",
             "app.modules.orders is not allowed to import app.modules.catalog",
             id="orders-bypasses-catalog-contracts",
         ),
         pytest.param(
             "app/modules/catalog/repository.py",
+            CATALOG_SERVICE,
             "Inside a module: router -> service -> repository -> models, never upward",
             "app.modules.catalog.repository is not allowed to import app.modules.catalog.service",
             id="repository-imports-service",
         ),
+        pytest.param(
+            "app/seed.py",
+            "devtools.servers",
+            "The production package never imports the dev tooling (the image ships app/ alone)",
+            "app is not allowed to import devtools",
+            id="app-imports-devtools",
+        ),
     ],
 )
 def test_each_contract_catches_its_violation(
-    tmp_path: Path, file: str, contract: str, offence: str
+    tmp_path: Path, file: str, imported: str, contract: str, offence: str
 ) -> None:
-    shutil.copytree(
-        PROJECT_ROOT / "app", tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for package in ("app", "devtools"):
+        shutil.copytree(
+            PROJECT_ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     shutil.copy2(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     target = tmp_path / file
     source = target.read_text()
     if not source.endswith("\n"):
         source += "\n"
-    target.write_text(source + "import app.modules.catalog.service\n")
+    target.write_text(source + f"import {imported}\n")
     line = len(source.splitlines()) + 1
     importer = file.removesuffix(".py").replace("/", ".")
 
@@ -116,7 +130,7 @@ def test_each_contract_catches_its_violation(
     broken_section = output.split("Broken contracts", 1)[1]
     assert contract in broken_section
     assert offence in broken_section
-    assert f"{importer} -> app.modules.catalog.service (l.{line})" in broken_section
+    assert f"{importer} -> {imported} (l.{line})" in broken_section
 
 
 def module_names() -> list[str]:
