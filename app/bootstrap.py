@@ -19,13 +19,8 @@ from app.core.config import Settings
 from app.core.container import CoreContainer
 from app.core.db import asyncpg_url
 from app.core.events.bus import EventBus
-from app.core.events.consumer import (
-    ConsumerLoops,
-    ConsumerSettings,
-    StreamConsumer,
-    consumer_name,
-    consumer_redis,
-)
+from app.core.events.consumer import ConsumerSettings, StreamConsumer, consumer_name
+from app.core.events.consumer_loops import ConsumerLoops, consumer_redis
 from app.core.events.delivery import EventDelivery
 from app.core.events.relay import EventRelay, OutboxSource
 from app.core.events.streams import StreamPublisher, create_groups, streams_read_by

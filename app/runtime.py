@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from app.core.config import ALL_MODULES, Settings
 from app.core.container import CoreContainer
-from app.core.events.consumer import ConsumerLoops
+from app.core.events.consumer_loops import ConsumerLoops
 from app.core.events.relay import EventRelay
 from app.core.health import Readiness
 from app.core.logging import get_logger

@@ -14,7 +14,7 @@ import contextlib
 from redis.asyncio import Redis
 
 from app.core.config import ALL_MODULES
-from app.core.events.consumer import consumer_redis
+from app.core.events.consumer_loops import consumer_redis
 from app.core.events.streams import create_groups, stream_of
 
 ECHO_GROUP = "scenario-echo"

@@ -36,51 +36,13 @@ from app.core.db import Database
 from app.core.events.base import event_class
 from app.core.events.delivery import EventDelivery, OutboxSignal
 from app.core.events.outbox import TRACEPARENT
+from app.core.events.relay_statements import CLAIM, DELIVERED, RELEASE, RETRY
 from app.core.logging import get_logger
 
 _log = get_logger("keystone.relay")
 MAX_BACKOFF_S = 300.0
 NOTIFY_CHANNEL = "keystone_outbox"
 LISTEN_RETRY_S = 5.0
-
-_CLAIM = """
-WITH candidates AS (
-    SELECT event_id, ordering_key, occurred_at FROM {table}
-    WHERE dispatched_at IS NULL AND next_attempt_at <= now()
-      AND (claimed_until IS NULL OR claimed_until < now())
-    ORDER BY occurred_at, event_id
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-), claimable AS (
-    SELECT c.event_id FROM candidates c
-    WHERE c.ordering_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM {table} e
-        WHERE e.ordering_key = c.ordering_key AND e.dispatched_at IS NULL
-          AND (e.occurred_at, e.event_id) < (c.occurred_at, c.event_id)
-          AND e.event_id NOT IN (SELECT event_id FROM candidates))
-)
-UPDATE {table} o
-SET claimed_by = $2, claimed_until = now() + make_interval(secs => $3)
-FROM claimable WHERE o.event_id = claimable.event_id
-RETURNING o.event_id, o.event_type, o.event_version, o.payload, o.attempts, o.ordering_key,
-          o.occurred_at
-"""
-_DELIVERED = """
-UPDATE {table} SET dispatched_at = now(), claimed_by = NULL, claimed_until = NULL
-WHERE event_id = ANY($1::uuid[])
-"""
-_RETRY = """
-UPDATE {table} o
-SET attempts = o.attempts + 1, last_error = f.error, claimed_by = NULL, claimed_until = NULL,
-    next_attempt_at = now() + make_interval(secs => f.delay_s)
-FROM unnest($1::uuid[], $2::float8[], $3::text[])
-    AS f(event_id, delay_s, error)
-WHERE o.event_id = f.event_id
-"""
-_RELEASE = """
-UPDATE {table} SET claimed_by = NULL, claimed_until = NULL
-WHERE event_id = ANY($1::uuid[])
-"""
 
 
 @dataclass(frozen=True)
@@ -228,7 +190,7 @@ class EventRelay:
         # item 22). A claim retried after a lost connection may leave the first attempt's rows
         # leased to this relay: they are taken again when the lease runs out, as after a crash.
         found = await source.database.fetch(
-            source.sql(_CLAIM), self._batch_size, self.name, float(self._lease_s)
+            source.sql(CLAIM), self._batch_size, self.name, float(self._lease_s)
         )
         rows = [ClaimedRow(**{**row, "payload": _json(row["payload"])}) for row in found]
         return sorted(rows, key=lambda row: (row.occurred_at, row.event_id))
@@ -267,16 +229,16 @@ class EventRelay:
     async def _mark(self, source: OutboxSource, outcome: PassOutcome) -> None:
         database = source.database
         if outcome.delivered:
-            await database.fetch(source.sql(_DELIVERED), outcome.delivered)
+            await database.fetch(source.sql(DELIVERED), outcome.delivered)
         if outcome.failed:
             await database.fetch(
-                source.sql(_RETRY),
+                source.sql(RETRY),
                 [row.event_id for row, _ in outcome.failed],
                 [self._backoff_s(row.attempts) for row, _ in outcome.failed],
                 [problem[:2000] for _, problem in outcome.failed],
             )
         if outcome.untried:
-            await database.fetch(source.sql(_RELEASE), outcome.untried)
+            await database.fetch(source.sql(RELEASE), outcome.untried)
 
     def _backoff_s(self, attempts: int) -> float:
         return min(self._retry_base_s * 2.0 ** min(attempts, 16), MAX_BACKOFF_S)
