@@ -135,15 +135,22 @@ class Workers:
     async def _until_polling(self, tasks: list[asyncio.Task[None]]) -> None:
         """Logs "workers started" once it is true (a supervisor or test reading the log acts on
         it): the relay running, /metrics bound, every worker taking jobs. Not logged if a
-        worker ended first (it failed: `run` raises its error)."""
+        worker failed first (`run` raises its error); a burst worker that found its queue empty
+        and ended has polled, so it does not hold the line back."""
         polled = asyncio.gather(*(worker.polled.wait() for worker in self._workers))
-        either: list[asyncio.Future[Any]] = [polled, *tasks]
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        if not polled.done():
-            polled.cancel()
-            await asyncio.gather(polled, return_exceptions=True)
-            return
+        while not polled.done():
+            running = [task for task in tasks if not task.done()]
+            if len(running) < len(tasks) and any(_failed(task) for task in tasks):
+                polled.cancel()
+                await asyncio.gather(polled, return_exceptions=True)
+                return
+            either: list[asyncio.Future[Any]] = [polled, *running]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         _log.info("workers started", queues=self.queues, metrics_port=self.metrics_port)
+
+
+def _failed(task: asyncio.Task[None]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)
 
 
 async def _close(worker: Worker) -> None:
