@@ -223,5 +223,17 @@ async def checked_in_memory(
     return await mget_calls(redis) == before
 
 
+async def refused_from_memory(
+    client: httpx.AsyncClient, refused: list[dict[str, str]], redis: Redis
+) -> bool:
+    """Each of these tokens is answered 401 and none of the requests asked Redis (MGET). The
+    counter is the server's, which other tests' requests move too: retried with `eventually`,
+    one quiet window proves the refusals came from the instance's mirror."""
+    before = await mget_calls(redis)
+    for headers in refused:
+        assert_problem(await client.get(ME, headers=headers), 401)
+    return await mget_calls(redis) == before
+
+
 async def answers(client: httpx.AsyncClient, headers: dict[str, str], status: int) -> bool:
     return (await client.get(ME, headers=headers)).status_code == status
