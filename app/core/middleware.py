@@ -90,20 +90,27 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
-            seconds = time.perf_counter() - started
-            route = scope.get("route")
-            if metrics is not None:
-                metrics.finished(method, getattr(route, "path", None), status, seconds)
-            line_logger("keystone.access").info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                route=getattr(route, "path", None),
-                module=route_module(route),
-                status=status,
-                duration_ms=round(seconds * 1000, 2),
-                user_id=scope["state"].get("user_id"),
-            )
+            _record(scope, metrics, method, status, time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars(*self.context_keys)
             request_id_var.reset(token)
             traceparent_var.reset(trace_token)
+
+
+def _record(
+    scope: Scope, metrics: HttpMetrics | None, method: str, status: int, seconds: float
+) -> None:
+    """The request's access line, and its duration in the HTTP metrics unless it is a probe."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if metrics is not None:
+        metrics.finished(method, template, status, seconds)
+    line_logger("keystone.access").info(
+        "request",
+        method=scope["method"],
+        path=scope["path"],
+        route=template,
+        module=route_module(route),
+        status=status,
+        duration_ms=round(seconds * 1000, 2),
+        user_id=scope["state"].get("user_id"),
+    )
