@@ -53,19 +53,15 @@ class PromptWorker(Worker):
             score = await pipe.zscore(self.queue_name, job_id)
             # Taken by another worker, finished and removed, or deferred again meanwhile.
             if running_elsewhere or not score or score > timestamp_ms():
-                self._release_slot()
+                self._release_sem_dec_counter_on_complete()
                 return
             pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
             try:
                 await pipe.execute()
             except (ResponseError, WatchError):  # another worker claimed it after our read
-                self._release_slot()
+                self._release_sem_dec_counter_on_complete()
                 return
         task = self.loop.create_task(self.run_job(job_id, int(score)))
-        task.add_done_callback(lambda _: self._release_slot())
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
         self.tasks[job_id] = task
-
-    def _release_slot(self) -> None:
-        self.job_counter -= 1
-        self.sem.release()
