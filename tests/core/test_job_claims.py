@@ -16,6 +16,7 @@ from arq.connections import RedisSettings
 
 from app.core.job_claims import PromptWorker
 from tests.conftest import Servers
+from tests.faults.tcp_proxy import TcpProxy
 
 QUEUE = "keystone:test-claims"
 LINK_DELAY_S = 0.04  # each answer from Redis arrives this much later: a slow network
@@ -34,29 +35,12 @@ async def redis(servers: Servers) -> RedisSettings:
 @contextlib.asynccontextmanager
 async def slow_link(target: RedisSettings) -> AsyncIterator[RedisSettings]:
     """A TCP hop to Redis that holds every answer for LINK_DELAY_S, as a distant server would."""
-
-    async def forward(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
-    ) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(65536):
-                await asyncio.sleep(delay)
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(target.host, target.port)
-        await asyncio.gather(
-            forward(reader, up_writer, 0), forward(up_reader, writer, LINK_DELAY_S)
-        )
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    proxy = TcpProxy(target.host, target.port, reply_delay_s=LINK_DELAY_S)
+    await proxy.start()
     try:
-        yield RedisSettings(host="127.0.0.1", port=port, database=target.database)
+        yield RedisSettings(host="127.0.0.1", port=proxy.port, database=target.database)
     finally:
-        server.close()
+        await proxy.cut()
 
 
 async def enqueue(redis: RedisSettings, function: str, count: int) -> None:

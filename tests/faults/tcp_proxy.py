@@ -17,8 +17,9 @@ class TcpProxy:
     """Listens on 127.0.0.1; forwards to a TCP host:port, or to a Unix socket when the host is
     a directory (as Postgres URLs name socket directories)."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, reply_delay_s: float = 0.0) -> None:
         self._target = (target_host, target_port)
+        self._reply_delay_s = reply_delay_s  # every answer held this long: a distant server
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.Task[None]] = set()
@@ -46,7 +47,10 @@ class TcpProxy:
         try:
             upstream_reader, upstream_writer = await self._open_upstream()
             try:
-                await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+                await asyncio.gather(
+                    _pipe(reader, upstream_writer),
+                    _pipe(upstream_reader, writer, self._reply_delay_s),
+                )
             finally:
                 upstream_writer.close()
         except (OSError, asyncio.CancelledError):
@@ -64,9 +68,13 @@ async def _open_upstream_for(
     return await asyncio.open_connection(host, port)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float = 0.0
+) -> None:
     with contextlib.suppress(OSError):
         while data := await reader.read(65536):
+            if delay_s:
+                await asyncio.sleep(delay_s)
             writer.write(data)
             await writer.drain()
     writer.close()
