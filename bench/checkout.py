@@ -67,6 +67,14 @@ class Load:
     latencies_ms: list[float] = field(default_factory=list)
     backlog: list[tuple[float, int]] = field(default_factory=list)
 
+    def record(self, response: httpx.Response, since: float) -> None:
+        """One answer: its latency from `since` (perf_counter), placed or refused."""
+        self.latencies_ms.append((time.perf_counter() - since) * 1000)
+        if response.status_code == 201:
+            self.placed += 1
+        else:
+            self.refused[response.status_code] = self.refused.get(response.status_code, 0) + 1
+
 
 # Fixed schema and status names, no input: the f-strings below build no injectable SQL.
 UNDELIVERED = " + ".join(
@@ -97,11 +105,7 @@ async def client(
         body, turn = bodies[turn % len(bodies)], turn + 1
         started = time.perf_counter()
         response = await http.post(url, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
-        load.latencies_ms.append((time.perf_counter() - started) * 1000)
-        if response.status_code == 201:
-            load.placed += 1
-        else:
-            load.refused[response.status_code] = load.refused.get(response.status_code, 0) + 1
+        load.record(response, started)
 
 
 async def paced(
@@ -116,11 +120,7 @@ async def paced(
 
     async def one(body: dict[str, object], slot: float) -> None:
         response = await http.post(url, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
-        load.latencies_ms.append((time.perf_counter() - slot) * 1000)
-        if response.status_code == 201:
-            load.placed += 1
-        else:
-            load.refused[response.status_code] = load.refused.get(response.status_code, 0) + 1
+        load.record(response, slot)
 
     sent: list[asyncio.Task[None]] = []
     first = time.perf_counter()
